@@ -1,0 +1,38 @@
+# tributary — see README.md. `make test` and `make demo` work on a fresh Debian 12
+# machine: they install and start what they need.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN       := bin/tributary
+# Packages whose benchmarks make bench runs; BENCH filters them.
+BENCH     ?= .
+BENCHTIME ?= 1x
+
+.PHONY: build test check unit bench demo clean fmt vet
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# check is what `make test` runs inside the private servers' environment.
+check: fmt vet
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+# test starts a private ClickHouse and PostgreSQL (installing ClickHouse when
+# missing), runs gofmt, go vet and go test -race against them, and stops them.
+test:
+	bash scripts/testbed.sh -- $(MAKE) --no-print-directory check
+
+# bench runs the benchmarks against private servers; numbers go to docs/benchmarks.md.
+bench:
+	bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout 60m ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,74 @@
+// Package mapping turns events into rows of analyst-friendly tables. It is
+// pure: no I/O, no clock reads except where a function says so.
+package mapping
+
+// ColumnType is a logical column type; each sink dialect renders it (for
+// ClickHouse: modern types on 23.x+, lossless equivalents on 18.x).
+type ColumnType int
+
+// Logical column types and the Go value each row carries for them.
+const (
+	String         ColumnType = iota // string
+	LowString                        // string with few distinct values (type names, tenants)
+	Time                             // time.Time, UTC, millisecond precision
+	UInt64                           // uint64
+	UInt32                           // uint32
+	Bool                             // bool
+	ArrayString                      // []string
+	ArrayLowString                   // []string with few distinct values (statuses)
+	NullableString                   // *string
+	NullableTime                     // *time.Time, millisecond precision
+)
+
+// Column is one column of a table.
+type Column struct {
+	Name    string
+	Type    ColumnType
+	Comment string // what the column holds, for analysts
+}
+
+// Table describes one table: a ReplacingMergeTree whose sorting key ends in
+// the columns that identify a row, so that a replayed row collapses onto itself.
+type Table struct {
+	Name        string
+	Comment     string
+	Columns     []Column
+	OrderBy     []string // the sorting key, which is also the deduplication key
+	PartitionBy string   // a partition expression such as "toYYYYMM(timestamp)", or ""
+	Version     string   // the version column of ReplacingMergeTree
+}
+
+// View is a view over the tables. Query is a SELECT in SQL that both ClickHouse
+// 18.16 and current versions accept; "{db}" stands for the database name.
+type View struct {
+	Name    string
+	Comment string
+	Query   string
+}
+
+// Schema is every table and view the pipeline writes and creates.
+type Schema struct {
+	Tables []Table
+	Views  []View
+}
+
+// Rows holds mapped rows per table name; each row's values follow the order of
+// that table's Columns.
+type Rows struct {
+	ByTable map[string][][]any
+}
+
+// NewRows returns an empty Rows.
+func NewRows() *Rows { return &Rows{ByTable: map[string][][]any{}} }
+
+// Add appends row to table.
+func (r *Rows) Add(table string, row []any) { r.ByTable[table] = append(r.ByTable[table], row) }
+
+// Len returns the number of rows over all tables.
+func (r *Rows) Len() int {
+	n := 0
+	for _, rows := range r.ByTable {
+		n += len(rows)
+	}
+	return n
+}

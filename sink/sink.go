@@ -1,0 +1,22 @@
+// Package sink defines where mapped rows go.
+package sink
+
+import (
+	"context"
+
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+// Sink writes rows idempotently: writing the same rows twice changes nothing
+// visible to a query that deduplicates (FINAL).
+type Sink interface {
+	// Ensure creates the tables and views, or checks that existing ones match.
+	// It is idempotent.
+	Ensure(ctx context.Context, schema mapping.Schema) error
+	// Write makes rows durable before it returns. On error nothing can be
+	// assumed about which rows landed; writing them again is safe. Write may be
+	// called from one goroutine at a time.
+	Write(ctx context.Context, rows *mapping.Rows) error
+	// Close releases the connection.
+	Close() error
+}
