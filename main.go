@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime"
 	"sort"
+
+	"github.com/spf13/pflag"
 )
 
 // Set by -ldflags in the Makefile.
@@ -23,6 +25,9 @@ type command struct {
 	name    string
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) int
+	// flagSet, when set, returns a fresh copy of the command's flags, used to
+	// generate docs/configuration.md and grouped --help.
+	flagSet func() *pflag.FlagSet
 }
 
 // commands is filled by the cmd_*.go files' init functions.
