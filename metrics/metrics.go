@@ -1,0 +1,330 @@
+// Package metrics holds every Prometheus metric tributary exports, registered
+// on one registry of its own together with the Go, process and build-info
+// collectors. Names follow tributary_<subsystem>_<name>_<unit>, counters end
+// in _total, and every label takes its values from a bounded set.
+//
+// docs/metrics.md lists the metrics; TestMetricsDoc fails when it is stale.
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Namespace starts the name of every tributary metric.
+const Namespace = "tributary"
+
+// Components are the values of the component label of Retries and Errors.
+const (
+	ComponentSource     = "source"
+	ComponentSink       = "sink"
+	ComponentCheckpoint = "checkpoint"
+	ComponentMapping    = "mapping"
+	ComponentEnrich     = "enrich"
+)
+
+// Reasons are the values of the reason label of Retries; Retry maps any
+// other value to ReasonOther so that the label stays bounded.
+const (
+	ReasonTimeout     = "timeout"      // a deadline passed
+	ReasonNetwork     = "network"      // connection refused, reset or closed
+	ReasonRateLimited = "rate_limited" // HTTP 429 or a server's "too many" answer
+	ReasonServerError = "server_error" // HTTP 5xx or a retryable server exception
+	ReasonAuth        = "auth"         // HTTP 401/403, retried in case of a rotated credential
+	ReasonConflict    = "conflict"     // a concurrent writer or a lost lock
+	ReasonOther       = "other"        // anything else
+)
+
+// Enrichment lookup results are the values of the result label of EnrichLookups.
+const (
+	LookupHit      = "hit"       // answered from the cache
+	LookupMiss     = "miss"      // fetched from the API
+	LookupNotFound = "not_found" // the API does not know the locator
+	LookupError    = "error"     // the lookup failed
+)
+
+var (
+	components = []string{ComponentSource, ComponentSink, ComponentCheckpoint, ComponentMapping, ComponentEnrich}
+	reasons    = []string{ReasonTimeout, ReasonNetwork, ReasonRateLimited, ReasonServerError, ReasonAuth, ReasonConflict, ReasonOther}
+	lookups    = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
+)
+
+// Metric types, as the exposition format names them.
+const (
+	TypeCounter   = "counter"
+	TypeGauge     = "gauge"
+	TypeHistogram = "histogram"
+)
+
+// Spec describes one tributary metric: what docs/metrics.md lists.
+type Spec struct {
+	Name   string   // the full metric name
+	Type   string   // TypeCounter, TypeGauge or TypeHistogram
+	Help   string   // the HELP text
+	Labels []string // variable and constant label names, in order
+}
+
+// Buckets of the histograms, in seconds or events.
+var (
+	durationBuckets   = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	batchEventBuckets = prometheus.ExponentialBuckets(1, 4, 9) // 1 … 65536
+)
+
+// Metrics is every tributary metric. The exported fields may be used directly
+// by the components that own them; the helper methods keep labels bounded.
+// All fields are safe for concurrent use.
+type Metrics struct {
+	// SourceEventsRead counts events read from the source, by mapping.TypeClass.
+	SourceEventsRead *prometheus.CounterVec // class
+	// SourceRequests counts event-stream API requests by HTTP status code
+	// ("error" when no response arrived); see ObserveRequest.
+	SourceRequests *prometheus.CounterVec // code
+	// SourceRequestDuration observes event-stream API request durations.
+	SourceRequestDuration prometheus.Histogram
+
+	// SinkEventsWritten counts events whose rows ClickHouse accepted, by mapping.TypeClass.
+	SinkEventsWritten *prometheus.CounterVec // class
+	// SinkRowsWritten counts rows ClickHouse accepted, by table.
+	SinkRowsWritten *prometheus.CounterVec // table
+	// SinkInsertDuration observes the duration of one INSERT batch, by table.
+	SinkInsertDuration *prometheus.HistogramVec // table
+
+	// PipelineBatches counts batches written and checkpointed.
+	PipelineBatches prometheus.Counter
+	// PipelineBatchEvents observes the number of events per batch.
+	PipelineBatchEvents prometheus.Histogram
+	// PipelineBatchDuration observes the time from reading a batch to saving its checkpoint.
+	PipelineBatchDuration prometheus.Histogram
+	// PipelineLag is the end-to-end lag measured when the last batch was
+	// written: that time minus the timestamp of its newest event.
+	PipelineLag prometheus.Gauge
+	// PipelineLastEventTimestamp is the timestamp of the newest event written, in Unix seconds.
+	PipelineLastEventTimestamp prometheus.Gauge
+
+	// Retries counts retried operations by component and reason; see Retry.
+	Retries *prometheus.CounterVec // component, reason
+	// Errors counts errors that were not retried away, by component; see Error.
+	Errors *prometheus.CounterVec // component
+
+	// MappingUnknownEvents counts events of a type the mapping does not know
+	// (stored with their raw payload only).
+	MappingUnknownEvents prometheus.Counter
+	// MappingParseErrors counts events whose payload could not be parsed.
+	MappingParseErrors prometheus.Counter
+
+	// CheckpointSaves counts checkpoints saved.
+	CheckpointSaves prometheus.Counter
+	// CheckpointLastSave is the time of the last saved checkpoint, in Unix
+	// seconds; tributary_checkpoint_age_seconds is computed from it.
+	CheckpointLastSave prometheus.Gauge
+	// CheckpointEvents is the number of events up to the saved position since the process started.
+	CheckpointEvents prometheus.Gauge
+
+	// PGReplSlotLagBytes is the replication slot's lag: the server's current
+	// WAL position minus the slot's confirmed flush position.
+	PGReplSlotLagBytes prometheus.Gauge
+	// PGReplConfirmedFlushLSN is the last LSN acknowledged to PostgreSQL, as a number.
+	PGReplConfirmedFlushLSN prometheus.Gauge
+	// PGReplRows counts row changes decoded from the WAL.
+	PGReplRows prometheus.Counter
+
+	// EnrichLookups counts enrichment lookups by result (LookupHit …).
+	EnrichLookups *prometheus.CounterVec // result
+
+	reg   *prometheus.Registry
+	specs []Spec
+	start time.Time
+	now   func() time.Time
+}
+
+// New returns every metric registered on a new registry, together with the
+// Go, process and build-info collectors and tributary_build_info.
+func New(version, commit string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), start: time.Now(), now: time.Now}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+
+	build := m.gaugeWith("build_info", "Always 1; its labels tell the version, the commit and the Go version of the binary.",
+		prometheus.Labels{"version": version, "commit": commit, "goversion": runtime.Version()}, "version", "commit", "goversion")
+	build.Set(1)
+
+	m.SourceEventsRead = m.counterVec("source_events_read_total", "Events read from the source, by event type class.", "class")
+	m.SourceRequests = m.counterVec("source_requests_total", `Event-stream API requests by HTTP status code ("error" when no response arrived).`, "code")
+	m.SourceRequestDuration = m.histogram("source_request_duration_seconds", "Duration of event-stream API requests.", durationBuckets)
+
+	m.SinkEventsWritten = m.counterVec("sink_events_written_total", "Events whose rows ClickHouse accepted, by event type class.", "class")
+	m.SinkRowsWritten = m.counterVec("sink_rows_written_total", "Rows ClickHouse accepted, by table.", "table")
+	m.SinkInsertDuration = m.histogramVec("sink_insert_duration_seconds", "Duration of one INSERT of a batch of rows into ClickHouse, by table.", durationBuckets, "table")
+
+	m.PipelineBatches = m.counter("pipeline_batches_total", "Batches written to ClickHouse and checkpointed.")
+	m.PipelineBatchEvents = m.histogram("pipeline_batch_events", "Events per batch.", batchEventBuckets)
+	m.PipelineBatchDuration = m.histogram("pipeline_batch_duration_seconds", "Time from reading a batch to saving its checkpoint.", durationBuckets)
+	m.PipelineLag = m.gauge("pipeline_lag_seconds", "End-to-end lag when the last batch was written: that time minus the timestamp of the batch's newest event.")
+	m.PipelineLastEventTimestamp = m.gauge("pipeline_last_event_timestamp_seconds", "Timestamp of the newest event written to ClickHouse, in Unix seconds.")
+
+	m.Retries = m.counterVec("retries_total", "Retried operations by component (source, sink, checkpoint, mapping, enrich) and reason.", "component", "reason")
+	m.Errors = m.counterVec("errors_total", "Errors that were not retried away, by component.", "component")
+
+	m.MappingUnknownEvents = m.counter("mapping_unknown_events_total", "Events of a type the mapping does not know, stored with their raw payload only.")
+	m.MappingParseErrors = m.counter("mapping_parse_errors_total", "Events whose payload could not be parsed.")
+
+	m.CheckpointSaves = m.counter("checkpoint_saves_total", "Checkpoints saved.")
+	m.CheckpointLastSave = m.gauge("checkpoint_last_save_timestamp_seconds", "Time of the last saved checkpoint, in Unix seconds (0 before the first).")
+	m.gaugeFunc("checkpoint_age_seconds", "Seconds since the last saved checkpoint, or since the process started when none was saved yet.",
+		func() float64 { return m.CheckpointAge().Seconds() })
+	m.CheckpointEvents = m.gauge("checkpoint_events", "Events up to the saved position, counted since the process started.")
+
+	m.PGReplSlotLagBytes = m.gauge("pgrepl_slot_lag_bytes", "Bytes of WAL between the server's current position and the slot's confirmed flush position.")
+	m.PGReplConfirmedFlushLSN = m.gauge("pgrepl_confirmed_flush_lsn", "Last LSN acknowledged to PostgreSQL, as a number.")
+	m.PGReplRows = m.counter("pgrepl_rows_total", "Row changes decoded from the WAL.")
+
+	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error).", "result")
+
+	// Series of the bounded label sets exist from the start, at zero, so that
+	// rate() and alerts see them before the first increment.
+	for _, c := range components {
+		m.Errors.WithLabelValues(c)
+		for _, r := range reasons {
+			m.Retries.WithLabelValues(c, r)
+		}
+	}
+	for _, r := range lookups {
+		m.EnrichLookups.WithLabelValues(r)
+	}
+	return m
+}
+
+// Registry returns the registry every metric is registered on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Specs returns the description of every tributary metric, in registration order.
+func (m *Metrics) Specs() []Spec { return append([]Spec(nil), m.specs...) }
+
+// Retry counts one retry of component (a Component constant) for reason (a
+// Reason constant); any other value counts as "other", so that the labels
+// stay bounded.
+func (m *Metrics) Retry(component, reason string) {
+	m.Retries.WithLabelValues(bounded(component, components), bounded(reason, reasons)).Inc()
+}
+
+// Error counts one error of component that was not retried away.
+func (m *Metrics) Error(component string) {
+	m.Errors.WithLabelValues(bounded(component, components)).Inc()
+}
+
+// ObserveRequest records one event-stream API request: its HTTP status code
+// (0 when no response arrived) and its duration.
+func (m *Metrics) ObserveRequest(code int, d time.Duration) {
+	label := "error"
+	switch {
+	case code >= 100 && code <= 599:
+		label = strconv.Itoa(code)
+	case code != 0:
+		label = "other"
+	}
+	m.SourceRequests.WithLabelValues(label).Inc()
+	m.SourceRequestDuration.Observe(d.Seconds())
+}
+
+// ObserveBatch records one batch written and checkpointed: its number of
+// events, the time since it was read, and the timestamp of its newest event
+// (ignored when zero), from which it sets the end-to-end lag.
+func (m *Metrics) ObserveBatch(events int, took time.Duration, newest time.Time) {
+	m.PipelineBatches.Inc()
+	m.PipelineBatchEvents.Observe(float64(events))
+	m.PipelineBatchDuration.Observe(took.Seconds())
+	if !newest.IsZero() {
+		m.PipelineLastEventTimestamp.Set(float64(newest.UnixMilli()) / 1e3)
+		m.PipelineLag.Set(math.Max(0, m.now().Sub(newest).Seconds()))
+	}
+}
+
+// CheckpointSaved records one saved checkpoint at time at, with events the
+// number of events up to its position.
+func (m *Metrics) CheckpointSaved(at time.Time, events uint64) {
+	m.CheckpointSaves.Inc()
+	m.CheckpointLastSave.Set(float64(at.UnixMilli()) / 1e3)
+	m.CheckpointEvents.Set(float64(events))
+}
+
+// CheckpointAge returns the time since the last saved checkpoint (as set in
+// CheckpointLastSave), or since New when none was saved yet. Readiness
+// compares it with --web.ready-max-checkpoint-age.
+func (m *Metrics) CheckpointAge() time.Duration {
+	since := m.start
+	var d dto.Metric
+	if err := m.CheckpointLastSave.Write(&d); err == nil && d.GetGauge().GetValue() > 0 {
+		since = time.UnixMilli(int64(d.GetGauge().GetValue() * 1e3))
+	}
+	if age := m.now().Sub(since); age > 0 {
+		return age
+	}
+	return 0
+}
+
+func bounded(v string, set []string) string {
+	for _, s := range set {
+		if v == s {
+			return v
+		}
+	}
+	return ReasonOther
+}
+
+func (m *Metrics) add(c prometheus.Collector, s Spec) {
+	s.Name = prometheus.BuildFQName(Namespace, "", s.Name)
+	m.reg.MustRegister(c)
+	m.specs = append(m.specs, s)
+}
+
+func (m *Metrics) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
+	m.add(c, Spec{Name: name, Type: TypeCounter, Help: help})
+	return c
+}
+
+func (m *Metrics) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	m.add(c, Spec{Name: name, Type: TypeCounter, Help: help, Labels: labels})
+	return c
+}
+
+func (m *Metrics) gauge(name, help string) prometheus.Gauge {
+	return m.gaugeWith(name, help, nil)
+}
+
+func (m *Metrics) gaugeWith(name, help string, constLabels prometheus.Labels, order ...string) prometheus.Gauge {
+	if len(order) != len(constLabels) {
+		panic(fmt.Sprintf("metrics: %s: label order %v does not match %v", name, order, constLabels))
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help, ConstLabels: constLabels})
+	m.add(g, Spec{Name: name, Type: TypeGauge, Help: help, Labels: order})
+	return g
+}
+
+func (m *Metrics) gaugeFunc(name, help string, f func() float64) {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, f)
+	m.add(g, Spec{Name: name, Type: TypeGauge, Help: help})
+}
+
+func (m *Metrics) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets})
+	m.add(h, Spec{Name: name, Type: TypeHistogram, Help: help})
+	return h
+}
+
+func (m *Metrics) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	m.add(h, Spec{Name: name, Type: TypeHistogram, Help: help, Labels: labels})
+	return h
+}
