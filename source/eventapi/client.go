@@ -1,0 +1,325 @@
+package eventapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// ErrEndReached is returned by Read once Config.End is set, in the past, and
+// every event up to it has been delivered. It wraps io.EOF.
+var ErrEndReached = fmt.Errorf("event stream: reached --api.end and caught up: %w", io.EOF)
+
+// skipPrefix starts a Position in the middle of a page: "skip=N;TOKEN" means
+// "fetch with TOKEN (empty: the configured filters) and drop the first N
+// events", used when Read's max splits a page.
+const skipPrefix = "skip="
+
+// Client reads the event stream of one tenant. It is a source.Source: its
+// Position is the API's paging token, or a token and an offset into the page
+// it fetches when a batch ends mid-page.
+type Client struct {
+	cfg   Config
+	doer  *httpDoer
+	path  string
+	types map[string]bool // client-side type filter; nil: every type
+
+	mu     sync.Mutex // guards opened/closed/cancel
+	opened bool
+	closed bool
+	cancel context.CancelFunc
+	done   chan struct{}
+	pages  chan page
+
+	// Read's state; Read is called from one goroutine.
+	cur      *page
+	off      int
+	prevSeen map[string]struct{}
+	curSeen  map[string]struct{}
+	last     source.Position
+	err      error
+
+	duplicates atomic.Uint64
+	acked      atomic.Pointer[source.Position]
+}
+
+var _ source.Source = (*Client)(nil)
+
+// New validates cfg and returns a Client; it makes no connection.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("event-stream configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	d, err := newDoer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, doer: d}
+	switch {
+	case cfg.Flavor == source.FlavorSuite:
+		c.path = "/event/" + url.PathEscape(cfg.Tenant) + "/events/list"
+	case cfg.Attributed:
+		c.path = "/eventstream/attributedEvents"
+	default:
+		c.path = "/eventstream/events"
+	}
+	if len(cfg.Types) > 1 {
+		c.types = map[string]bool{}
+		for _, t := range cfg.Types {
+			c.types[strings.TrimSpace(t)] = true
+		}
+	}
+	return c, nil
+}
+
+// Duplicates returns how many events Read dropped because their locator
+// repeated one of the current or the previous page.
+func (c *Client) Duplicates() uint64 { return c.duplicates.Load() }
+
+// Open starts fetching pages after from, in the background, up to
+// Config.Prefetch pages ahead of Read. An empty from starts at the configured
+// filters (Start, End, Types). Open makes no request itself: a failing first
+// request surfaces from Read.
+func (c *Client) Open(ctx context.Context, from source.Position) error {
+	tok, skip, err := parsePosition(from)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opened {
+		return errors.New("event stream: Open called twice")
+	}
+	c.opened = true
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	c.done = make(chan struct{})
+	c.pages = make(chan page, c.cfg.Prefetch-1)
+	c.last = from
+	c.curSeen = map[string]struct{}{}
+	c.cfg.Logger.Info("event stream opened", "flavor", c.cfg.Flavor, "path", c.path, "resume", from != "")
+	go c.prefetch(pctx, tok, skip)
+	return nil
+}
+
+// Read returns the next events, at most max, with the Position after them. It
+// blocks until there is at least one event, or a page whose events were all
+// filtered out or duplicates (an empty Batch with a new Position, worth
+// saving), or ctx is done. Once the stream is caught up Read keeps polling
+// every PollInterval without returning. A permanent error (wrapping
+// ErrPermanent) or ErrEndReached is returned by this and every later call.
+func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
+	if c.pages == nil {
+		return source.Batch{}, errors.New("event stream: Read before Open")
+	}
+	if max <= 0 {
+		max = int(^uint(0) >> 1)
+	}
+	for {
+		if c.err != nil {
+			return source.Batch{}, c.err
+		}
+		if c.cur == nil {
+			select {
+			case <-ctx.Done():
+				return source.Batch{}, ctx.Err()
+			case p, ok := <-c.pages:
+				if !ok {
+					return source.Batch{}, errors.New("event stream: closed")
+				}
+				if p.err != nil {
+					c.err = p.err
+					return source.Batch{}, c.err
+				}
+				c.cur, c.off = &p, p.skip
+				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
+			}
+		}
+		p := c.cur
+		var evs []source.Event
+		for c.off < len(p.events) && len(evs) < max {
+			ev := p.events[c.off]
+			c.off++
+			if c.seen(ev.Locator) {
+				c.duplicates.Add(1)
+				continue
+			}
+			c.curSeen[ev.Locator] = struct{}{}
+			if c.types != nil && !c.types[ev.Type] {
+				continue
+			}
+			evs = append(evs, ev)
+		}
+		var pos source.Position
+		if c.off >= len(p.events) {
+			pos = source.Position(p.next)
+			c.cur = nil
+		} else {
+			pos = source.Position(skipPrefix + strconv.Itoa(c.off) + ";" + p.reqToken)
+		}
+		if len(evs) > 0 || pos != c.last {
+			c.last = pos
+			return source.Batch{Events: evs, Position: pos}, nil
+		}
+	}
+}
+
+func (c *Client) seen(locator string) bool {
+	if _, ok := c.curSeen[locator]; ok {
+		return true
+	}
+	_, ok := c.prevSeen[locator]
+	return ok
+}
+
+// Ack records upTo; the API keeps no state for its readers, so there is
+// nothing to tell the server. It is idempotent and safe to call concurrently.
+func (c *Client) Ack(ctx context.Context, upTo source.Position) error {
+	c.acked.Store(&upTo)
+	return nil
+}
+
+// Close stops the background fetching and releases idle connections. It
+// waits for the fetcher to stop, or for ctx.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed || !c.opened {
+		c.closed = true
+		c.mu.Unlock()
+		c.doer.close()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	done := c.done
+	c.mu.Unlock()
+	defer c.doer.close()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close event stream: %w", ctx.Err())
+	}
+}
+
+// prefetch fetches pages until ctx is done or a permanent error, sending the
+// non-empty ones to c.pages. An empty page means caught up: it waits
+// PollInterval and calls again with the token it got.
+func (c *Client) prefetch(ctx context.Context, tok string, skip int) {
+	defer close(c.done)
+	for {
+		evs, next, err := c.fetchPage(ctx, tok)
+		if err != nil {
+			if ctx.Err() == nil {
+				select {
+				case c.pages <- page{err: fmt.Errorf("fetch event page: %w", err)}:
+				case <-ctx.Done():
+				}
+			}
+			return
+		}
+		if len(evs) == 0 {
+			if !c.cfg.End.IsZero() && time.Now().After(c.cfg.End) {
+				select {
+				case c.pages <- page{err: ErrEndReached}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			tok = next
+			skip = 0
+			t := time.NewTimer(c.cfg.PollInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		select {
+		case c.pages <- page{reqToken: tok, events: evs, next: next, skip: skip}:
+		case <-ctx.Done():
+			return
+		}
+		tok, skip = next, 0
+	}
+}
+
+// fetchPage fetches the page after tok ("": the first page of the configured
+// filters), retrying until it has one, a permanent error or ctx is done.
+func (c *Client) fetchPage(ctx context.Context, tok string) ([]source.Event, string, error) {
+	var (
+		evs  []source.Event
+		next string
+	)
+	err := c.doer.getJSON(ctx, c.path, c.query(tok), func(body []byte) error {
+		var err error
+		evs, next, err = decodePage(c.cfg.Flavor, c.cfg.Tenant, body)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if c.cfg.OnPage != nil {
+		c.cfg.OnPage(len(evs))
+	}
+	return evs, next, nil
+}
+
+// query returns the query of the call after tok: the token alone, or, for
+// the first call, the configured filters.
+func (c *Client) query(tok string) url.Values {
+	q := url.Values{}
+	if tok != "" {
+		q.Set("pagingToken", tok)
+		return q
+	}
+	classic := c.cfg.Flavor == source.FlavorClassic
+	ts := func(t time.Time) string {
+		if classic {
+			return strconv.FormatInt(t.UnixMilli(), 10)
+		}
+		return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+	if !c.cfg.Start.IsZero() {
+		q.Set("startTimestamp", ts(c.cfg.Start))
+	}
+	if !c.cfg.End.IsZero() {
+		q.Set("endTimestamp", ts(c.cfg.End))
+	}
+	if len(c.cfg.Types) == 1 {
+		if classic {
+			q.Set("eventType", strings.TrimSpace(c.cfg.Types[0]))
+		} else {
+			q.Set("type", strings.TrimSpace(c.cfg.Types[0]))
+		}
+	}
+	q.Set("pageSize", strconv.Itoa(c.cfg.PageSize))
+	return q
+}
+
+// parsePosition splits a Position into the token to fetch with and the
+// number of events of that page already delivered.
+func parsePosition(p source.Position) (tok string, skip int, err error) {
+	s := string(p)
+	if !strings.HasPrefix(s, skipPrefix) {
+		return s, 0, nil
+	}
+	n, tok, ok := strings.Cut(s[len(skipPrefix):], ";")
+	skip, err = strconv.Atoi(n)
+	if !ok || err != nil || skip < 0 {
+		return "", 0, fmt.Errorf("event stream: invalid position %q: want a paging token or skip=N;TOKEN", s)
+	}
+	return tok, skip, nil
+}

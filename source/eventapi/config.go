@@ -1,0 +1,317 @@
+// Package eventapi reads the Socotra event stream, a paged HTTP API, in both of
+// its flavors: "suite" (Insurance Suite, GET /event/{tenant}/events/list) and
+// "classic" (Socotra Core, GET /eventstream/events or /attributedEvents).
+//
+// A Client is a source.Source whose Position is the API's paging token. It
+// fetches pages ahead of the pipeline, retries transient failures with
+// exponential backoff and jitter without ever advancing the token, and stops
+// with an error wrapping ErrPermanent when retrying cannot help (401, 403, a
+// rejected token). An Enricher completes the partial policy-locator lists of
+// billing events through the suite's billing look-ups.
+package eventapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// Defaults of the Config fields left at their zero value.
+const (
+	DefaultPageSize          = 1000
+	MaxPageSize              = 1000
+	DefaultPollInterval      = time.Second
+	DefaultRequestTimeout    = 30 * time.Second
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultPrefetch          = 2
+	DefaultUserAgent         = "tributary-eventapi"
+	DefaultEnrichConcurrency = 4
+	DefaultEnrichCacheSize   = 10000
+	// DefaultMaxMalformed is how many malformed responses in a row to one
+	// request are retried before the client gives up with a permanent error.
+	DefaultMaxMalformed = 20
+	// minBackoff is the first retry's delay before jitter.
+	minBackoff = 100 * time.Millisecond
+	// maxBodyBytes bounds one response body, so memory stays bounded even if
+	// a server misbehaves.
+	maxBodyBytes = 256 << 20
+)
+
+// Config configures a Client and an Enricher. Build it with RegisterFlags (and
+// cli.ApplyEnv) or directly; zero fields take their defaults; call Validate
+// before New.
+type Config struct {
+	// Flavor is source.FlavorSuite or source.FlavorClassic.
+	Flavor string
+	// URL is the API's base URL, such as https://api.sandbox.socotra.com
+	// (suite) or https://mytenant-configeditor.co.sandbox.socotra.com (classic).
+	URL string
+	// Tenant is the suite tenant locator (a UUID, required for suite). For
+	// classic it only labels events; it defaults to the URL's host name.
+	Tenant string
+	// Token is the bearer token; TokenFile, if set instead, is read when it
+	// changes, so a rotated token is picked up without a restart.
+	Token, TokenFile string
+	// Attributed selects the classic /eventstream/attributedEvents endpoint,
+	// whose events carry the username that caused them.
+	Attributed bool
+	// Start is the first timestamp of the stream (inclusive); End, if set, the
+	// last. They are sent only on the first call (a token must travel alone).
+	Start, End time.Time
+	// Types restricts the event types. One type is filtered by the server;
+	// several are filtered client-side (the API takes one type per call), which
+	// requires Start.
+	Types []string
+	// PageSize is the number of events per page, 1..MaxPageSize.
+	PageSize int
+	// PollInterval is the wait between calls once the stream is caught up.
+	PollInterval time.Duration
+	// RequestTimeout bounds every HTTP request, body included.
+	RequestTimeout time.Duration
+	// MaxBackoff caps the delay between retries.
+	MaxBackoff time.Duration
+	// MaxMalformed is how many malformed responses in a row are retried before
+	// giving up with a permanent error (0: DefaultMaxMalformed).
+	MaxMalformed int
+	// Prefetch is how many pages are fetched ahead of the pipeline.
+	Prefetch int
+	// UserAgent is sent with every request.
+	UserAgent string
+	// EnrichPolicyLocators asks the pipeline to complete partial policy-locator
+	// lists with an Enricher (suite only).
+	EnrichPolicyLocators bool
+	// EnrichConcurrency bounds the Enricher's concurrent look-ups.
+	EnrichConcurrency int
+	// EnrichCacheSize bounds the Enricher's LRU cache of look-ups.
+	EnrichCacheSize int
+
+	// Logger receives retries (Warn) and lifecycle (Info); nil discards.
+	Logger *slog.Logger
+	// OnRequest, if set, is called after every HTTP attempt with its status
+	// (0 when no response arrived) and its duration. It must be cheap and
+	// safe for concurrent use.
+	OnRequest func(status int, d time.Duration)
+	// OnRetry, if set, is called before every retry with its reason: one of
+	// ReasonNetwork, Reason5xx, Reason429, ReasonMalformed.
+	OnRetry func(reason string)
+	// OnPage, if set, is called for every page fetched, with its event count.
+	OnPage func(events int)
+}
+
+// RegisterFlags adds the --api.* and --enrich.* flags to fs, bound to c, with
+// their defaults.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Flavor, "api.flavor", source.FlavorSuite, `event-stream flavor: "suite" (Insurance Suite) or "classic" (Socotra Core)`)
+	fs.StringVar(&c.URL, "api.url", "", "base URL of the API, e.g. https://api.sandbox.socotra.com")
+	fs.StringVar(&c.Tenant, "api.tenant", "", "tenant locator (UUID; required for suite; classic: a label, default the URL's host)")
+	fs.StringVar(&c.Token, "api.token", "", "bearer token (prefer --api.token-file or TRIBUTARY_API_TOKEN; never logged)")
+	fs.StringVar(&c.TokenFile, "api.token-file", "", "file holding the bearer token, re-read when it changes")
+	fs.BoolVar(&c.Attributed, "api.attributed", false, "classic: read /eventstream/attributedEvents (events carry the username)")
+	fs.Var(timeValue{&c.Start}, "api.start", "first event timestamp on the first run, RFC 3339 or milliseconds since the epoch")
+	fs.Var(timeValue{&c.End}, "api.end", "last event timestamp (optional); once reached and caught up, reading ends")
+	fs.StringSliceVar(&c.Types, "api.types", nil, "event types to read (comma list); several are filtered client-side and need --api.start")
+	fs.IntVar(&c.PageSize, "api.page-size", DefaultPageSize, "events per page, 1..1000")
+	fs.DurationVar(&c.PollInterval, "api.poll-interval", DefaultPollInterval, "wait between calls once the stream is caught up")
+	fs.DurationVar(&c.RequestTimeout, "api.request-timeout", DefaultRequestTimeout, "timeout of every HTTP request, body included")
+	fs.DurationVar(&c.MaxBackoff, "api.max-backoff", DefaultMaxBackoff, "longest wait between retries")
+	fs.IntVar(&c.Prefetch, "api.prefetch", DefaultPrefetch, "pages fetched ahead while the current one is written")
+	fs.BoolVar(&c.EnrichPolicyLocators, "enrich.policy-locators", false, "suite: complete billing events' partial policy-locator lists through the billing API")
+	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups")
+	fs.IntVar(&c.EnrichCacheSize, "enrich.cache-size", DefaultEnrichCacheSize, "billing look-ups kept in the LRU cache")
+}
+
+// Validate returns every problem of c at once, joined, or nil. It reads the
+// token file to check it, and makes no connection.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Flavor {
+	case source.FlavorSuite, source.FlavorClassic:
+	default:
+		bad("--api.flavor %q: want %q or %q", c.Flavor, source.FlavorSuite, source.FlavorClassic)
+	}
+	if c.URL == "" {
+		bad("--api.url is required")
+	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("--api.url %q: want an http:// or https:// URL", c.URL)
+	}
+	if c.Flavor == source.FlavorSuite {
+		if c.Tenant == "" {
+			bad("--api.tenant is required for the suite flavor")
+		} else if strings.ContainsAny(c.Tenant, "/?#% ") {
+			bad("--api.tenant %q: not a valid locator", c.Tenant)
+		}
+		if c.Attributed {
+			bad("--api.attributed applies to the classic flavor only")
+		}
+	}
+	if c.Flavor == source.FlavorClassic && c.EnrichPolicyLocators {
+		bad("--enrich.policy-locators applies to the suite flavor only")
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		bad("set one of --api.token and --api.token-file, not both")
+	}
+	if c.TokenFile != "" {
+		if tok, err := readTokenFile(c.TokenFile); err != nil {
+			bad("--api.token-file: %w", err)
+		} else if tok == "" {
+			bad("--api.token-file %s is empty", c.TokenFile)
+		}
+	}
+	if c.PageSize < 0 || c.PageSize > MaxPageSize {
+		bad("--api.page-size %d: want 1..%d", c.PageSize, MaxPageSize)
+	}
+	if c.Start.IsZero() && len(c.Types) == 0 {
+		bad("set --api.start or --api.types: the first call needs a filter")
+	}
+	if len(c.Types) > 1 && c.Start.IsZero() {
+		bad("--api.types lists %d types: the API filters one type per call, so the others are filtered client-side, which needs --api.start", len(c.Types))
+	}
+	for _, t := range c.Types {
+		if strings.TrimSpace(t) == "" {
+			bad("--api.types has an empty type")
+		}
+	}
+	if !c.End.IsZero() && !c.Start.IsZero() && c.End.Before(c.Start) {
+		bad("--api.end %s is before --api.start %s", c.End.UTC().Format(time.RFC3339), c.Start.UTC().Format(time.RFC3339))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--api.poll-interval", c.PollInterval}, {"--api.request-timeout", c.RequestTimeout}, {"--api.max-backoff", c.MaxBackoff}} {
+		if d.v < 0 {
+			bad("%s %s: must not be negative", d.name, d.v)
+		}
+	}
+	if c.Prefetch < 0 {
+		bad("--api.prefetch %d: must not be negative", c.Prefetch)
+	}
+	if c.EnrichConcurrency < 0 || c.EnrichConcurrency > 64 {
+		bad("--enrich.concurrency %d: want 1..64", c.EnrichConcurrency)
+	}
+	if c.EnrichCacheSize < 0 {
+		bad("--enrich.cache-size %d: must not be negative", c.EnrichCacheSize)
+	}
+	if c.MaxMalformed < 0 {
+		bad("max malformed %d: must not be negative", c.MaxMalformed)
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.MaxMalformed == 0 {
+		c.MaxMalformed = DefaultMaxMalformed
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = DefaultUserAgent
+	}
+	if c.EnrichConcurrency == 0 {
+		c.EnrichConcurrency = DefaultEnrichConcurrency
+	}
+	if c.EnrichCacheSize == 0 {
+		c.EnrichCacheSize = DefaultEnrichCacheSize
+	}
+	if c.Tenant == "" && c.Flavor == source.FlavorClassic {
+		if u, err := url.Parse(c.URL); err == nil {
+			c.Tenant = u.Hostname()
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// String describes c for logs with the token redacted.
+func (c Config) String() string {
+	tok := ""
+	if c.Token != "" {
+		tok = "[redacted]"
+	}
+	return fmt.Sprintf("eventapi.Config{Flavor:%s URL:%s Tenant:%s Token:%s TokenFile:%s Attributed:%t Start:%s End:%s Types:%v PageSize:%d}",
+		c.Flavor, c.URL, c.Tenant, tok, c.TokenFile, c.Attributed, formatTime(c.Start), formatTime(c.End), c.Types, c.PageSize)
+}
+
+// LogValue makes slog print c without its token.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ParseTime parses a flag's timestamp: RFC 3339 (with or without fractional
+// seconds), a date (YYYY-MM-DD, midnight UTC), or milliseconds since the epoch.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("timestamp %q: want RFC 3339 (2024-01-31T00:00:00Z), a date or milliseconds since the epoch", s)
+}
+
+// timeValue is a pflag.Value for a timestamp flag.
+type timeValue struct{ t *time.Time }
+
+func (v timeValue) String() string {
+	if v.t == nil {
+		return ""
+	}
+	return formatTime(*v.t)
+}
+
+func (v timeValue) Set(s string) error {
+	t, err := ParseTime(s)
+	if err != nil {
+		return err
+	}
+	*v.t = t
+	return nil
+}
+
+func (v timeValue) Type() string { return "time" }
+
+// readTokenFile returns the trimmed content of a token file.
+func readTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}

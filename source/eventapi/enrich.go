@@ -1,0 +1,332 @@
+package eventapi
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// Enricher completes the policy-locator lists of suite billing events: an
+// event carries at most five policy locators, and listCompleted false when
+// there were more. Complete fetches the full list from the billing look-ups:
+//
+//   - billing.invoice.*: GET /billing/{t}/invoices/{invoiceLocator}, the
+//     invoiceItems' policyLocator;
+//   - billing.payment.*: GET /billing/{t}/payments/{paymentLocator}, then
+//     every target invoice as above (a payment whose targets include an
+//     account, a subpayment or a single invoice item cannot be resolved);
+//   - billing.delinquency.*: GET /billing/{t}/delinquencies/{delinquencyLocator},
+//     its references of type policy, and of type invoice as above.
+//
+// Write-offs have no look-up in the published API and stay incomplete.
+// Look-ups run with bounded concurrency, share the Client's retries and are
+// kept in a bounded LRU cache. An Enricher is safe for concurrent use.
+type Enricher struct {
+	doer   *httpDoer
+	tenant string
+	sem    chan struct{}
+	cache  *lru
+}
+
+// NewEnricher returns an Enricher for cfg (suite flavor), with its own HTTP
+// connections.
+func NewEnricher(cfg Config) (*Enricher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("event-stream configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Flavor != source.FlavorSuite {
+		return nil, errors.New("policy-locator enrichment applies to the suite flavor only")
+	}
+	d, err := newDoer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newEnricher(d), nil
+}
+
+// Enricher returns an Enricher sharing c's connections and configuration.
+func (c *Client) Enricher() *Enricher { return newEnricher(c.doer) }
+
+func newEnricher(d *httpDoer) *Enricher {
+	return &Enricher{
+		doer:   d,
+		tenant: d.cfg.Tenant,
+		sem:    make(chan struct{}, d.cfg.EnrichConcurrency),
+		cache:  newLRU(d.cfg.EnrichCacheSize),
+	}
+}
+
+// billingData is the part of a billing event's payload the Enricher reads.
+type billingData struct {
+	InvoiceLocator     string `json:"invoiceLocator"`
+	PaymentLocator     string `json:"paymentLocator"`
+	DelinquencyLocator string `json:"delinquencyLocator"`
+	PolicyLocators     *struct {
+		ListCompleted bool     `json:"listCompleted"`
+		Items         []string `json:"items"`
+	} `json:"policyLocators"`
+}
+
+// NeedsCompletion reports whether ev is a suite billing event whose
+// policyLocators list is incomplete.
+func NeedsCompletion(ev source.Event) bool {
+	_, ok := incomplete(ev)
+	return ok
+}
+
+func incomplete(ev source.Event) (billingData, bool) {
+	if ev.Flavor != source.FlavorSuite || !strings.HasPrefix(ev.Type, "billing.") {
+		return billingData{}, false
+	}
+	var d billingData
+	if json.Unmarshal(ev.Data, &d) != nil || d.PolicyLocators == nil || d.PolicyLocators.ListCompleted {
+		return billingData{}, false
+	}
+	return d, true
+}
+
+// Complete returns, keyed by event locator, the full sorted policy-locator
+// list of every event of events that NeedsCompletion and could be resolved.
+// Events that cannot be resolved (a write-off, a payment to an account, a
+// look-up answering 404) are left out: their lists stay marked incomplete.
+// It returns an error wrapping ErrPermanent on 401/403 and similar, or ctx's
+// error; look-ups are retried like page fetches.
+func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[string][]string, error) {
+	out := map[string][]string{}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, ev := range events {
+		d, ok := incomplete(ev)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pols, ok, err := e.resolve(ctx, ev.Type, d)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("complete policy locators of event %s (%s): %w", ev.Locator, ev.Type, err)
+					cancel()
+				}
+				return
+			}
+			if ok {
+				out[ev.Locator] = union(d.PolicyLocators.Items, pols)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// resolve returns the policy locators of a billing event's entity; ok is
+// false when the entity cannot be resolved.
+func (e *Enricher) resolve(ctx context.Context, typ string, d billingData) ([]string, bool, error) {
+	switch {
+	case strings.HasPrefix(typ, "billing.invoice.") && d.InvoiceLocator != "":
+		return e.invoice(ctx, d.InvoiceLocator)
+	case strings.HasPrefix(typ, "billing.payment.") && d.PaymentLocator != "":
+		return e.payment(ctx, d.PaymentLocator)
+	case strings.HasPrefix(typ, "billing.delinquency.") && d.DelinquencyLocator != "":
+		return e.delinquency(ctx, d.DelinquencyLocator)
+	}
+	return nil, false, nil
+}
+
+func (e *Enricher) invoice(ctx context.Context, loc string) ([]string, bool, error) {
+	return e.cached("invoice/"+loc, func() ([]string, bool, error) { return e.fetchInvoice(ctx, loc) })
+}
+
+func (e *Enricher) fetchInvoice(ctx context.Context, loc string) ([]string, bool, error) {
+	var v struct {
+		InvoiceItems []struct {
+			PolicyLocator string `json:"policyLocator"`
+		} `json:"invoiceItems"`
+	}
+	ok, err := e.lookup(ctx, "invoices", loc, &v)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var pols []string
+	for _, it := range v.InvoiceItems {
+		if it.PolicyLocator != "" {
+			pols = append(pols, it.PolicyLocator)
+		}
+	}
+	return union(nil, pols), true, nil
+}
+
+func (e *Enricher) payment(ctx context.Context, loc string) ([]string, bool, error) {
+	return e.cached("payment/"+loc, func() ([]string, bool, error) { return e.fetchPayment(ctx, loc) })
+}
+
+func (e *Enricher) fetchPayment(ctx context.Context, loc string) ([]string, bool, error) {
+	var v struct {
+		Targets []struct {
+			ContainerLocator string `json:"containerLocator"`
+			ContainerType    string `json:"containerType"`
+		} `json:"targets"`
+	}
+	ok, err := e.lookup(ctx, "payments", loc, &v)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var all []string
+	for _, t := range v.Targets {
+		if t.ContainerType != "invoice" {
+			return nil, false, nil
+		}
+		pols, ok, err := e.invoice(ctx, t.ContainerLocator)
+		if err != nil || !ok {
+			return nil, false, err
+		}
+		all = append(all, pols...)
+	}
+	return union(nil, all), true, nil
+}
+
+func (e *Enricher) delinquency(ctx context.Context, loc string) ([]string, bool, error) {
+	return e.cached("delinquency/"+loc, func() ([]string, bool, error) { return e.fetchDelinquency(ctx, loc) })
+}
+
+func (e *Enricher) fetchDelinquency(ctx context.Context, loc string) ([]string, bool, error) {
+	var v struct {
+		References []struct {
+			ReferenceLocator string `json:"referenceLocator"`
+			ReferenceType    string `json:"referenceType"`
+		} `json:"references"`
+	}
+	ok, err := e.lookup(ctx, "delinquencies", loc, &v)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var all []string
+	for _, r := range v.References {
+		switch r.ReferenceType {
+		case "policy":
+			all = append(all, r.ReferenceLocator)
+		case "invoice":
+			pols, ok, err := e.invoice(ctx, r.ReferenceLocator)
+			if err != nil || !ok {
+				return nil, false, err
+			}
+			all = append(all, pols...)
+		default:
+			return nil, false, nil
+		}
+	}
+	return union(nil, all), true, nil
+}
+
+// lookup GETs /billing/{tenant}/{kind}/{loc} into v; ok is false on 404.
+func (e *Enricher) lookup(ctx context.Context, kind, loc string, v any) (bool, error) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-e.sem }()
+	path := "/billing/" + url.PathEscape(e.tenant) + "/" + kind + "/" + url.PathEscape(loc)
+	err := e.doer.getJSON(ctx, path, nil, func(b []byte) error { return json.Unmarshal(b, v) })
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// cached returns the cached resolution of key, or computes it with f and
+// caches a successful one.
+func (e *Enricher) cached(key string, f func() ([]string, bool, error)) ([]string, bool, error) {
+	if pols, ok := e.cache.get(key); ok {
+		return pols, true, nil
+	}
+	pols, ok, err := f()
+	if err == nil && ok {
+		e.cache.put(key, pols)
+	}
+	return pols, ok, err
+}
+
+// union returns the sorted distinct locators of a and b.
+func union(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// lru is a bounded least-recently-used cache of resolved policy-locator lists.
+type lru struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // front: most recent; values are *lruEntry
+	items map[string]*list.Element
+}
+
+type lruEntry struct {
+	key  string
+	pols []string
+}
+
+func newLRU(max int) *lru {
+	return &lru{max: max, order: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *lru) get(key string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*lruEntry).pols, true
+}
+
+func (c *lru) put(key string, pols []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		el.Value.(*lruEntry).pols = pols
+		c.order.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.order.PushFront(&lruEntry{key: key, pols: pols})
+	for c.order.Len() > c.max {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.items, old.Value.(*lruEntry).key)
+	}
+}
+
+func (c *lru) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
