@@ -1,0 +1,522 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// Options are what Map needs beyond the events themselves.
+type Options struct {
+	// Pipeline is the pipeline's name, stored in every row's _source.
+	Pipeline string
+	// FullPolicyLocators holds, by event locator, the complete policy list
+	// that enrichment fetched for events whose payload list was incomplete
+	// (listCompleted false). An event found here gets that list, marked complete.
+	FullPolicyLocators map[string][]string
+	// IngestedAt is stored in every row's _ingested_at (the zero time stands
+	// for the Unix epoch). It is the only wall-clock value of a row.
+	IngestedAt time.Time
+}
+
+// Stats counts what one Map call saw.
+type Stats struct {
+	Events      int            // events mapped (every event of the batch)
+	Unknown     int            // events whose type the mapping does not know (KnownType false)
+	ParseErrors int            // events whose data could not be fully read (parse_error set)
+	ByClass     map[string]int // events per TypeClass
+}
+
+// Reusable boxed values: boxing an empty slice into an interface allocates,
+// boxing a shared one does not. The shared slices are empty, so no caller can
+// alias data through them.
+var (
+	emptyStrings any = []string{}
+	boxedTrue    any = true
+	boxedFalse   any = false
+)
+
+func boxBool(b bool) any {
+	if b {
+		return boxedTrue
+	}
+	return boxedFalse
+}
+
+func boxStrings(s []string) any {
+	if len(s) == 0 {
+		return emptyStrings
+	}
+	return s
+}
+
+// Map appends the rows of every event of b to rows: one events row per event,
+// one event_policies row per policy the event concerns, and one
+// policy_status_changes row per status a policy.status.update added or
+// removed. Events of unknown types and payloads Map cannot read are kept,
+// with their raw data and the reason in parse_error, and counted in the
+// returned Stats; Map never drops an event and never panics. Map is pure: the
+// same batch and options give the same rows.
+//
+// Row values follow each table's Columns with the Go types schema.go
+// documents; times are UTC with millisecond precision, slices are never nil.
+func Map(b source.Batch, opts Options, rows *Rows) Stats {
+	st := Stats{ByClass: map[string]int{}}
+	if len(b.Events) == 0 {
+		return st
+	}
+	if rows.ByTable == nil {
+		rows.ByTable = map[string][][]any{}
+	}
+	ingested := millis(opts.IngestedAt)
+	if opts.IngestedAt.IsZero() {
+		ingested = time.Unix(0, 0).UTC()
+	}
+	var boxedIngested any = ingested
+	var boxedSource any = opts.Pipeline
+
+	// One backing array for every events row of the batch.
+	backing := make([]any, len(b.Events)*evColumnCount)
+	events := rows.ByTable[TableEvents]
+	policies := rows.ByTable[TableEventPolicies]
+	changes := rows.ByTable[TablePolicyStatusChanges]
+	var p payload
+	for i := range b.Events {
+		e := &b.Events[i]
+		row := backing[i*evColumnCount : (i+1)*evColumnCount : (i+1)*evColumnCount]
+		p.reset()
+		dataStr := string(e.Data)
+		p.parse(e.Type, dataStr)
+
+		class := TypeClass(e.Type)
+		known := KnownType(e.Type)
+		st.Events++
+		st.ByClass[class]++
+		if !known {
+			st.Unknown++
+		}
+		if len(p.errs) > 0 {
+			st.ParseErrors++
+		}
+
+		// The policy list: payload items (or the enriched list) and the
+		// singular policy locator.
+		complete := true
+		var list []string
+		if full, ok := opts.FullPolicyLocators[e.Locator]; ok && full != nil {
+			list = appendUnique(list, full...)
+		} else if p.hasList && !p.listComplete {
+			complete = false
+		}
+		list = appendUnique(list, p.listItems...)
+		if pl := p.named[0]; pl != "" {
+			list = appendUnique(list, pl)
+		}
+
+		ts := millis(e.Timestamp)
+		var boxedTS any = ts
+		version := e.Seq&(1<<63-1)<<1 | b2u(complete)
+		var boxedVersion any = version
+		var boxedTenant any = e.Tenant
+		var boxedType any = e.Type
+		var boxedLocator any = e.Locator
+
+		row[evLocator] = boxedLocator
+		row[evRequestID] = e.RequestID
+		row[evUserLocator] = e.UserLocator
+		row[evUsername] = e.Username
+		row[evTransactionID] = e.TransactionID
+		row[evTenant] = boxedTenant
+		row[evType] = boxedType
+		row[evTypeClass] = class
+		row[evKnownType] = boxBool(known)
+		row[evTimestamp] = boxedTS
+		row[evFlavor] = e.Flavor
+		row[evData] = dataStr
+		row[evParseError] = strings.Join(p.errs, "; ")
+		for j := range namedLocators {
+			row[evNamed+j] = p.named[j]
+		}
+		row[evReferenceType] = p.referenceType
+		keys, values := p.locatorColumns()
+		row[evLocatorKeys] = boxStrings(keys)
+		row[evLocatorValues] = boxStrings(values)
+		row[evPolicyLocators] = boxStrings(list)
+		row[evPolicyLocatorsComplete] = boxBool(complete)
+		row[evNewStatuses] = boxStrings(p.newStatuses)
+		row[evRemovedStatuses] = boxStrings(p.removedStatuses)
+		row[evCancellationName] = p.cancellationName
+		row[evReminderName] = p.reminderName
+		row[evSource] = boxedSource
+		row[evPosition] = position(e)
+		row[evVersion] = boxedVersion
+		row[evIngestedAt] = boxedIngested
+		events = append(events, row)
+
+		var boxedClass any = class
+		var boxedFlavor any = e.Flavor
+		for _, pol := range list {
+			r := make([]any, epColumnCount)
+			r[epTenant] = boxedTenant
+			r[epPolicyLocator] = pol
+			r[epEventLocator] = boxedLocator
+			r[epType] = boxedType
+			r[epTypeClass] = boxedClass
+			r[epTimestamp] = boxedTS
+			r[epFlavor] = boxedFlavor
+			r[epListComplete] = boxBool(complete)
+			r[epSource] = boxedSource
+			r[epVersion] = boxedVersion
+			r[epIngestedAt] = boxedIngested
+			policies = append(policies, r)
+		}
+
+		if pl := p.named[0]; pl != "" {
+			var boxedPolicy any = pl
+			add := func(statuses []string, change any, listComplete bool) {
+				for _, s := range statuses {
+					r := make([]any, scColumnCount)
+					r[scTenant] = boxedTenant
+					r[scPolicyLocator] = boxedPolicy
+					r[scEventLocator] = boxedLocator
+					r[scStatus] = s
+					r[scChange] = change
+					r[scTimestamp] = boxedTS
+					r[scType] = boxedType
+					r[scListComplete] = boxBool(listComplete)
+					r[scSource] = boxedSource
+					r[scVersion] = boxedVersion
+					r[scIngestedAt] = boxedIngested
+					changes = append(changes, r)
+				}
+			}
+			add(p.newStatuses, boxedAdded, p.newComplete)
+			add(p.removedStatuses, boxedRemoved, p.removedComplete)
+		}
+	}
+	rows.ByTable[TableEvents] = events
+	if len(policies) > 0 {
+		rows.ByTable[TableEventPolicies] = policies
+	}
+	if len(changes) > 0 {
+		rows.ByTable[TablePolicyStatusChanges] = changes
+	}
+	return st
+}
+
+var (
+	boxedAdded   any = ChangeAdded
+	boxedRemoved any = ChangeRemoved
+)
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// millis returns t in UTC truncated to the millisecond.
+func millis(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+// position renders the event's Seq for _position.
+func position(e *source.Event) string {
+	if e.Flavor == source.FlavorPostgres {
+		return fmt.Sprintf("%X/%X", uint32(e.Seq>>32), uint32(e.Seq))
+	}
+	return strconv.FormatUint(e.Seq, 10)
+}
+
+// appendUnique appends the non-empty values of vs that dst lacks, in order.
+// Payload lists hold at most five items, where a linear search is cheapest;
+// long enriched lists use a set.
+func appendUnique(dst []string, vs ...string) []string {
+	if len(dst)+len(vs) > 32 {
+		seen := make(map[string]struct{}, len(dst)+len(vs))
+		for _, s := range dst {
+			seen[s] = struct{}{}
+		}
+		for _, v := range vs {
+			if _, dup := seen[v]; v == "" || dup {
+				continue
+			}
+			seen[v] = struct{}{}
+			dst = append(dst, v)
+		}
+		return dst
+	}
+	for _, v := range vs {
+		if v != "" && !contains(dst, v) {
+			dst = append(dst, v)
+		}
+	}
+	return dst
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// payload is what Map reads from one event's data.
+type payload struct {
+	named            [len(namedLocators)]string // by namedLocators index
+	referenceType    string
+	entityLocator    string
+	bareLocator      string // data.locator
+	cancellationName string
+	reminderName     string
+	locKeys          []string // every top-level *Locator string member
+	locVals          []string
+	hasList          bool
+	listComplete     bool
+	listItems        []string
+	newStatuses      []string
+	newComplete      bool
+	removedStatuses  []string
+	removedComplete  bool
+	errs             []string
+}
+
+func (p *payload) reset() { *p = payload{} }
+
+// namedIndex finds a key's namedLocators index; -1 when it has none.
+var namedIndex = func() map[string]int {
+	m := make(map[string]int, len(namedLocators))
+	for i, n := range namedLocators {
+		m[n.key] = i
+	}
+	return m
+}()
+
+const (
+	idxPolicy      = 0
+	idxQuote       = 1
+	idxTransaction = 2
+	idxInvoice     = 3
+	idxPayment     = 4
+	idxAccount     = 6
+	idxFnol        = 15
+)
+
+func (p *payload) errorf(format string, args ...any) {
+	if len(p.errs) < 8 {
+		p.errs = append(p.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+// parse reads data, recording in p.errs every way it departs from what the
+// event types define.
+func (p *payload) parse(eventType, data string) {
+	trimmed := strings.TrimSpace(data)
+	switch {
+	case trimmed == "":
+		p.errorf("data is empty")
+		return
+	case !json.Valid([]byte(trimmed)):
+		p.errorf("data is not valid JSON")
+		return
+	case trimmed[0] != '{':
+		p.errorf("data is %s, not an object", jsonKind(trimmed))
+		return
+	}
+	eachMember(trimmed, p.member)
+	p.applyInferred(eventType)
+}
+
+func (p *payload) member(key, val string) {
+	switch key {
+	case "policyLocators":
+		p.hasList = true
+		p.listItems, p.listComplete = p.list(key, val, p.listItems[:0])
+		return
+	case "newStatuses":
+		p.newStatuses, p.newComplete = p.list(key, val, p.newStatuses[:0])
+		return
+	case "removedStatuses":
+		p.removedStatuses, p.removedComplete = p.list(key, val, p.removedStatuses[:0])
+		return
+	case "cancellationName":
+		p.cancellationName = p.str(key, val)
+		return
+	case "reminderName":
+		p.reminderName = p.str(key, val)
+		return
+	case "referenceType":
+		p.referenceType = p.str(key, val)
+		return
+	}
+	if key != "locator" && !strings.HasSuffix(key, "Locator") {
+		return
+	}
+	idx, named := namedIndex[key]
+	if !named && val[0] != '"' {
+		return // an unnamed *Locator member that is not a string: not ours to judge
+	}
+	s := p.str(key, val)
+	if val[0] == '"' {
+		p.addLocator(key, s)
+	}
+	switch {
+	case named:
+		p.named[idx] = s
+	case key == "entityLocator":
+		p.entityLocator = s
+	case key == "locator":
+		p.bareLocator = s
+	}
+}
+
+// addLocator records a *Locator member, a later duplicate key replacing the
+// earlier value as encoding/json does.
+func (p *payload) addLocator(key, val string) {
+	for i, k := range p.locKeys {
+		if k == key {
+			p.locVals[i] = val
+			return
+		}
+	}
+	p.locKeys = append(p.locKeys, key)
+	p.locVals = append(p.locVals, val)
+}
+
+// locatorColumns returns the locator keys sorted and their values alongside.
+func (p *payload) locatorColumns() (keys, values []string) {
+	if len(p.locKeys) == 0 {
+		return nil, nil
+	}
+	keys = p.locKeys
+	values = p.locVals
+	if !sort.StringsAreSorted(keys) {
+		sort.Sort(byKey{keys, values})
+	}
+	return keys, values
+}
+
+type byKey struct{ k, v []string }
+
+func (b byKey) Len() int           { return len(b.k) }
+func (b byKey) Less(i, j int) bool { return b.k[i] < b.k[j] }
+func (b byKey) Swap(i, j int) {
+	b.k[i], b.k[j] = b.k[j], b.k[i]
+	b.v[i], b.v[j] = b.v[j], b.v[i]
+}
+
+// str reads a string member; null reads as "" without complaint.
+func (p *payload) str(key, val string) string {
+	switch val[0] {
+	case '"':
+		return unquote(val)
+	case 'n':
+		return ""
+	}
+	p.errorf("data.%s is %s, not a string", key, jsonKind(val))
+	return ""
+}
+
+// list reads a {listCompleted, items} member into dst.
+func (p *payload) list(key, val string, dst []string) (items []string, completed bool) {
+	switch val[0] {
+	case 'n':
+		return dst, true
+	case '{':
+	default:
+		p.errorf("data.%s is %s, not an object", key, jsonKind(val))
+		return dst, false
+	}
+	sawCompleted := false
+	eachMember(val, func(k, v string) {
+		switch k {
+		case "listCompleted":
+			switch v {
+			case "true", "false":
+				sawCompleted = true
+				completed = v == "true"
+			default:
+				p.errorf("data.%s.listCompleted is %s, not a boolean", key, jsonKind(v))
+			}
+		case "items":
+			if v[0] != '[' {
+				if v[0] != 'n' {
+					p.errorf("data.%s.items is %s, not an array", key, jsonKind(v))
+				}
+				return
+			}
+			eachElement(v, func(el string) {
+				if el[0] != '"' {
+					p.errorf("data.%s.items has %s, not a string", key, jsonKind(el))
+					return
+				}
+				dst = appendUnique(dst, unquote(el))
+			})
+		}
+	})
+	if !sawCompleted {
+		p.errorf("data.%s.listCompleted is missing", key)
+	}
+	return dst, completed
+}
+
+// applyInferred fills named locators from members whose meaning depends on the
+// event type: data.locator of FNOL events, data.entityLocator of numbering
+// events, data.referenceLocator by data.referenceType. A member of the entity's
+// own name always wins.
+func (p *payload) applyInferred(eventType string) {
+	setIfEmpty := func(idx int, v string) {
+		if v != "" && p.named[idx] == "" {
+			p.named[idx] = v
+		}
+	}
+	if p.bareLocator != "" && (strings.HasPrefix(eventType, "claim.fnol.") || strings.HasPrefix(eventType, "fnol.")) {
+		setIfEmpty(idxFnol, p.bareLocator)
+	}
+	if p.entityLocator != "" && strings.HasSuffix(eventType, ".numberAssignmentFailed") {
+		switch first, _, _ := strings.Cut(eventType, "."); first {
+		case "policy":
+			setIfEmpty(idxPolicy, p.entityLocator)
+		case "quote":
+			setIfEmpty(idxQuote, p.entityLocator)
+		case "account":
+			setIfEmpty(idxAccount, p.entityLocator)
+		case "invoice":
+			setIfEmpty(idxInvoice, p.entityLocator)
+		case "payment":
+			setIfEmpty(idxPayment, p.entityLocator)
+		case "fnol":
+			setIfEmpty(idxFnol, p.entityLocator)
+		}
+	}
+	if p.bareLocator != "" && strings.HasSuffix(eventType, ".config.migration.failed") {
+		switch first, _, _ := strings.Cut(eventType, "."); first {
+		case "quote":
+			setIfEmpty(idxQuote, p.bareLocator)
+		case "account":
+			setIfEmpty(idxAccount, p.bareLocator)
+		}
+	}
+	if ref := p.named[len(namedLocators)-1]; ref != "" {
+		switch p.referenceType {
+		case "policy":
+			setIfEmpty(idxPolicy, ref)
+		case "quote":
+			setIfEmpty(idxQuote, ref)
+		case "transaction":
+			setIfEmpty(idxTransaction, ref)
+		case "invoice":
+			setIfEmpty(idxInvoice, ref)
+		case "payment":
+			setIfEmpty(idxPayment, ref)
+		case "account":
+			setIfEmpty(idxAccount, ref)
+		}
+	}
+}

@@ -1,0 +1,294 @@
+package mapping
+
+import "strings"
+
+// Table names of DefaultSchema.
+const (
+	TableEvents              = "events"
+	TableEventPolicies       = "event_policies"
+	TablePolicyStatusChanges = "policy_status_changes"
+)
+
+// View names of DefaultSchema.
+const (
+	ViewPolicyCurrentStatus = "policy_current_status"
+	ViewPolicyEndings       = "policy_endings"
+)
+
+// Values of policy_status_changes.change.
+const (
+	ChangeAdded   = "added"
+	ChangeRemoved = "removed"
+)
+
+// namedLocator is a payload key extracted into an events column of its own.
+type namedLocator struct {
+	key     string // the JSON key of data
+	column  string // the events column
+	comment string
+}
+
+// namedLocators are the payload keys with their own events column, in column
+// order. Both flavors use the same key for the same entity; a few entities are
+// also found under other keys (see applyInferred).
+var namedLocators = [...]namedLocator{
+	{"policyLocator", "policy_locator", "The policy the event is about (data.policyLocator), or the policy a reference or numbering event names; empty when absent."},
+	{"quoteLocator", "quote_locator", "The quote (data.quoteLocator, or a quote reference); empty when absent."},
+	{"transactionLocator", "transaction_locator", "The policy transaction (data.transactionLocator, or a transaction reference); empty when absent."},
+	{"invoiceLocator", "invoice_locator", "The invoice (data.invoiceLocator, or an invoice reference); empty when absent."},
+	{"paymentLocator", "payment_locator", "The payment (data.paymentLocator, or a payment reference); empty when absent."},
+	{"delinquencyLocator", "delinquency_locator", "The delinquency (data.delinquencyLocator); empty when absent."},
+	{"accountLocator", "account_locator", "The billing account (data.accountLocator, or an account reference); empty when absent."},
+	{"writeOffLocator", "writeoff_locator", "The write-off (data.writeOffLocator); empty when absent."},
+	{"cancellationLocator", "cancellation_locator", "The classic cancellation (data.cancellationLocator); empty when absent."},
+	{"endorsementLocator", "endorsement_locator", "The classic endorsement (data.endorsementLocator); empty when absent."},
+	{"renewalLocator", "renewal_locator", "The classic renewal (data.renewalLocator); empty when absent."},
+	{"reinstatementLocator", "reinstatement_locator", "The classic reinstatement (data.reinstatementLocator); empty when absent."},
+	{"claimLocator", "claim_locator", "The claim (data.claimLocator); empty when absent."},
+	{"subClaimLocator", "sub_claim_locator", "The classic sub-claim (data.subClaimLocator); empty when absent."},
+	{"policyholderLocator", "policyholder_locator", "The classic policyholder (data.policyholderLocator); empty when absent."},
+	{"fnolLocator", "fnol_locator", "The first notice of loss (data.fnolLocator, or data.locator of claim.fnol.* events); empty when absent."},
+	{"disbursementLocator", "disbursement_locator", "The disbursement (data.disbursementLocator); empty when absent."},
+	{"documentLocator", "document_locator", "The document (data.documentLocator); empty when absent."},
+	{"referenceLocator", "reference_locator", "The entity a document or user-association event refers to (data.referenceLocator); its kind is reference_type."},
+}
+
+// Column positions of the events table; eventColumns lists them in this order.
+const (
+	evLocator = iota
+	evRequestID
+	evUserLocator
+	evUsername
+	evTransactionID
+	evTenant
+	evType
+	evTypeClass
+	evKnownType
+	evTimestamp
+	evFlavor
+	evData
+	evParseError
+	evNamed // first of the namedLocators columns
+)
+
+const (
+	evReferenceType = evNamed + len(namedLocators) + iota
+	evLocatorKeys
+	evLocatorValues
+	evPolicyLocators
+	evPolicyLocatorsComplete
+	evNewStatuses
+	evRemovedStatuses
+	evCancellationName
+	evReminderName
+	evSource
+	evPosition
+	evVersion
+	evIngestedAt
+	evColumnCount
+)
+
+// Column positions of the event_policies table.
+const (
+	epTenant = iota
+	epPolicyLocator
+	epEventLocator
+	epType
+	epTypeClass
+	epTimestamp
+	epFlavor
+	epListComplete
+	epSource
+	epVersion
+	epIngestedAt
+	epColumnCount
+)
+
+// Column positions of the policy_status_changes table.
+const (
+	scTenant = iota
+	scPolicyLocator
+	scEventLocator
+	scStatus
+	scChange
+	scTimestamp
+	scType
+	scListComplete
+	scSource
+	scVersion
+	scIngestedAt
+	scColumnCount
+)
+
+const (
+	commentSource     = "Name of the pipeline that wrote the row (--pipeline)."
+	commentVersion    = "ReplacingMergeTree version: the event's Seq times two, plus one when the row's policy list is complete. Deterministic, so a replayed event collapses onto itself and an enriched row wins."
+	commentIngestedAt = "When the pipeline mapped the row (wall clock). Informational only: it is no part of any key or version."
+)
+
+func eventColumns() []Column {
+	cols := []Column{
+		{"locator", String, "The event's identifier: the suite's locator (a ULID) or the classic id."},
+		{"request_id", String, "Suite: the API request that caused the event (requestId); empty for classic."},
+		{"user_locator", String, "Suite: the user who caused the event (userLocator, a UUID); empty for classic."},
+		{"username", String, "Classic attributed stream: the user who caused the event; empty otherwise."},
+		{"transaction_id", String, "Classic webhook: transactionId; empty otherwise."},
+		{"tenant", LowString, "The tenant the event belongs to."},
+		{"type", LowString, "The event type, such as policy.status.update or invoice.issue."},
+		{"type_class", LowString, "The event family (policy, quote, transaction, invoice, payment, delinquency, billing, cancellation, claim, …; other when unknown)."},
+		{"known_type", Bool, "Whether the mapping knows the event type (a published suite type or a classic type)."},
+		{"timestamp", Time, "When the event happened (UTC, millisecond precision)."},
+		{"flavor", LowString, "Where the event came from: suite, classic or postgres."},
+		{"data", String, "The event's payload, raw JSON exactly as delivered."},
+		{"parse_error", String, "Why data could not be fully read (not an object, malformed JSON, a field of the wrong type); empty when it was."},
+	}
+	for _, n := range namedLocators {
+		cols = append(cols, Column{n.column, String, n.comment})
+	}
+	return append(cols,
+		Column{"reference_type", LowString, "The kind of entity reference_locator names (data.referenceType: policy, quote, invoice, …); empty when absent."},
+		Column{"locator_keys", ArrayLowString, "Every top-level string member of data named locator or ending in Locator, sorted; parallel to locator_values. Lossless for event types without a column of their own."},
+		Column{"locator_values", ArrayString, "The values of locator_keys, in the same order."},
+		Column{"policy_locators", ArrayString, "Every policy the event concerns: data.policyLocators.items (or the complete list fetched by enrichment) and data.policyLocator, without duplicates."},
+		Column{"policy_locators_complete", Bool, "Whether policy_locators is the complete list: true when the payload's list was complete, enrichment completed it, or the event has no list."},
+		Column{"new_statuses", ArrayLowString, "policy.status.update: the statuses added (data.newStatuses.items)."},
+		Column{"removed_statuses", ArrayLowString, "policy.status.update: the statuses removed (data.removedStatuses.items)."},
+		Column{"cancellation_name", LowString, "Classic cancellation events: data.cancellationName, which tells a lapse from a manual cancellation."},
+		Column{"reminder_name", LowString, "Classic policy.end.reminder: data.reminderName."},
+		Column{"_source", LowString, commentSource},
+		Column{"_position", String, "The event's Seq as the source orders it: an LSN (X/X) for postgres, otherwise the decimal Seq (for the API: the timestamp in ms)."},
+		Column{"_version", UInt64, commentVersion},
+		Column{"_ingested_at", Time, commentIngestedAt},
+	)
+}
+
+// DefaultSchema returns the tables and views the pipeline writes and creates.
+// Each call returns a fresh copy that the caller may modify.
+func DefaultSchema() Schema {
+	return Schema{
+		Tables: []Table{
+			{
+				Name:        TableEvents,
+				Comment:     "One row per event of the stream, with the raw payload and the locators extracted from it. Read with FINAL to see each event once.",
+				Columns:     eventColumns(),
+				OrderBy:     []string{"tenant", "type", "timestamp", "locator"},
+				PartitionBy: "toYYYYMM(timestamp)",
+				Version:     "_version",
+			},
+			{
+				Name:    TableEventPolicies,
+				Comment: "One row per (event, policy) for every policy an event concerns, for joins and look-ups by policy. Read with FINAL.",
+				Columns: []Column{
+					{"tenant", LowString, "The tenant the event belongs to."},
+					{"policy_locator", String, "A policy the event concerns (an element of events.policy_locators)."},
+					{"event_locator", String, "The event (events.locator)."},
+					{"type", LowString, "The event type."},
+					{"type_class", LowString, "The event family (events.type_class)."},
+					{"timestamp", Time, "When the event happened (UTC, millisecond precision)."},
+					{"flavor", LowString, "Where the event came from: suite, classic or postgres."},
+					{"list_complete", Bool, "Whether the event's policy list is complete (events.policy_locators_complete); when false, the event concerns more policies than it has rows here."},
+					{"_source", LowString, commentSource},
+					{"_version", UInt64, commentVersion},
+					{"_ingested_at", Time, commentIngestedAt},
+				},
+				OrderBy:     []string{"tenant", "policy_locator", "event_locator"},
+				PartitionBy: "toYYYYMM(timestamp)",
+				Version:     "_version",
+			},
+			{
+				Name:    TablePolicyStatusChanges,
+				Comment: "One row per status a policy.status.update event added to or removed from a policy. Read with FINAL; policy_current_status applies them in order.",
+				Columns: []Column{
+					{"tenant", LowString, "The tenant the event belongs to."},
+					{"policy_locator", String, "The policy whose statuses changed."},
+					{"event_locator", String, "The event (events.locator)."},
+					{"status", LowString, "The status: pending, inGap, expired, cancelled, cancelPending, onRisk, delinquent, doNotRenew, or any other value the source sent."},
+					{"change", LowString, "added or removed."},
+					{"timestamp", Time, "When the event happened (UTC, millisecond precision)."},
+					{"type", LowString, "The event type (policy.status.update)."},
+					{"list_complete", Bool, "Whether the event's list of added (or removed) statuses was complete (listCompleted)."},
+					{"_source", LowString, commentSource},
+					{"_version", UInt64, commentVersion},
+					{"_ingested_at", Time, commentIngestedAt},
+				},
+				OrderBy:     []string{"tenant", "policy_locator", "event_locator", "status", "change"},
+				PartitionBy: "toYYYYMM(timestamp)",
+				Version:     "_version",
+			},
+		},
+		Views: []View{
+			{
+				Name:    ViewPolicyCurrentStatus,
+				Comment: "The current statuses of every policy that ever had a status change: per (policy, status) the latest change in (timestamp, event_locator) order, keeping the added ones.",
+				Query:   policyCurrentStatusSQL,
+			},
+			{
+				Name:    ViewPolicyEndings,
+				Comment: "One row per policy ending: expiry, manual_cancellation or lapse, from both flavors' events.",
+				Query:   policyEndingsSQL,
+			},
+		},
+	}
+}
+
+// policyCurrentStatusSQL: inner query, per (policy, status), the last change
+// in (timestamp, event_locator) order, an 'added' winning a tie inside one
+// event; outer query, one row per policy with the statuses last added.
+var policyCurrentStatusSQL = strings.TrimSpace(`
+SELECT
+    tenant,
+    policy_locator,
+    arraySort(groupArrayIf(status, last_change = 'added')) AS statuses,
+    max(changed_at) AS last_change_at,
+    min(lists_complete) AS lists_complete
+FROM
+(
+    SELECT
+        tenant,
+        policy_locator,
+        status,
+        argMax(change, (timestamp, event_locator, change = 'added')) AS last_change,
+        max(timestamp) AS changed_at,
+        min(toUInt8(list_complete)) AS lists_complete
+    FROM {db}.policy_status_changes FINAL
+    GROUP BY tenant, policy_locator, status
+)
+GROUP BY tenant, policy_locator
+`)
+
+// policyEndingsSQL classifies ending events, then expands each over the
+// policies it concerns (ARRAY JOIN), which also covers billing events listing
+// several policies.
+var policyEndingsSQL = strings.TrimSpace(`
+SELECT
+    tenant,
+    ended_policy AS policy_locator,
+    kind,
+    recorded_at,
+    event_locator,
+    event_type,
+    flavor,
+    cancellation_name
+FROM
+(
+    SELECT
+        tenant,
+        policy_locators,
+        multiIf(
+            type = 'policy.end', 'expiry',
+            type = 'policy.status.update', 'expiry',
+            type = 'policy.lapse', 'lapse',
+            type = 'billing.delinquency.lapse', 'lapse',
+            type = 'cancellation.issue' AND lower(cancellation_name) LIKE '%lapse%', 'lapse',
+            'manual_cancellation') AS kind,
+        timestamp AS recorded_at,
+        locator AS event_locator,
+        type AS event_type,
+        flavor,
+        cancellation_name
+    FROM {db}.events FINAL
+    WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue', 'billing.delinquency.lapse')
+       OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
+)
+ARRAY JOIN policy_locators AS ended_policy
+`)
