@@ -116,6 +116,9 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindGroup {
 		return a
 	}
+	if err, ok := a.Value.Any().(error); ok && a.Value.Kind() == slog.KindAny {
+		return slog.String(a.Key, RedactText(err.Error()))
+	}
 	switch {
 	case secretKey.MatchString(a.Key):
 		if a.Value.Kind() == slog.KindString && a.Value.String() == "" {
@@ -124,8 +127,20 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, Redacted)
 	case urlKey.MatchString(a.Key) && a.Value.Kind() == slog.KindString:
 		return slog.String(a.Key, RedactDSN(a.Value.String()))
+	case a.Value.Kind() == slog.KindString && strings.Contains(a.Value.String(), "://"):
+		return slog.String(a.Key, RedactText(a.Value.String()))
 	}
 	return a
+}
+
+// urlInText matches a URL with userinfo or a query inside free text.
+var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+`)
+
+// RedactText returns free text, such as an error message, with every URL in
+// it passed through RedactDSN and every libpq password=… removed.
+func RedactText(s string) string {
+	s = urlInText.ReplaceAllStringFunc(s, RedactDSN)
+	return kvPassword.ReplaceAllString(s, "${1}="+Redacted)
 }
 
 // RedactDSN returns a connection string or URL with its password and any

@@ -147,6 +147,7 @@ func TestRedactAttributes(t *testing.T) {
 		{"clickhouse.addr", "127.0.0.1:9000", "127.0.0.1:9000"},
 		{"addr", "clickhouse:9000", "clickhouse:9000"},
 		{"table", "events", "events"},
+		{"msg2", `dial "postgres://rep:hunter2@db/app": refused`, `dial "postgres://rep:` + Redacted + `@db/app": refused`},
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer
@@ -163,6 +164,35 @@ func TestRedactAttributes(t *testing.T) {
 		}
 		if got := rec.G[tt.key]; got != tt.want {
 			t.Errorf("%s=%q logged as %q, want %q", tt.key, tt.value, got, tt.want)
+		}
+	}
+}
+
+func TestRedactErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("connect to postgres://rep:hunter2@db:5432/app: refused"), "connect to postgres://rep:" + Redacted + "@db:5432/app: refused"},
+		{fmt.Errorf("connect (host=db password=hunter2): refused"), "connect (host=db password=" + Redacted + " refused"}, // over-redacts to the next space,
+		{fmt.Errorf("plain failure"), "plain failure"},
+	}
+	for _, tt := range tests {
+		if got := RedactText(tt.err.Error()); got != tt.want {
+			t.Errorf("RedactText(%q) = %q, want %q", tt.err, got, tt.want)
+		}
+		var buf bytes.Buffer
+		log, err := New(Config{Format: "json", Level: "info"}, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Error("failed", "err", tt.err)
+		var rec struct{ Err string }
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Err != tt.want {
+			t.Errorf("logged error %q, want %q", rec.Err, tt.want)
 		}
 	}
 }
