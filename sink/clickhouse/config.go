@@ -1,0 +1,239 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/spf13/pflag"
+)
+
+// Config is everything the sink needs to reach ClickHouse and write to it.
+// Build it with DefaultConfig or RegisterFlags, then call Validate.
+type Config struct {
+	// Addr lists host:port addresses of ClickHouse's native protocol (9000, or 9440 with TLS).
+	Addr []string
+	// Database holds the tables, views and the checkpoint table.
+	Database string
+	// User and Password authenticate; PasswordFile, when set, holds the
+	// password instead (its content, without a trailing newline).
+	User, Password, PasswordFile string
+	// TLS turns on TLS (required by ClickHouse Cloud, port 9440).
+	TLS bool
+	// TLSCAFile is a PEM bundle of the CAs to trust instead of the system pool.
+	TLSCAFile string
+	// TLSServerName overrides the name checked in the server's certificate.
+	TLSServerName string
+	// TLSInsecureSkipVerify skips certificate verification (tests only).
+	TLSInsecureSkipVerify bool
+	// CreateSchema creates the database, tables and views and adds missing
+	// columns; when false the sink only checks them and refuses to start if
+	// anything is missing.
+	CreateSchema bool
+	// Dialect forces the DDL dialect ("modern" or "legacy"); "auto" (or
+	// empty) detects it from the server's version.
+	Dialect string
+	// DialTimeout bounds connecting; WriteTimeout bounds one insert attempt.
+	DialTimeout, WriteTimeout time.Duration
+	// MaxRetries is how many times a transiently failed insert is retried
+	// (0: never); RetryBackoff is the first wait, doubled each time up to
+	// RetryMaxBackoff, with jitter.
+	MaxRetries                    int
+	RetryBackoff, RetryMaxBackoff time.Duration
+	// BatchRows is the most rows one INSERT carries; larger inputs are split.
+	BatchRows int
+
+	// OnRetry, when set, is called before each retry of a transient failure
+	// with a bounded reason ("network", "timeout" or "server"), for metrics.
+	OnRetry func(reason string)
+	// OnInsert, when set, is called after each successful INSERT with the
+	// table, its row count and the time the successful attempt took.
+	OnInsert func(table string, rows int, took time.Duration)
+}
+
+// DefaultConfig returns the defaults every flag starts from.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            []string{"127.0.0.1:9000"},
+		Database:        "tributary",
+		User:            "default",
+		CreateSchema:    true,
+		Dialect:         "auto",
+		DialTimeout:     10 * time.Second,
+		WriteTimeout:    2 * time.Minute,
+		MaxRetries:      5,
+		RetryBackoff:    200 * time.Millisecond,
+		RetryMaxBackoff: 10 * time.Second,
+		BatchRows:       100_000,
+	}
+}
+
+// RegisterFlags registers the --clickhouse.* flags on fs, with c's current
+// values as defaults; on a zero Config it first applies DefaultConfig. Every flag's environment twin
+// (TRIBUTARY_CLICKHOUSE_PASSWORD, …) comes from internal/cli.ApplyEnv.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	if c.Addr == nil && c.Database == "" && c.BatchRows == 0 {
+		*c = DefaultConfig()
+	}
+	fs.StringSliceVar(&c.Addr, "clickhouse.addr", c.Addr, "ClickHouse native-protocol addresses, host:port, comma separated (9440 for TLS)")
+	fs.StringVar(&c.Database, "clickhouse.database", c.Database, "ClickHouse database of the tables, views and checkpoints")
+	fs.StringVar(&c.User, "clickhouse.user", c.User, "ClickHouse user")
+	fs.StringVar(&c.Password, "clickhouse.password", c.Password, "ClickHouse password (prefer --clickhouse.password-file or the environment)")
+	fs.StringVar(&c.PasswordFile, "clickhouse.password-file", c.PasswordFile, "file holding the ClickHouse password")
+	fs.BoolVar(&c.TLS, "clickhouse.tls", c.TLS, "connect with TLS (ClickHouse Cloud: true, port 9440)")
+	fs.StringVar(&c.TLSCAFile, "clickhouse.tls-ca-file", c.TLSCAFile, "PEM file of the CAs that sign the server's certificate (default: the system's)")
+	fs.StringVar(&c.TLSServerName, "clickhouse.tls-server-name", c.TLSServerName, "server name expected in the certificate (default: the address's host)")
+	fs.BoolVar(&c.TLSInsecureSkipVerify, "clickhouse.tls-insecure-skip-verify", c.TLSInsecureSkipVerify, "do not verify the server's certificate (tests only)")
+	fs.BoolVar(&c.CreateSchema, "clickhouse.create-schema", c.CreateSchema, "create the database, tables and views and add missing columns; false: only check them")
+	fs.StringVar(&c.Dialect, "clickhouse.dialect", c.Dialect, "DDL dialect: auto (from the server version), modern or legacy")
+	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", c.DialTimeout, "timeout of connecting to ClickHouse")
+	fs.DurationVar(&c.WriteTimeout, "clickhouse.write-timeout", c.WriteTimeout, "timeout of one insert attempt")
+	fs.IntVar(&c.MaxRetries, "clickhouse.max-retries", c.MaxRetries, "retries of an insert that failed transiently (network, timeout, overload)")
+	fs.DurationVar(&c.RetryBackoff, "clickhouse.retry-backoff", c.RetryBackoff, "first wait before a retry, doubled each time, with jitter")
+	fs.DurationVar(&c.RetryMaxBackoff, "clickhouse.retry-max-backoff", c.RetryMaxBackoff, "longest wait between retries")
+	fs.IntVar(&c.BatchRows, "clickhouse.batch-rows", c.BatchRows, "most rows in one INSERT; larger writes are split")
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate returns every problem of c at once. It makes no connection and
+// reads no file, but checks that the password file exists.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Addr) == 0 {
+		errs = append(errs, errors.New("--clickhouse.addr: at least one address is required"))
+	}
+	for _, a := range c.Addr {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--clickhouse.addr: %q is not host:port", a))
+		}
+	}
+	if !identRE.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("--clickhouse.database: %q is not a plain identifier (letters, digits, underscores)", c.Database))
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("--clickhouse.password and --clickhouse.password-file are exclusive"))
+	}
+	if c.PasswordFile != "" {
+		if st, err := os.Stat(c.PasswordFile); err != nil {
+			errs = append(errs, fmt.Errorf("--clickhouse.password-file: %w", err))
+		} else if st.IsDir() {
+			errs = append(errs, fmt.Errorf("--clickhouse.password-file: %s is a folder", c.PasswordFile))
+		}
+	}
+	if c.TLSCAFile != "" {
+		if !c.TLS {
+			errs = append(errs, errors.New("--clickhouse.tls-ca-file needs --clickhouse.tls"))
+		}
+		if _, err := os.Stat(c.TLSCAFile); err != nil {
+			errs = append(errs, fmt.Errorf("--clickhouse.tls-ca-file: %w", err))
+		}
+	}
+	if (c.TLSServerName != "" || c.TLSInsecureSkipVerify) && !c.TLS {
+		errs = append(errs, errors.New("--clickhouse.tls-server-name and --clickhouse.tls-insecure-skip-verify need --clickhouse.tls"))
+	}
+	switch c.Dialect {
+	case "", "auto", string(Modern), string(Legacy):
+	default:
+		errs = append(errs, fmt.Errorf("--clickhouse.dialect: %q is not auto, modern or legacy", c.Dialect))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--clickhouse.dial-timeout: %s must be positive", c.DialTimeout))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--clickhouse.write-timeout: %s must be positive", c.WriteTimeout))
+	}
+	if c.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("--clickhouse.max-retries: %d must not be negative", c.MaxRetries))
+	}
+	if c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff {
+		errs = append(errs, fmt.Errorf("--clickhouse.retry-backoff (%s) must be positive and at most --clickhouse.retry-max-backoff (%s)", c.RetryBackoff, c.RetryMaxBackoff))
+	}
+	if c.BatchRows <= 0 {
+		errs = append(errs, fmt.Errorf("--clickhouse.batch-rows: %d must be positive", c.BatchRows))
+	}
+	return errors.Join(errs...)
+}
+
+// password returns the configured password, reading PasswordFile if set.
+func (c Config) password() (string, error) {
+	if c.PasswordFile == "" {
+		return c.Password, nil
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("read ClickHouse password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// options builds the driver's options; the database is not selected, so
+// that the connection works before the database exists.
+func (c Config) options() (*clickhouse.Options, error) {
+	pw, err := c.password()
+	if err != nil {
+		return nil, err
+	}
+	opts := &clickhouse.Options{
+		Protocol:    clickhouse.Native,
+		Addr:        c.Addr,
+		Auth:        clickhouse.Auth{Username: c.User, Password: pw},
+		DialTimeout: c.DialTimeout,
+		ReadTimeout: c.WriteTimeout,
+		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		ClientInfo: clickhouse.ClientInfo{Products: []struct {
+			Name    string
+			Version string
+		}{{Name: "tributary", Version: "1"}}},
+	}
+	if c.TLS {
+		tc := &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         c.TLSServerName,
+			InsecureSkipVerify: c.TLSInsecureSkipVerify, //nolint:gosec // an explicit, documented opt-in
+		}
+		if c.TLSCAFile != "" {
+			pem, err := os.ReadFile(c.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read ClickHouse CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ClickHouse CA file %s holds no PEM certificate", c.TLSCAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts.TLS = tc
+	}
+	return opts, nil
+}
+
+// Open connects to ClickHouse over the native protocol and checks the
+// connection with a ping. The checkpoint command and chstore use it to get a
+// connection without a Sink.
+func Open(ctx context.Context, c Config) (driver.Conn, error) {
+	opts, err := c.options()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open ClickHouse %s: %w", strings.Join(c.Addr, ","), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.DialTimeout)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to ClickHouse %s as %q: %w", strings.Join(c.Addr, ","), c.User, err)
+	}
+	return conn, nil
+}

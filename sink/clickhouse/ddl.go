@@ -1,0 +1,175 @@
+package clickhouse
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+// part says which piece of a logical value a physical column stores.
+type part uint8
+
+const (
+	whole   part = iota // the value itself (converted where the dialect needs it)
+	seconds             // a time's whole seconds (legacy DateTime)
+	millis              // a time's milliseconds, 0–999 (legacy UInt16 twin)
+)
+
+// physCol is one column as it exists in ClickHouse.
+type physCol struct {
+	Name    string
+	Type    string
+	Comment string
+	src     int // index of the logical column in a row
+	part    part
+	logical mapping.ColumnType
+}
+
+// MillisSuffix names the legacy twin column that keeps a time's milliseconds:
+// a Time column `ts` is stored as `ts DateTime('UTC')` plus `ts_ms UInt16`.
+const MillisSuffix = "_ms"
+
+// columnsOf returns the physical columns of t in dialect d, in order.
+func columnsOf(t mapping.Table, d Dialect) []physCol {
+	out := make([]physCol, 0, len(t.Columns)+2)
+	for i, c := range t.Columns {
+		pc := physCol{Name: c.Name, Comment: c.Comment, src: i, logical: c.Type}
+		switch c.Type {
+		case mapping.String:
+			pc.Type = "String"
+		case mapping.LowString:
+			pc.Type = pick(d, "LowCardinality(String)", "String")
+		case mapping.Time:
+			pc.Type = pick(d, "DateTime64(3, 'UTC')", "DateTime('UTC')")
+		case mapping.UInt64:
+			pc.Type = "UInt64"
+		case mapping.UInt32:
+			pc.Type = "UInt32"
+		case mapping.Bool:
+			pc.Type = "UInt8"
+		case mapping.ArrayString:
+			pc.Type = "Array(String)"
+		case mapping.ArrayLowString:
+			pc.Type = pick(d, "Array(LowCardinality(String))", "Array(String)")
+		case mapping.NullableString:
+			pc.Type = "Nullable(String)"
+		case mapping.NullableTime:
+			pc.Type = pick(d, "Nullable(DateTime64(3, 'UTC'))", "Nullable(DateTime('UTC'))")
+		default:
+			pc.Type = fmt.Sprintf("Unknown%d", int(c.Type))
+		}
+		if d == Legacy && isTime(c.Type) {
+			pc.part = seconds
+			out = append(out, pc)
+			out = append(out, physCol{
+				Name:    c.Name + MillisSuffix,
+				Type:    "UInt16",
+				Comment: fmt.Sprintf("milliseconds (0-999) of %s, which holds whole seconds", c.Name),
+				src:     i,
+				part:    millis,
+				logical: c.Type,
+			})
+			continue
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
+func isTime(t mapping.ColumnType) bool { return t == mapping.Time || t == mapping.NullableTime }
+
+func pick(d Dialect, modern, legacy string) string {
+	if d == Legacy {
+		return legacy
+	}
+	return modern
+}
+
+// quoteIdent returns name as a ClickHouse identifier, back-quoted unless it
+// is a plain one.
+func quoteIdent(name string) string {
+	if identRE.MatchString(name) {
+		return name
+	}
+	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+}
+
+// quoteString returns s as a ClickHouse string literal.
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer("\\", "\\\\", "'", "\\'", "\n", "\\n").Replace(s) + "'"
+}
+
+// orderBy renders t's sorting key; in Legacy a time column in the key is
+// followed by its milliseconds twin, so that rows differing only in the
+// milliseconds stay distinct.
+func orderBy(t mapping.Table, d Dialect) string {
+	kinds := map[string]mapping.ColumnType{}
+	for _, c := range t.Columns {
+		kinds[c.Name] = c.Type
+	}
+	keys := make([]string, 0, len(t.OrderBy)+1)
+	for _, k := range t.OrderBy {
+		typ, isCol := kinds[k]
+		if !isCol {
+			keys = append(keys, k) // an expression, kept as written
+			continue
+		}
+		keys = append(keys, quoteIdent(k))
+		if d == Legacy && typ == mapping.Time {
+			keys = append(keys, quoteIdent(k+MillisSuffix))
+		}
+	}
+	return "(" + strings.Join(keys, ", ") + ")"
+}
+
+func columnDef(c physCol) string {
+	s := quoteIdent(c.Name) + " " + c.Type
+	if c.Comment != "" {
+		s += " COMMENT " + quoteString(c.Comment) // column comments exist on 18.16 too
+	}
+	return s
+}
+
+// renderTable returns the CREATE TABLE statement of t.
+func renderTable(t mapping.Table, database string, d Dialect) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s\n(\n", quoteIdent(database), quoteIdent(t.Name))
+	cols := columnsOf(t, d)
+	for i, c := range cols {
+		b.WriteString("    " + columnDef(c))
+		if i < len(cols)-1 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, ")\nENGINE = ReplacingMergeTree(%s)\n", quoteIdent(t.Version))
+	if t.PartitionBy != "" {
+		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
+	}
+	fmt.Fprintf(&b, "ORDER BY %s", orderBy(t, d))
+	if d == Modern && t.Comment != "" { // table comments need 21.6+
+		fmt.Fprintf(&b, "\nCOMMENT %s", quoteString(t.Comment))
+	}
+	return b.String()
+}
+
+// renderView returns the CREATE VIEW statement of v.
+func renderView(v mapping.View, database string) string {
+	q := strings.ReplaceAll(strings.TrimSpace(v.Query), "{db}", quoteIdent(database))
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS\n%s", quoteIdent(database), quoteIdent(v.Name), q)
+}
+
+// RenderDDL returns the statements that create database and every table and
+// view of schema in dialect d, in the order they must run. Every statement is
+// idempotent (IF NOT EXISTS) and carries no trailing semicolon.
+func RenderDDL(schema mapping.Schema, database string, d Dialect) []string {
+	out := []string{"CREATE DATABASE IF NOT EXISTS " + quoteIdent(database)}
+	for _, t := range schema.Tables {
+		out = append(out, renderTable(t, database, d))
+	}
+	for _, v := range schema.Views {
+		out = append(out, renderView(v, database))
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+// tableWriter is what Write needs to know about one ensured table.
+type tableWriter struct {
+	name    string
+	dialect Dialect
+	cols    []physCol
+	width   int    // number of logical columns a row carries
+	insert  string // INSERT INTO db.t (c1, c2, …)
+}
+
+func newTableWriter(t mapping.Table, database string, d Dialect) *tableWriter {
+	cols := columnsOf(t, d)
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = quoteIdent(c.Name)
+	}
+	return &tableWriter{
+		name:    t.Name,
+		dialect: d,
+		cols:    cols,
+		width:   len(t.Columns),
+		insert:  fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(database), quoteIdent(t.Name), strings.Join(names, ", ")),
+	}
+}
+
+// normType makes two spellings of one ClickHouse type compare equal.
+func normType(t string) string { return strings.Join(strings.Fields(t), "") }
+
+// existingColumns returns the columns of db.table (name → type) and the
+// table's engine; an empty engine means the table does not exist.
+func (s *Sink) existingColumns(ctx context.Context, table string) (map[string]string, string, error) {
+	var engine string
+	rows, err := s.conn.Query(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, table)
+	if err != nil {
+		return nil, "", fmt.Errorf("look up table %s.%s: %w", s.cfg.Database, table, err)
+	}
+	for rows.Next() {
+		if err := rows.Scan(&engine); err != nil {
+			rows.Close()
+			return nil, "", fmt.Errorf("look up table %s.%s: %w", s.cfg.Database, table, err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("look up table %s.%s: %w", s.cfg.Database, table, err)
+	}
+	if engine == "" {
+		return nil, "", nil
+	}
+	// system.columns has no `position` on 18.16; order does not matter here.
+	rows, err = s.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", s.cfg.Database, table)
+	if err != nil {
+		return nil, "", fmt.Errorf("read columns of %s.%s: %w", s.cfg.Database, table, err)
+	}
+	defer rows.Close()
+	cols := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, "", fmt.Errorf("read columns of %s.%s: %w", s.cfg.Database, table, err)
+		}
+		cols[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("read columns of %s.%s: %w", s.cfg.Database, table, err)
+	}
+	return cols, engine, nil
+}
+
+// tableDialect returns the dialect an existing table was created in: a
+// table created as Legacy keeps its layout after the server is upgraded.
+func (s *Sink) tableDialect(t mapping.Table, existing map[string]string) Dialect {
+	if s.dialect == Legacy {
+		return Legacy
+	}
+	for _, c := range t.Columns {
+		if c.Type != mapping.Time {
+			continue
+		}
+		if typ, ok := existing[c.Name]; ok && normType(typ) == normType("DateTime('UTC')") {
+			return Legacy
+		}
+	}
+	return Modern
+}
+
+func (s *Sink) exec(ctx context.Context, stmt string) error {
+	if err := s.conn.Exec(ctx, stmt); err != nil {
+		first, _, _ := strings.Cut(stmt, "\n")
+		return fmt.Errorf("run %q: %w", first, err)
+	}
+	return nil
+}
+
+// Ensure creates the database, tables and views of schema (unless
+// CreateSchema is false) and checks existing tables: a missing column is
+// added (with CreateSchema) and a column of another type is refused. It is
+// idempotent, and must run before Write.
+func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
+	db := s.cfg.Database
+	if s.cfg.CreateSchema {
+		if err := s.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(db)); err != nil {
+			return fmt.Errorf("ensure ClickHouse schema: %w", err)
+		}
+	}
+	writers := make(map[string]*tableWriter, len(schema.Tables))
+	var problems []error
+	for _, t := range schema.Tables {
+		tw, err := s.ensureTable(ctx, t)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		writers[t.Name] = tw
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...))
+	}
+	for _, v := range schema.Views {
+		if s.cfg.CreateSchema {
+			if err := s.exec(ctx, renderView(v, db)); err != nil {
+				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
+			}
+			continue
+		}
+		_, engine, err := s.existingColumns(ctx, v.Name)
+		if err != nil {
+			return fmt.Errorf("ensure ClickHouse schema: %w", err)
+		}
+		if engine == "" {
+			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+		}
+	}
+	s.mu.Lock()
+	s.tables = writers
+	s.mu.Unlock()
+	s.log.Info("ClickHouse schema ready", "database", db, "tables", len(schema.Tables), "views", len(schema.Views))
+	return nil
+}
+
+func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, error) {
+	db := s.cfg.Database
+	existing, engine, err := s.existingColumns(ctx, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	if engine == "" {
+		if !s.cfg.CreateSchema {
+			return nil, fmt.Errorf("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema prints the DDL) or allow the sink to", db, t.Name)
+		}
+		if err := s.exec(ctx, renderTable(t, db, s.dialect)); err != nil {
+			return nil, fmt.Errorf("create table %s.%s: %w", db, t.Name, err)
+		}
+		s.log.Info("created table", "table", db+"."+t.Name, "dialect", string(s.dialect))
+		return newTableWriter(t, db, s.dialect), nil
+	}
+	if engine == "View" || engine == "MaterializedView" {
+		return nil, fmt.Errorf("%s.%s is a %s, not a table", db, t.Name, engine)
+	}
+	if !strings.Contains(engine, "ReplacingMergeTree") {
+		s.log.Warn("table is not a ReplacingMergeTree: replays may show duplicates", "table", db+"."+t.Name, "engine", engine)
+	}
+	d := s.tableDialect(t, existing)
+	var mismatches []error
+	var missing []physCol
+	for _, c := range columnsOf(t, d) {
+		actual, ok := existing[c.Name]
+		switch {
+		case !ok:
+			missing = append(missing, c)
+		case normType(actual) != normType(c.Type):
+			mismatches = append(mismatches, fmt.Errorf("table %s.%s column %s has type %s, want %s: migrate or drop the table", db, t.Name, c.Name, actual, c.Type))
+		}
+	}
+	if len(mismatches) > 0 {
+		return nil, errors.Join(mismatches...)
+	}
+	for _, c := range missing {
+		if !s.cfg.CreateSchema {
+			mismatches = append(mismatches, fmt.Errorf("table %s.%s lacks column %s %s and --clickhouse.create-schema=false", db, t.Name, c.Name, c.Type))
+			continue
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), columnDef(c))
+		if err := s.exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, t.Name, err)
+		}
+		s.log.Info("added column", "table", db+"."+t.Name, "column", c.Name, "type", c.Type)
+	}
+	if len(mismatches) > 0 {
+		return nil, errors.Join(mismatches...)
+	}
+	if d != s.dialect {
+		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)
+	}
+	return newTableWriter(t, db, d), nil
+}

@@ -1,0 +1,96 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+)
+
+// transientCodes are ClickHouse exception codes worth retrying: overload,
+// timeouts, network trouble between servers, replicas catching up.
+var transientCodes = map[int32]bool{
+	3:   true, // UNEXPECTED_END_OF_FILE
+	32:  true, // ATTEMPT_TO_READ_AFTER_EOF
+	159: true, // TIMEOUT_EXCEEDED
+	160: true, // TOO_SLOW
+	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
+	203: true, // NO_FREE_CONNECTION
+	209: true, // SOCKET_TIMEOUT
+	210: true, // NETWORK_ERROR
+	236: true, // ABORTED
+	241: true, // MEMORY_LIMIT_EXCEEDED
+	242: true, // TABLE_IS_READ_ONLY (a replica lost its keeper session)
+	252: true, // TOO_MANY_PARTS
+	285: true, // TOO_FEW_LIVE_REPLICAS
+	319: true, // UNKNOWN_STATUS_OF_INSERT
+	394: true, // QUERY_WAS_CANCELLED (server shutting down)
+	425: true, // SYSTEM_ERROR
+	999: true, // KEEPER_EXCEPTION
+}
+
+// classify says whether err is worth retrying and gives a bounded reason
+// ("network", "timeout" or "server") for metrics. It is the one place the
+// package decides what is transient; everything it does not recognize
+// (unknown column, type mismatch, authentication, syntax, a bad row) is
+// permanent.
+func classify(err error) (reason string, transient bool) {
+	var perm *permanentError
+	var exc *proto.Exception
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return "", false
+	case errors.As(err, &perm), errors.Is(err, context.Canceled):
+		return "", false
+	case errors.As(err, &exc):
+		if transientCodes[exc.Code] {
+			if exc.Code == 159 || exc.Code == 209 {
+				return "timeout", true
+			}
+			return "server", true
+		}
+		return "", false
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, clickhouse.ErrAcquireConnTimeout), errors.Is(err, syscall.ETIMEDOUT):
+		return "timeout", true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout", true
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return "network", true
+	}
+	return "", false
+}
+
+// backoff returns the wait before retry number attempt (0-based): base
+// doubled per attempt, at most max, with the upper half jittered.
+func backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,397 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+// newTestSink returns a sink on the test server writing to a fresh database
+// (dropped at the test's end; the sink creates it).
+func newTestSink(t *testing.T, edit func(c *Config)) (*Sink, *testenv.ClickHouseServer) {
+	t.Helper()
+	ch := testenv.ClickHouse(t)
+	cfg := DefaultConfig()
+	cfg.Addr = []string{ch.Addr}
+	cfg.Database = ch.Database
+	cfg.RetryBackoff = 20 * time.Millisecond
+	cfg.RetryMaxBackoff = 200 * time.Millisecond
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(testenv.Context(t, 30*time.Second), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, ch
+}
+
+func rowsOf(n int, base time.Time) *mapping.Rows {
+	r := mapping.NewRows()
+	for i := range n {
+		r.Add("things", testRow(i, base.Add(time.Duration(i)*time.Millisecond*1001)))
+	}
+	return r
+}
+
+func TestEnsureAndWriteRoundTrip(t *testing.T) {
+	var inserts atomic.Int64
+	s, ch := newTestSink(t, func(c *Config) {
+		c.BatchRows = 4
+		c.OnInsert = func(string, int, time.Duration) { inserts.Add(1) }
+	})
+	ctx := testenv.Context(t, time.Minute)
+	if got, want := s.Dialect(), Legacy; got != want {
+		t.Fatalf("Dialect() on %s = %s, want %s", s.ServerVersion(), got, want)
+	}
+	schema := testSchema()
+	for range 2 { // Ensure is idempotent
+		if err := s.Ensure(ctx, schema); err != nil {
+			t.Fatalf("Ensure: %v", err)
+		}
+	}
+	base := time.Date(2026, 5, 6, 7, 8, 9, 123e6, time.UTC)
+	const n = 10
+	if err := s.Write(ctx, rowsOf(n, base)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := s.Write(ctx, rowsOf(n, base)); err != nil { // a replay
+		t.Fatalf("Write again: %v", err)
+	}
+	st := s.Stats()
+	if got, want := st.Inserts, uint64(6); got != want { // 10 rows in chunks of 4, twice
+		t.Errorf("Stats().Inserts = %d, want %d", got, want)
+	}
+	if got, want := inserts.Load(), int64(6); got != want {
+		t.Errorf("OnInsert calls = %d, want %d", got, want)
+	}
+	if got, want := st.Rows, uint64(2*n); got != want {
+		t.Errorf("Stats().Rows = %d, want %d", got, want)
+	}
+	var all, final uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things").Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things FINAL").Scan(&final); err != nil {
+		t.Fatal(err)
+	}
+	if all != 2*n || final != n {
+		t.Errorf("count() = %d, FINAL count() = %d; want %d and %d", all, final, 2*n, n)
+	}
+	var viewCount uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things_latest").Scan(&viewCount); err != nil {
+		t.Fatalf("query the view: %v", err)
+	}
+	if viewCount != n {
+		t.Errorf("view count = %d, want %d", viewCount, n)
+	}
+
+	// Read every row back and compare it with what was written, rebuilding
+	// the millisecond times from the legacy pairs.
+	rows, err := ch.Conn.Query(ctx, `SELECT id, kind, ts, ts_ms, n32, flag, tags, statuses, note, ended, ended_ms, version
+		FROM things FINAL ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var (
+			id, kind       string
+			ts             time.Time
+			tsMs, endedMs  uint16
+			n32            uint32
+			flag           uint8
+			tags, statuses []string
+			note           *string
+			ended          *time.Time
+			version        uint64
+		)
+		if err := rows.Scan(&id, &kind, &ts, &tsMs, &n32, &flag, &tags, &statuses, &note, &ended, &endedMs, &version); err != nil {
+			t.Fatal(err)
+		}
+		want := testRow(i, base.Add(time.Duration(i)*time.Millisecond*1001))
+		gotTS := ts.Add(time.Duration(tsMs) * time.Millisecond).UTC()
+		var gotEnded any = (*time.Time)(nil)
+		if ended != nil {
+			e := ended.Add(time.Duration(endedMs) * time.Millisecond).UTC()
+			gotEnded = fmt.Sprint(e)
+		} else if endedMs != 0 {
+			t.Errorf("row %d: ended is NULL but ended_ms = %d", i, endedMs)
+		}
+		wantEnded := any((*time.Time)(nil))
+		if e := want[8].(*time.Time); e != nil {
+			wantEnded = fmt.Sprint(*e)
+		}
+		got := []any{id, kind, gotTS.String(), n32, flag == 1, strings.Join(tags, ","), strings.Join(statuses, ","), fmt.Sprint(deref(note)), gotEnded, version}
+		wantRow := []any{want[0], want[1], want[2].(time.Time).String(), want[3], want[4], strings.Join(want[5].([]string), ","),
+			strings.Join(want[6].([]string), ","), fmt.Sprint(deref(want[7].(*string))), wantEnded, want[9]}
+		if fmt.Sprint(got) != fmt.Sprint(wantRow) {
+			t.Errorf("row %d:\n got %v\nwant %v", i, got, wantRow)
+		}
+		i++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if i != n {
+		t.Errorf("read %d rows back, want %d", i, n)
+	}
+}
+
+func deref(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+func TestEnsureRefusesTypeMismatch(t *testing.T) {
+	s, ch := newTestSink(t, nil)
+	ctx := testenv.Context(t, time.Minute)
+	err := ch.Conn.Exec(ctx, `CREATE TABLE things (id String, kind String, ts DateTime('UTC'), ts_ms UInt16, n32 UInt64,
+		flag UInt8, tags Array(String), statuses Array(String), note Nullable(String), ended Nullable(DateTime('UTC')),
+		ended_ms UInt16, version UInt64) ENGINE = ReplacingMergeTree(version) ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Ensure(ctx, testSchema())
+	if err == nil {
+		t.Fatal("Ensure accepted column n32 of type UInt64, want a refusal")
+	}
+	for _, want := range []string{"things", "n32", "UInt64", "UInt32"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Ensure error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestEnsureAddsMissingColumns(t *testing.T) {
+	s, ch := newTestSink(t, nil)
+	ctx := testenv.Context(t, time.Minute)
+	// An older version of the table: no `ended` (and so no ended_ms) and no `note`.
+	err := ch.Conn.Exec(ctx, `CREATE TABLE things (id String, kind String, ts DateTime('UTC'), ts_ms UInt16, n32 UInt32,
+		flag UInt8, tags Array(String), statuses Array(String), version UInt64)
+		ENGINE = ReplacingMergeTree(version) ORDER BY (kind, ts, ts_ms, id)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ensure(ctx, testSchema()); err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	var got []string
+	rows, err := ch.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'things' AND name IN ('note', 'ended', 'ended_ms') ORDER BY name", ch.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, name+" "+typ)
+	}
+	rows.Close()
+	want := "ended Nullable(DateTime('UTC')); ended_ms UInt16; note Nullable(String)"
+	if strings.Join(got, "; ") != want {
+		t.Errorf("added columns = %q, want %q", strings.Join(got, "; "), want)
+	}
+	if err := s.Write(ctx, rowsOf(3, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))); err != nil {
+		t.Errorf("Write after the upgrade: %v", err)
+	}
+}
+
+func TestEnsureWithoutCreateSchema(t *testing.T) {
+	s, _ := newTestSink(t, func(c *Config) { c.CreateSchema = false })
+	ctx := testenv.Context(t, time.Minute)
+	err := s.Ensure(ctx, testSchema())
+	if err == nil || !strings.Contains(err.Error(), "things does not exist") || !strings.Contains(err.Error(), "create-schema=false") {
+		t.Errorf("Ensure on a missing table with CreateSchema=false = %v, want a clear error", err)
+	}
+}
+
+func TestWritePermanentErrorsReturnAtOnce(t *testing.T) {
+	var retries atomic.Int64
+	s, ch := newTestSink(t, func(c *Config) { c.OnRetry = func(string) { retries.Add(1) } })
+	ctx := testenv.Context(t, time.Minute)
+	if err := s.Ensure(ctx, testSchema()); err != nil {
+		t.Fatal(err)
+	}
+	r := mapping.NewRows()
+	r.Add("unknown_table", []any{"x"})
+	if err := s.Write(ctx, r); err == nil || !strings.Contains(err.Error(), "not part of the ensured schema") {
+		t.Errorf("Write to an unknown table = %v, want an error", err)
+	}
+	if err := ch.Conn.Exec(ctx, "ALTER TABLE things DROP COLUMN note"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := s.Write(ctx, rowsOf(2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
+	if err == nil || !strings.Contains(err.Error(), "note") {
+		t.Errorf("Write with a dropped column = %v, want an error naming the column", err)
+	}
+	if got := retries.Load(); got != 0 {
+		t.Errorf("retries of a permanent error = %d, want 0", got)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a permanent error took %s to return", took)
+	}
+	if got := s.Stats().Failures; got != 2 {
+		t.Errorf("Stats().Failures = %d, want 2", got)
+	}
+}
+
+// flakyProxy forwards loopback TCP connections to the real server; while it is
+// broken it closes every connection, open or new.
+type flakyProxy struct {
+	ln     net.Listener
+	target string
+	broken atomic.Bool
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+}
+
+func newFlakyProxy(t *testing.T, target string) *flakyProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &flakyProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *flakyProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if p.broken.Load() {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+	}
+}
+
+// cut closes every open connection.
+func (p *flakyProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func TestWriteRetriesTransientFailures(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	proxy := newFlakyProxy(t, ch.Addr)
+	var reasons sync.Map
+	cfg := DefaultConfig()
+	cfg.Addr = []string{proxy.ln.Addr().String()}
+	cfg.Database = ch.Database
+	cfg.DialTimeout = 2 * time.Second
+	cfg.MaxRetries = 20
+	cfg.RetryBackoff = 50 * time.Millisecond
+	cfg.RetryMaxBackoff = 200 * time.Millisecond
+	cfg.OnRetry = func(reason string) { reasons.Store(reason, true) }
+	ctx := testenv.Context(t, time.Minute)
+	s, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ensure(ctx, testSchema()); err != nil {
+		t.Fatal(err)
+	}
+	// Break the path: open connections die and new ones are refused for a
+	// while; the write must wait it out and land.
+	proxy.broken.Store(true)
+	proxy.cut()
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		proxy.broken.Store(false)
+	}()
+	const n = 50
+	if err := s.Write(ctx, rowsOf(n, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC))); err != nil {
+		t.Fatalf("Write through a broken then healed path: %v", err)
+	}
+	if got := s.Stats().Retries; got == 0 {
+		t.Error("Stats().Retries = 0, want at least one retry")
+	}
+	if _, ok := reasons.Load("network"); !ok {
+		var seen []string
+		reasons.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
+		t.Errorf("retry reasons = %v, want network among them", seen)
+	}
+	var final uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things FINAL").Scan(&final); err != nil {
+		t.Fatal(err)
+	}
+	if final != n {
+		t.Errorf("FINAL count() = %d, want %d", final, n)
+	}
+
+	// A path that never heals: the write gives up after MaxRetries and says so.
+	s.cfg.MaxRetries = 2
+	proxy.broken.Store(true)
+	proxy.cut()
+	err = s.Write(ctx, rowsOf(1, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)))
+	if err == nil || !strings.Contains(err.Error(), "giving up after 2 retries") {
+		t.Errorf("Write through a dead path = %v, want giving up after 2 retries", err)
+	}
+}
+
+func TestWriteHonoursCancellation(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	proxy := newFlakyProxy(t, ch.Addr)
+	cfg := DefaultConfig()
+	cfg.Addr = []string{proxy.ln.Addr().String()}
+	cfg.Database = ch.Database
+	cfg.MaxRetries = 1000
+	cfg.RetryBackoff = 100 * time.Millisecond
+	s, err := New(testenv.Context(t, time.Minute), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ensure(testenv.Context(t, time.Minute), testSchema()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.broken.Store(true)
+	proxy.cut()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Write(ctx, rowsOf(1, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)))
+	if err == nil {
+		t.Fatal("Write with a dead path and a cancelled context succeeded")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Write returned %s after its context ended, want promptly", took)
+	}
+}

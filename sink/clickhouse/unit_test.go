@@ -1,0 +1,310 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/internal/cli"
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+func TestDialectOf(t *testing.T) {
+	tests := []struct {
+		version string
+		want    Dialect
+		wantErr bool
+	}{
+		{"18.16.1", Legacy, false},
+		{"19.17.6.36", Legacy, false},
+		{"20.3.21.2", Legacy, false},
+		{"21.7.11.3", Legacy, false},
+		{"21.8.15.7", Modern, false},
+		{"23.3.1", Modern, false},
+		{"25.10.1.1", Modern, false},
+		{"garbage", "", true},
+		{"x.y.z", "", true},
+	}
+	for _, tt := range tests {
+		got, err := DialectOf(tt.version)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("DialectOf(%q) = %q, %v; want %q, error %v", tt.version, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		edit  func(c *Config)
+		wants []string // substrings of the error; none: valid
+	}{
+		{"defaults", func(c *Config) {}, nil},
+		{"password file", func(c *Config) { c.PasswordFile = pwFile }, nil},
+		{"tls", func(c *Config) { c.TLS = true; c.TLSServerName = "x.clickhouse.cloud" }, nil},
+		{"every problem at once", func(c *Config) {
+			c.Addr = []string{"nohost"}
+			c.Database = "bad-name"
+			c.PasswordFile = filepath.Join(dir, "missing")
+			c.Password = "p"
+			c.MaxRetries = -1
+			c.BatchRows = 0
+			c.Dialect = "ancient"
+		}, []string{"--clickhouse.addr", "--clickhouse.database", "exclusive", "--clickhouse.password-file", "--clickhouse.max-retries", "--clickhouse.batch-rows", "--clickhouse.dialect"}},
+		{"tls options without tls", func(c *Config) { c.TLSInsecureSkipVerify = true }, []string{"need --clickhouse.tls"}},
+		{"no address", func(c *Config) { c.Addr = nil }, []string{"at least one address"}},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		tt.edit(&c)
+		err := c.Validate()
+		if len(tt.wants) == 0 {
+			if err != nil {
+				t.Errorf("%s: Validate() = %v, want nil", tt.name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: Validate() = nil, want errors %q", tt.name, tt.wants)
+			continue
+		}
+		for _, w := range tt.wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Validate() = %v, want it to mention %q", tt.name, err, w)
+			}
+		}
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	var c Config
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--clickhouse.addr=a:9440,b:9440", "--clickhouse.tls", "--clickhouse.max-retries=2"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"TRIBUTARY_CLICKHOUSE_PASSWORD": "from-env", "TRIBUTARY_CLICKHOUSE_MAX_RETRIES": "9"}
+	if err := cli.ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.Addr, ","), "a:9440,b:9440"; got != want {
+		t.Errorf("Addr = %q, want %q", got, want)
+	}
+	if got, want := c.Password, "from-env"; got != want {
+		t.Errorf("Password = %q, want %q", got, want)
+	}
+	if got, want := c.MaxRetries, 2; got != want {
+		t.Errorf("MaxRetries = %d, want %d (a set flag wins)", got, want)
+	}
+	if got, want := c.Database, "tributary"; got != want {
+		t.Errorf("Database = %q, want the default %q", got, want)
+	}
+	if !c.CreateSchema {
+		t.Error("CreateSchema = false, want the default true")
+	}
+	opts, err := c.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.TLS == nil || opts.Auth.Password != "from-env" || opts.Protocol != clickhouse.Native {
+		t.Errorf("options: TLS %v, password %q, protocol %v; want TLS, the password, native", opts.TLS, opts.Auth.Password, opts.Protocol)
+	}
+}
+
+func TestPasswordFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(p, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.PasswordFile = p
+	got, err := c.password()
+	if err != nil || got != "s3cret" {
+		t.Errorf("password() = %q, %v; want %q", got, err, "s3cret")
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name          string
+		err           error
+		wantReason    string
+		wantTransient bool
+	}{
+		{"too many parts", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 252}), "server", true},
+		{"memory limit", &clickhouse.Exception{Code: 241}, "server", true},
+		{"server timeout", &clickhouse.Exception{Code: 159}, "timeout", true},
+		{"unknown column", &clickhouse.Exception{Code: 16}, "", false},
+		{"unknown table", &clickhouse.Exception{Code: 60}, "", false},
+		{"auth", &clickhouse.Exception{Code: 516}, "", false},
+		{"type mismatch", &clickhouse.Exception{Code: 53}, "", false},
+		{"connection reset", fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: syscall.ECONNRESET}), "network", true},
+		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "network", true},
+		{"eof", fmt.Errorf("read: %w", io.EOF), "network", true},
+		{"net timeout", fmt.Errorf("read: %w", timeoutErr{}), "timeout", true},
+		{"attempt deadline", fmt.Errorf("send: %w", context.DeadlineExceeded), "timeout", true},
+		{"cancelled", fmt.Errorf("send: %w", context.Canceled), "", false},
+		{"bad row", permanent("row 3: got int, want string"), "", false},
+		{"other", errors.New("something odd"), "", false},
+	}
+	for _, tt := range tests {
+		reason, transient := classify(tt.err)
+		if reason != tt.wantReason || transient != tt.wantTransient {
+			t.Errorf("%s: classify = %q, %v; want %q, %v", tt.name, reason, transient, tt.wantReason, tt.wantTransient)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	base, max := 100*time.Millisecond, time.Second
+	for attempt, full := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		full *= time.Millisecond
+		for range 50 {
+			got := backoff(attempt, base, max)
+			if got < full/2 || got > full {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, got, full/2, full)
+			}
+		}
+	}
+}
+
+func TestColumnsLegacyTime(t *testing.T) {
+	tbl := testSchema().Tables[0]
+	var got []string
+	for _, c := range columnsOf(tbl, Legacy) {
+		got = append(got, c.Name+" "+c.Type)
+	}
+	want := []string{"id String", "kind String", "ts DateTime('UTC')", "ts_ms UInt16", "n32 UInt32", "flag UInt8",
+		"tags Array(String)", "statuses Array(String)", "note Nullable(String)", "ended Nullable(DateTime('UTC'))", "ended_ms UInt16", "version UInt64"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("legacy columns:\n got %q\nwant %q", got, want)
+	}
+	if got, want := orderBy(tbl, Legacy), "(kind, ts, ts_ms, id)"; got != want {
+		t.Errorf("legacy ORDER BY = %s, want %s", got, want)
+	}
+	if got, want := orderBy(tbl, Modern), "(kind, ts, id)"; got != want {
+		t.Errorf("modern ORDER BY = %s, want %s", got, want)
+	}
+}
+
+func TestQuoting(t *testing.T) {
+	tests := []struct{ in, ident, str string }{
+		{"events", "events", "'events'"},
+		{"odd name", "`odd name`", "'odd name'"},
+		{"it's", "`it's`", `'it\'s'`},
+		{"back`tick", "`back\\`tick`", "'back`tick'"},
+	}
+	for _, tt := range tests {
+		if got := quoteIdent(tt.in); got != tt.ident {
+			t.Errorf("quoteIdent(%q) = %s, want %s", tt.in, got, tt.ident)
+		}
+		if got := quoteString(tt.in); got != tt.str {
+			t.Errorf("quoteString(%q) = %s, want %s", tt.in, got, tt.str)
+		}
+	}
+}
+
+func TestTableDialect(t *testing.T) {
+	tbl := testSchema().Tables[0]
+	s := &Sink{dialect: Modern}
+	legacy := map[string]string{"ts": "DateTime('UTC')", "ts_ms": "UInt16"}
+	modern := map[string]string{"ts": "DateTime64(3, 'UTC')"}
+	if got := s.tableDialect(tbl, legacy); got != Legacy {
+		t.Errorf("modern server, legacy table: dialect %s, want legacy", got)
+	}
+	if got := s.tableDialect(tbl, modern); got != Modern {
+		t.Errorf("modern server, modern table: dialect %s, want modern", got)
+	}
+}
+
+func TestToColumnsRejectsBadRows(t *testing.T) {
+	tw := newTableWriter(testSchema().Tables[0], "db", Legacy)
+	good := testRow(1, time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC))
+	tests := []struct {
+		name string
+		row  func() []any
+		want string
+	}{
+		{"short row", func() []any { return good[:3] }, "has 3 values, want 10"},
+		{"wrong type", func() []any { r := append([]any(nil), good...); r[0] = 7; return r }, "column id: row 0: got int, want string"},
+		{"before 1970 on legacy", func() []any {
+			r := append([]any(nil), good...)
+			r[2] = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)
+			return r
+		}, "outside what DateTime holds"},
+	}
+	for _, tt := range tests {
+		_, err := tw.toColumns([][]any{tt.row()})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: toColumns error %v, want it to contain %q", tt.name, err, tt.want)
+		}
+		if _, transient := classify(err); transient {
+			t.Errorf("%s: classified transient, want permanent", tt.name)
+		}
+	}
+}
+
+// testSchema has one column of every logical type; the tests write it.
+func testSchema() mapping.Schema {
+	return mapping.Schema{
+		Tables: []mapping.Table{{
+			Name:    "things",
+			Comment: "Every logical type, for tests.",
+			Columns: []mapping.Column{
+				{Name: "id", Type: mapping.String, Comment: "The thing's id."},
+				{Name: "kind", Type: mapping.LowString, Comment: "Its kind."},
+				{Name: "ts", Type: mapping.Time, Comment: "When it happened."},
+				{Name: "n32", Type: mapping.UInt32},
+				{Name: "flag", Type: mapping.Bool},
+				{Name: "tags", Type: mapping.ArrayString},
+				{Name: "statuses", Type: mapping.ArrayLowString},
+				{Name: "note", Type: mapping.NullableString, Comment: "It's optional."},
+				{Name: "ended", Type: mapping.NullableTime},
+				{Name: "version", Type: mapping.UInt64},
+			},
+			OrderBy:     []string{"kind", "ts", "id"},
+			PartitionBy: "toYYYYMM(ts)",
+			Version:     "version",
+		}},
+		Views: []mapping.View{{
+			Name:  "things_latest",
+			Query: "SELECT id, kind, ts FROM {db}.things FINAL",
+		}},
+	}
+}
+
+// testRow returns a row of testSchema's table.
+func testRow(i int, ts time.Time) []any {
+	var note *string
+	var ended *time.Time
+	if i%2 == 0 {
+		s := fmt.Sprintf("note %d", i)
+		note = &s
+		e := ts.Add(1500 * time.Millisecond)
+		ended = &e
+	}
+	return []any{fmt.Sprintf("id-%06d", i), "kind-" + fmt.Sprint(i%3), ts, uint32(i), i%2 == 0,
+		[]string{"a", fmt.Sprint(i)}, []string{"onRisk"}, note, ended, uint64(7)}
+}

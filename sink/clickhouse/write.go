@@ -1,0 +1,115 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tributary-cdc/tributary/mapping"
+)
+
+// Write inserts rows, table by table (in name order), in INSERTs of at most
+// BatchRows rows, each naming its columns. Transient failures are retried
+// with backoff up to MaxRetries times; a permanent one returns at once. On
+// error some tables or chunks may have landed: writing the same rows again
+// is safe, since ReplacingMergeTree collapses them. Every table in rows must
+// have been passed to Ensure.
+func (s *Sink) Write(ctx context.Context, rows *mapping.Rows) error {
+	if err := s.write(ctx, rows); err != nil {
+		s.failures.Add(1)
+		return err
+	}
+	return nil
+}
+
+func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
+	if rows == nil || rows.Len() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	tables := s.tables
+	s.mu.Unlock()
+	names := make([]string, 0, len(rows.ByTable))
+	for name, rs := range rows.ByTable {
+		if len(rs) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		tw := tables[name]
+		if tw == nil {
+			return fmt.Errorf("write to ClickHouse: table %q is not part of the ensured schema", name)
+		}
+		all := rows.ByTable[name]
+		for start := 0; start < len(all); start += s.cfg.BatchRows {
+			chunk := all[start:min(start+s.cfg.BatchRows, len(all))]
+			if err := s.insert(ctx, tw, chunk); err != nil {
+				return fmt.Errorf("write %d rows to %s.%s: %w", len(chunk), s.cfg.Database, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// insert sends one chunk, retrying transient failures.
+func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error {
+	cols, err := tw.toColumns(rows)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := s.sendOnce(ctx, tw, cols)
+		if err == nil {
+			took := time.Since(start)
+			s.inserts.Add(1)
+			s.rows.Add(uint64(len(rows)))
+			s.insertNanos.Add(int64(took))
+			if s.cfg.OnInsert != nil {
+				s.cfg.OnInsert(tw.name, len(rows), took)
+			}
+			s.log.Debug("inserted rows", "table", tw.name, "rows", len(rows), "took", took)
+			return nil
+		}
+		reason, transient := classify(err)
+		if !transient || ctx.Err() != nil {
+			return err
+		}
+		if attempt >= s.cfg.MaxRetries {
+			return fmt.Errorf("giving up after %d retries: %w", attempt, err)
+		}
+		wait := backoff(attempt, s.cfg.RetryBackoff, s.cfg.RetryMaxBackoff)
+		s.retries.Add(1)
+		if s.cfg.OnRetry != nil {
+			s.cfg.OnRetry(reason)
+		}
+		s.log.Warn("ClickHouse insert failed, retrying", "table", tw.name, "rows", len(rows),
+			"attempt", attempt+1, "reason", reason, "wait", wait, "err", err)
+		if err := sleep(ctx, wait); err != nil {
+			return fmt.Errorf("retry cancelled: %w", err)
+		}
+	}
+}
+
+// sendOnce runs one INSERT of the prepared columns, bounded by WriteTimeout.
+func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error {
+	actx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	batch, err := s.conn.PrepareBatch(actx, tw.insert)
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	defer batch.Close()
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c); err != nil {
+			_ = batch.Abort()
+			return permanent("append column %s: %w", tw.cols[i].Name, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send insert: %w", err)
+	}
+	return nil
+}
