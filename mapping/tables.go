@@ -256,14 +256,21 @@ FROM
 GROUP BY tenant, policy_locator
 `)
 
-// policyEndingsSQL classifies ending events, then expands each over the
-// policies it concerns (ARRAY JOIN), which also covers billing events listing
-// several policies.
+// policyEndingsSQL: the inner query picks the events that end a policy and
+// expands each over the policies it concerns (ARRAY JOIN); the joined query
+// collects, per policy, the times of suite delinquency lapses, because a suite
+// lapse is an ordinary policy.cancellation.issue that follows a
+// billing.delinquency.lapse of the same policy (within a day).
 var policyEndingsSQL = strings.TrimSpace(`
 SELECT
     tenant,
     ended_policy AS policy_locator,
-    kind,
+    multiIf(
+        event_type IN ('policy.end', 'policy.status.update'), 'expiry',
+        event_type = 'policy.lapse', 'lapse',
+        event_type = 'cancellation.issue' AND lower(cancellation_name) LIKE '%lapse%', 'lapse',
+        event_type = 'policy.cancellation.issue' AND arrayExists(x -> x <= recorded_at AND addDays(x, 1) >= recorded_at, lapse_times), 'lapse',
+        'manual_cancellation') AS kind,
     recorded_at,
     event_locator,
     event_type,
@@ -273,22 +280,25 @@ FROM
 (
     SELECT
         tenant,
-        policy_locators,
-        multiIf(
-            type = 'policy.end', 'expiry',
-            type = 'policy.status.update', 'expiry',
-            type = 'policy.lapse', 'lapse',
-            type = 'billing.delinquency.lapse', 'lapse',
-            type = 'cancellation.issue' AND lower(cancellation_name) LIKE '%lapse%', 'lapse',
-            'manual_cancellation') AS kind,
+        ended_policy,
         timestamp AS recorded_at,
         locator AS event_locator,
         type AS event_type,
         flavor,
         cancellation_name
     FROM {db}.events FINAL
-    WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue', 'billing.delinquency.lapse')
+    ARRAY JOIN policy_locators AS ended_policy
+    WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue')
        OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
 )
-ARRAY JOIN policy_locators AS ended_policy
+ANY LEFT JOIN
+(
+    SELECT
+        tenant,
+        policy_locator AS ended_policy,
+        groupArray(timestamp) AS lapse_times
+    FROM {db}.event_policies FINAL
+    WHERE type = 'billing.delinquency.lapse'
+    GROUP BY tenant, policy_locator
+) USING (tenant, ended_policy)
 `)
