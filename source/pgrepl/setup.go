@@ -1,0 +1,275 @@
+package pgrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// sessionParams are set on every connection so that values come as text in
+// one fixed form (timestamps in UTC, ISO style).
+func (s *Source) sessionParams(params map[string]string, replication bool) {
+	params["TimeZone"] = "UTC"
+	params["DateStyle"] = "ISO, MDY"
+	params["extra_float_digits"] = "3"
+	if params["application_name"] == "" {
+		params["application_name"] = "tributary"
+	}
+	if replication {
+		params["replication"] = "database"
+		if s.cfg.DecodingWorkMem != "" {
+			params["logical_decoding_work_mem"] = s.cfg.DecodingWorkMem
+		}
+	} else {
+		delete(params, "replication")
+	}
+}
+
+// connectSQL opens a normal (non-replication) connection.
+func (s *Source) connectSQL(ctx context.Context) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse --pg.dsn: %w", err)
+	}
+	s.sessionParams(cc.RuntimeParams, false)
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return conn, nil
+}
+
+// connectReplication opens a logical replication connection.
+func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
+	cc, err := pgconn.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse --pg.dsn: %w", err)
+	}
+	s.sessionParams(cc.RuntimeParams, true)
+	conn, err := pgconn.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("open replication connection: %w", err)
+	}
+	return conn, nil
+}
+
+// tableInfo is what preflight learns about the table.
+type tableInfo struct {
+	oid        uint32
+	keyType    string // format_type of the locator column
+	dataIsJSON bool   // the data column is json or jsonb
+}
+
+// preflight checks everything the source needs from the database and returns
+// every problem at once, each with what to do about it.
+func (s *Source) preflight(ctx context.Context, conn *pgx.Conn) (tableInfo, error) {
+	var info tableInfo
+	var problems []error
+
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level')").Scan(&walLevel); err != nil {
+		return info, fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		problems = append(problems, fmt.Errorf("wal_level is %q but logical replication needs wal_level = logical: set it in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", walLevel))
+	}
+
+	var role string
+	var super, repl bool
+	if err := conn.QueryRow(ctx, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user").Scan(&role, &super, &repl); err != nil {
+		return info, fmt.Errorf("read the role's attributes: %w", err)
+	}
+	if !super && !repl {
+		problems = append(problems, fmt.Errorf("role %q lacks the REPLICATION attribute needed for a replication connection: ALTER ROLE %s REPLICATION", role, pgx.Identifier{role}.Sanitize()))
+	}
+
+	var relkind, replident string
+	err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text, c.relreplident::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, s.schema, s.table).Scan(&info.oid, &relkind, &replident)
+	if errors.Is(err, pgx.ErrNoRows) {
+		problems = append(problems, fmt.Errorf("table %s.%s does not exist (--pg.table)", s.schema, s.table))
+		return info, errors.Join(problems...)
+	}
+	if err != nil {
+		return info, fmt.Errorf("look up table %s.%s: %w", s.schema, s.table, err)
+	}
+	if relkind != "r" && relkind != "p" {
+		problems = append(problems, fmt.Errorf("%s.%s is not a table (relkind %q)", s.schema, s.table, relkind))
+	}
+	var canSelect, hasPK bool
+	if err := conn.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'SELECT'),
+		EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::oid AND indisprimary)`, info.oid).Scan(&canSelect, &hasPK); err != nil {
+		return info, fmt.Errorf("check table %s.%s: %w", s.schema, s.table, err)
+	}
+	if !canSelect {
+		problems = append(problems, fmt.Errorf("role %q lacks SELECT on %s.%s: GRANT SELECT ON %s TO %s", role, s.schema, s.table, s.quotedTable(), pgx.Identifier{role}.Sanitize()))
+	}
+	switch {
+	case replident == "n":
+		problems = append(problems, fmt.Errorf("table %s.%s has REPLICA IDENTITY NOTHING, so its updates cannot be replicated: ALTER TABLE %s REPLICA IDENTITY DEFAULT (with a primary key) or FULL", s.schema, s.table, s.quotedTable()))
+	case replident == "d" && !hasPK:
+		problems = append(problems, fmt.Errorf("table %s.%s has no primary key and REPLICA IDENTITY DEFAULT, so its updates cannot be replicated: add a primary key (on %s) or ALTER TABLE %s REPLICA IDENTITY FULL", s.schema, s.table, s.cfg.Columns.Locator, s.quotedTable()))
+	}
+
+	rows, err := conn.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod), atttypid::regtype::text
+		FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped`, info.oid)
+	if err != nil {
+		return info, fmt.Errorf("read the columns of %s.%s: %w", s.schema, s.table, err)
+	}
+	types := map[string]string{}
+	for rows.Next() {
+		var name, formatted, typ string
+		if err := rows.Scan(&name, &formatted, &typ); err != nil {
+			rows.Close()
+			return info, fmt.Errorf("read the columns of %s.%s: %w", s.schema, s.table, err)
+		}
+		types[name] = typ
+		if name == s.cfg.Columns.Locator {
+			info.keyType = formatted
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return info, fmt.Errorf("read the columns of %s.%s: %w", s.schema, s.table, err)
+	}
+	for _, f := range s.cfg.columnFields() {
+		if f.column != "" {
+			if _, ok := types[f.column]; !ok {
+				problems = append(problems, fmt.Errorf("table %s.%s has no column %q (--pg.column.%s)", s.schema, s.table, f.column, f.flag))
+			}
+		}
+	}
+	if t := types[s.cfg.Columns.OccurredAt]; t != "" && !strings.HasPrefix(t, "timestamp") {
+		problems = append(problems, fmt.Errorf("column %q (--pg.column.occurred-at) is %s, want timestamptz or timestamp", s.cfg.Columns.OccurredAt, t))
+	}
+	t := types[s.cfg.Columns.Data]
+	info.dataIsJSON = t == "json" || t == "jsonb"
+	return info, errors.Join(problems...)
+}
+
+// ensurePublication checks that the publication exists and publishes the
+// table's inserts and updates, creating it when allowed.
+func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
+	var ins, upd, all bool
+	err := conn.QueryRow(ctx, "SELECT pubinsert, pubupdate, puballtables FROM pg_publication WHERE pubname = $1", s.cfg.Publication).Scan(&ins, &upd, &all)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if !s.cfg.CreatePublication {
+			return fmt.Errorf("publication %q does not exist and --pg.create-publication is false: CREATE PUBLICATION %s FOR TABLE %s", s.cfg.Publication, s.cfg.Publication, s.quotedTable())
+		}
+		q := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, update, delete')", pgx.Identifier{s.cfg.Publication}.Sanitize(), s.quotedTable())
+		if _, err := conn.Exec(ctx, q); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42501" {
+				return fmt.Errorf("create publication %q: %w (the role needs CREATE on the database and must own the table; or have an administrator run: %s)", s.cfg.Publication, err, q)
+			}
+			if !(errors.As(err, &pe) && pe.Code == "42710") { // 42710: created concurrently
+				return fmt.Errorf("create publication %q: %w", s.cfg.Publication, err)
+			}
+		}
+		s.log.Info("created publication", "publication", s.cfg.Publication, "table", s.schema+"."+s.table)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up publication %q: %w", s.cfg.Publication, err)
+	}
+	var included bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
+		s.cfg.Publication, s.schema, s.table).Scan(&included); err != nil {
+		return fmt.Errorf("check publication %q: %w", s.cfg.Publication, err)
+	}
+	var problems []error
+	if !included {
+		problems = append(problems, fmt.Errorf("publication %q does not include table %s.%s: ALTER PUBLICATION %s ADD TABLE %s", s.cfg.Publication, s.schema, s.table, s.cfg.Publication, s.quotedTable()))
+	}
+	if !ins || !upd {
+		problems = append(problems, fmt.Errorf("publication %q does not publish inserts and updates: ALTER PUBLICATION %s SET (publish = 'insert, update, delete')", s.cfg.Publication, s.cfg.Publication))
+	}
+	return errors.Join(problems...)
+}
+
+// slotInfo describes an existing replication slot.
+type slotInfo struct {
+	confirmed pglogrepl.LSN
+}
+
+// lookupSlot returns the slot, or nil when it does not exist; a slot of another
+// kind, plugin or database is an error.
+func (s *Source) lookupSlot(ctx context.Context, conn *pgx.Conn) (*slotInfo, error) {
+	var typ string
+	var plugin, db, confirmed *string
+	err := conn.QueryRow(ctx, `SELECT slot_type, plugin, database, confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&typ, &plugin, &db, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up replication slot %q: %w", s.cfg.Slot, err)
+	}
+	var current string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&current); err != nil {
+		return nil, fmt.Errorf("read the current database: %w", err)
+	}
+	switch {
+	case typ != "logical":
+		return nil, fmt.Errorf("replication slot %q is a %s slot, not a logical one: choose another --pg.slot", s.cfg.Slot, typ)
+	case plugin == nil || *plugin != "pgoutput":
+		return nil, fmt.Errorf("replication slot %q uses plugin %v, not pgoutput: choose another --pg.slot", s.cfg.Slot, deref(plugin))
+	case db == nil || *db != current:
+		return nil, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --pg.slot", s.cfg.Slot, deref(db), current)
+	case confirmed == nil:
+		return nil, fmt.Errorf("replication slot %q has no confirmed_flush_lsn (is it still being created?)", s.cfg.Slot)
+	}
+	lsn, err := pglogrepl.ParseLSN(*confirmed)
+	if err != nil {
+		return nil, fmt.Errorf("replication slot %q: %w", s.cfg.Slot, err)
+	}
+	return &slotInfo{confirmed: lsn}, nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return "NULL"
+	}
+	return *p
+}
+
+func (s *Source) quotedTable() string { return pgx.Identifier{s.schema, s.table}.Sanitize() }
+
+// serverMajor reads the major version from a connection's server_version.
+func serverMajor(conn *pgconn.PgConn) int {
+	v := conn.ParameterStatus("server_version")
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end >= 0 {
+		v = v[:end]
+	}
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// retryable reports whether err may go away by reconnecting: network errors,
+// server shutdown or start-up, a slot still held by a previous connection.
+func retryable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"), strings.HasPrefix(pe.Code, "57P"):
+			return true
+		case pe.Code == "55006", pe.Code == "55000" && strings.Contains(pe.Message, "active"): // slot in use
+			return true
+		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "XX000" && strings.Contains(pe.Message, "could not"):
+			return true
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,438 @@
+package pgrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+var _ source.Source = (*Source)(nil)
+
+// Stats is a snapshot of the source's counters, for metrics.
+type Stats struct {
+	Phase          string        // "", "snapshot" or "streaming"
+	SlotLagBytes   int64         // pg_current_wal_lsn() - confirmed_flush_lsn of the slot, sampled; -1 before the first sample
+	ConfirmedLSN   pglogrepl.LSN // the slot's confirmed_flush_lsn, sampled from the server
+	AckedLSN       pglogrepl.LSN // the highest LSN Acked (and reported as flushed)
+	ReceivedLSN    pglogrepl.LSN // the highest WAL position received
+	Events         uint64        // events returned by Read (snapshot and stream)
+	SnapshotRows   uint64        // of which copied by the initial snapshot
+	Deletes        uint64        // deletes seen and ignored
+	Truncates      uint64        // truncates seen and ignored
+	UnchangedToast uint64        // updates skipped because the data column was an unchanged TOASTed value
+	Aborted        uint64        // streamed transactions (or subtransactions) discarded after an abort
+	Reconnects     uint64        // replication connections re-opened after an error
+	LastCommit     time.Time     // commit time of the newest transaction returned by Read
+}
+
+// item is what the streaming goroutine hands to Read: events, and when pos is
+// non-zero, the resumable position just after them.
+type item struct {
+	events     []source.Event
+	pos        pglogrepl.LSN
+	commitTime time.Time
+	err        error
+}
+
+// chunkSize is the most events the streaming goroutine hands over at once.
+const chunkSize = 2048
+
+// Source reads events from a PostgreSQL table through logical replication.
+// Read is called from one goroutine; Ack and Stats may be called from any.
+type Source struct {
+	cfg           Config
+	log           *slog.Logger
+	schema, table string
+	dataIsJSON    bool
+	keyType       string
+
+	// Read's state.
+	snap      *snapshot     // non-nil while copying
+	pos       position      // the position after the last batch returned
+	items     chan item     // from the streaming goroutine
+	cur       item          // the item being consumed
+	curOff    int           // events of cur already returned
+	curLive   bool          // cur holds an unconsumed item
+	readErr   error         // an error to return on the next Read
+	streamAt  pglogrepl.LSN // where streaming starts
+	streaming bool
+
+	runCtx context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	opened bool
+
+	mu    sync.Mutex
+	acked pglogrepl.LSN
+	stats Stats
+}
+
+// New checks cfg and returns a source; it connects nothing until Open.
+func New(cfg Config, logger *slog.Logger) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	schema, table, _ := splitTable(cfg.Table)
+	s := &Source{
+		cfg:    cfg,
+		log:    logger.With("component", "pgrepl", "slot", cfg.Slot),
+		schema: schema,
+		table:  table,
+		items:  make(chan item, 2),
+	}
+	s.stats.SlotLagBytes = -1
+	return s, nil
+}
+
+// Open checks the database (wal_level, privileges, the table's key and
+// columns), ensures the publication and the slot, and prepares reading after
+// from. With the empty position it copies the table's rows first when
+// Config.Snapshot is set: under the new slot's exported snapshot when it
+// creates the slot, under a fresh snapshot when the slot already exists (rows
+// committed since then come again from the slot; the sink is idempotent).
+func (s *Source) Open(ctx context.Context, from source.Position) error {
+	if s.opened {
+		return errors.New("pgrepl: Open called twice")
+	}
+	var p position
+	if from != "" {
+		var err error
+		if p, err = parsePosition(from); err != nil {
+			return err
+		}
+	}
+	conn, err := s.connectSQL(ctx)
+	if err != nil {
+		return err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			conn.Close(context.Background())
+		}
+	}()
+	info, err := s.preflight(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL source not usable: %w", err)
+	}
+	s.dataIsJSON, s.keyType = info.dataIsJSON, info.keyType
+	if err := s.ensurePublication(ctx, conn); err != nil {
+		return fmt.Errorf("PostgreSQL source not usable: %w", err)
+	}
+	slot, err := s.lookupSlot(ctx, conn)
+	if err != nil {
+		return err
+	}
+	s.runCtx, s.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if !keep {
+			s.cancel()
+		}
+	}()
+
+	switch {
+	case from == "" || p.snapshot:
+		if slot == nil {
+			if !s.cfg.CreateSlot {
+				return fmt.Errorf("replication slot %q does not exist and --pg.create-slot is false", s.cfg.Slot)
+			}
+			if from != "" {
+				s.log.Warn("the slot of an interrupted snapshot is gone: creating it again and copying the table from the start", "position", string(from))
+			}
+			lsn, err := s.createSlot(ctx, conn)
+			if err != nil {
+				return err
+			}
+			keep = s.snap != nil
+			s.setStart(lsn, s.snap != nil)
+			break
+		}
+		if from == "" && !s.cfg.Snapshot {
+			s.setStart(slot.confirmed, false)
+			break
+		}
+		start, after, hasKey := slot.confirmed, "", false
+		if p.snapshot {
+			start, after, hasKey = p.lsn, p.lastKey, p.hasKey
+		}
+		s.log.Info("copying the table under a fresh snapshot (the slot already exists); rows committed since the slot's position come again from the slot", "slot_lsn", start.String())
+		if err := s.beginCopy(ctx, conn, "", start, after, hasKey); err != nil {
+			return err
+		}
+		keep = true
+		s.setStart(start, true)
+	default:
+		if slot == nil {
+			return fmt.Errorf("replication slot %q does not exist but the checkpoint is at %s: changes after it may be lost; recreate the slot by resetting the checkpoint (a new snapshot is copied) or restore the slot", s.cfg.Slot, from)
+		}
+		if p.lsn < slot.confirmed {
+			s.log.Warn("the checkpoint is behind the slot's confirmed position; the server resumes from the slot's", "position", string(from), "confirmed_flush_lsn", slot.confirmed.String())
+		}
+		s.setStart(p.lsn, false)
+	}
+	s.opened = true
+	if !keep {
+		conn.Close(context.Background())
+	}
+	keep = true
+	if !s.streaming {
+		s.mu.Lock()
+		s.stats.Phase = "snapshot"
+		s.mu.Unlock()
+	} else {
+		s.startStreaming()
+	}
+	s.wg.Add(1)
+	go s.sampleLag()
+	return nil
+}
+
+// setStart records where streaming starts and whether a copy comes first.
+func (s *Source) setStart(lsn pglogrepl.LSN, copying bool) {
+	s.streamAt = lsn
+	s.mu.Lock()
+	if s.acked < lsn {
+		s.acked = lsn
+	}
+	s.stats.AckedLSN = s.acked
+	s.mu.Unlock()
+	if copying {
+		s.pos = position{snapshot: true, lsn: lsn}
+		if s.snap != nil && s.snap.hasKey {
+			s.pos.lastKey, s.pos.hasKey = s.snap.lastKey, true
+		}
+		return
+	}
+	s.pos = position{lsn: lsn}
+	s.streaming = true
+}
+
+// createSlot creates the slot; with Config.Snapshot it also begins the copy
+// under the slot's exported snapshot on conn.
+func (s *Source) createSlot(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
+	rc, err := s.connectReplication(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close(context.Background())
+	action := "NOEXPORT_SNAPSHOT"
+	if s.cfg.Snapshot {
+		action = "EXPORT_SNAPSHOT"
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, rc, s.cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+	if err != nil {
+		return 0, fmt.Errorf("create replication slot %q: %w", s.cfg.Slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return 0, fmt.Errorf("create replication slot %q: consistent point: %w", s.cfg.Slot, err)
+	}
+	s.log.Info("created replication slot", "consistent_point", lsn.String(), "snapshot", res.SnapshotName)
+	if s.cfg.Snapshot {
+		// The exported snapshot lives until rc runs another command: import it first.
+		if err := s.beginCopy(ctx, conn, res.SnapshotName, lsn, "", false); err != nil {
+			return 0, err
+		}
+	}
+	return lsn, nil
+}
+
+// startStreaming starts the goroutine that owns the replication connection.
+func (s *Source) startStreaming() {
+	s.streaming = true
+	s.pos = position{lsn: s.streamAt}
+	s.mu.Lock()
+	s.stats.Phase = "streaming"
+	s.mu.Unlock()
+	st := newStreamer(s, s.streamAt)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		st.run(s.runCtx)
+	}()
+}
+
+// Read returns the next events, at most max, and the position after them; an
+// empty batch when only the position advanced (an idle or filtered stream).
+// A batch that ends inside a transaction carries the position of the last
+// complete one: resuming there replays the transaction, which the idempotent
+// sink absorbs.
+func (s *Source) Read(ctx context.Context, max int) (source.Batch, error) {
+	if !s.opened {
+		return source.Batch{}, errors.New("pgrepl: Read before Open")
+	}
+	if max < 1 {
+		max = 1
+	}
+	if s.readErr != nil {
+		err := s.readErr
+		s.readErr = nil
+		return source.Batch{}, err
+	}
+	if s.snap != nil {
+		return s.readSnapshot(ctx, max)
+	}
+	return s.readStream(ctx, max)
+}
+
+func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) {
+	var events []source.Event
+	advanced := false
+	var lastCommit time.Time
+	for len(events) < max {
+		if !s.curLive {
+			var it item
+			if len(events) == 0 && !advanced {
+				select {
+				case it = <-s.items:
+				case <-ctx.Done():
+					return source.Batch{}, ctx.Err()
+				}
+			} else {
+				got := false
+				select {
+				case it = <-s.items:
+					got = true
+				default:
+				}
+				if !got {
+					break
+				}
+			}
+			if it.err != nil {
+				if len(events) > 0 || advanced {
+					s.readErr = it.err
+					break
+				}
+				return source.Batch{}, it.err
+			}
+			s.cur, s.curOff, s.curLive = it, 0, true
+		}
+		n := min(max-len(events), len(s.cur.events)-s.curOff)
+		if events == nil && n == len(s.cur.events) {
+			events = s.cur.events
+		} else if n > 0 {
+			events = append(events, s.cur.events[s.curOff:s.curOff+n]...)
+		}
+		s.curOff += n
+		if s.curOff == len(s.cur.events) {
+			if s.cur.pos > s.pos.lsn {
+				s.pos.lsn = s.cur.pos
+				advanced = true
+			}
+			if !s.cur.commitTime.IsZero() {
+				lastCommit = s.cur.commitTime
+			}
+			s.cur, s.curLive = item{}, false
+		}
+	}
+	s.mu.Lock()
+	s.stats.Events += uint64(len(events))
+	if !lastCommit.IsZero() {
+		s.stats.LastCommit = lastCommit
+	}
+	s.mu.Unlock()
+	return source.Batch{Events: events, Position: s.pos.encode()}, nil
+}
+
+// Ack records that everything up to upTo is durable; the next standby status
+// update reports it as flushed. Positions of the snapshot phase need no
+// acknowledgement. Ack never moves the flushed position backwards.
+func (s *Source) Ack(ctx context.Context, upTo source.Position) error {
+	p, err := parsePosition(upTo)
+	if err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	if p.snapshot {
+		return nil
+	}
+	s.mu.Lock()
+	if p.lsn > s.acked {
+		s.acked = p.lsn
+		s.stats.AckedLSN = p.lsn
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Stats returns the source's counters.
+func (s *Source) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Close stops streaming, sends a last status update with the acknowledged
+// position when connected, and releases the connections and spill files.
+func (s *Source) Close(ctx context.Context) error {
+	if !s.opened {
+		return nil
+	}
+	s.opened = false
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("close PostgreSQL source: %w", ctx.Err())
+	}
+	if s.snap != nil {
+		s.snap.close()
+		s.snap = nil
+	}
+	return nil
+}
+
+// sampleLag reads the slot's lag and confirmed position every LagInterval.
+func (s *Source) sampleLag() {
+	defer s.wg.Done()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	t := time.NewTicker(s.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		if conn == nil {
+			c, err := s.connectSQL(s.runCtx)
+			if err == nil {
+				conn = c
+			}
+		}
+		if conn != nil {
+			var lag *int64
+			var confirmed *string
+			err := conn.QueryRow(s.runCtx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, confirmed_flush_lsn::text
+				FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&lag, &confirmed)
+			if err == nil && lag != nil && confirmed != nil {
+				lsn, _ := pglogrepl.ParseLSN(*confirmed)
+				s.mu.Lock()
+				s.stats.SlotLagBytes, s.stats.ConfirmedLSN = *lag, lsn
+				s.mu.Unlock()
+			} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
+		select {
+		case <-s.runCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

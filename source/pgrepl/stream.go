@@ -1,0 +1,501 @@
+package pgrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// relInfo maps a relation's columns to event fields.
+type relInfo struct {
+	ours bool           // the configured table
+	idx  [numFields]int // column index per field, -1 when not mapped
+	name string         // schema.table, for messages
+	rel  *pglogrepl.RelationMessage
+}
+
+// streamer owns the replication connection: it receives and decodes pgoutput,
+// hands events to Read in chunks, and sends standby status updates, also
+// while Read is not consuming.
+type streamer struct {
+	s *Source
+
+	resume   pglogrepl.LSN // where a new session starts: the end of the last complete transaction, or an idle position
+	received pglogrepl.LSN // the highest WAL position received
+	conn     *pgconn.PgConn
+	v2       bool
+
+	relations map[uint32]*relInfo
+	inTx      bool
+	txSeq     uint64    // commit LSN of the open transaction
+	txTime    time.Time // its commit time
+	inStream  bool
+	streamXid uint32
+	spills    map[uint32]*spill
+
+	pend          []source.Event // events not handed over yet
+	pendCommitted int            // how many of pend belong to complete transactions
+	pendPos       pglogrepl.LSN  // the position after pend[:pendCommitted], 0 when none
+	pendTime      time.Time
+
+	nextStatus time.Time
+	deadline   time.Time
+	timer      *time.Timer
+}
+
+func newStreamer(s *Source, start pglogrepl.LSN) *streamer {
+	return &streamer{s: s, resume: start, spills: map[uint32]*spill{}}
+}
+
+// run streams until ctx ends, reconnecting with backoff after errors that may
+// pass; a permanent error is handed to Read.
+func (st *streamer) run(ctx context.Context) {
+	defer st.dropSpills()
+	backoff := 100 * time.Millisecond
+	for {
+		began := time.Now()
+		err := st.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if !retryable(err) {
+			st.s.log.Error("replication stopped", "err", err)
+			st.handOver(ctx, item{err: fmt.Errorf("PostgreSQL replication: %w", err)})
+			return
+		}
+		if time.Since(began) > 30*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		st.s.log.Warn("replication connection lost; reconnecting", "err", err, "resume", st.resume.String(), "backoff", backoff)
+		st.s.mu.Lock()
+		st.s.stats.Reconnects++
+		st.s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, st.s.cfg.ReconnectMax)
+	}
+}
+
+// handOver blocks until Read takes it, sending status updates meanwhile.
+func (st *streamer) handOver(ctx context.Context, it item) error {
+	for {
+		wait := time.Until(st.nextStatus)
+		if st.conn == nil {
+			wait = time.Hour
+		}
+		if st.timer == nil {
+			st.timer = time.NewTimer(wait)
+		} else {
+			st.timer.Reset(wait)
+		}
+		select {
+		case st.s.items <- it:
+			st.timer.Stop()
+			return nil
+		case <-ctx.Done():
+			st.timer.Stop()
+			return ctx.Err()
+		case <-st.timer.C:
+			if err := st.sendStatus(false); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// tryHandOver hands over the complete part of pend if Read is waiting.
+func (st *streamer) tryHandOver() {
+	if st.pendPos == 0 || len(st.s.items) > 0 {
+		return
+	}
+	it := item{events: st.pend[:st.pendCommitted:st.pendCommitted], pos: st.pendPos, commitTime: st.pendTime}
+	select {
+	case st.s.items <- it:
+		st.dropCommitted()
+	default:
+	}
+}
+
+// flushPend hands over everything pending, blocking: first the complete
+// transactions with their position, then the open one's events without.
+func (st *streamer) flushPend(ctx context.Context) error {
+	if st.pendPos != 0 {
+		it := item{events: st.pend[:st.pendCommitted:st.pendCommitted], pos: st.pendPos, commitTime: st.pendTime}
+		if err := st.handOver(ctx, it); err != nil {
+			return err
+		}
+		st.dropCommitted()
+	}
+	if len(st.pend) > 0 {
+		if err := st.handOver(ctx, item{events: st.pend}); err != nil {
+			return err
+		}
+		st.pend = nil
+	}
+	return nil
+}
+
+func (st *streamer) dropCommitted() {
+	rest := st.pend[st.pendCommitted:]
+	st.pend = nil
+	if len(rest) > 0 {
+		st.pend = append(make([]source.Event, 0, len(rest)+64), rest...)
+	}
+	st.pendCommitted, st.pendPos, st.pendTime = 0, 0, time.Time{}
+}
+
+// add queues one event of the open transaction.
+func (st *streamer) add(ctx context.Context, ev source.Event) error {
+	if st.pend == nil {
+		st.pend = make([]source.Event, 0, 64)
+	}
+	st.pend = append(st.pend, ev)
+	if len(st.pend) >= chunkSize {
+		return st.flushPend(ctx)
+	}
+	return nil
+}
+
+// complete marks everything queued as complete up to pos.
+func (st *streamer) complete(pos pglogrepl.LSN, at time.Time) {
+	st.resume = pos
+	st.pendCommitted, st.pendPos = len(st.pend), pos
+	if !at.IsZero() {
+		st.pendTime = at
+	}
+	st.tryHandOver()
+}
+
+// session runs one replication connection until it fails or ctx ends.
+func (st *streamer) session(ctx context.Context) error {
+	conn, err := st.s.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	stop := context.AfterFunc(ctx, func() { _ = conn.Conn().Close() })
+	defer stop()
+	st.v2 = st.s.cfg.Stream && serverMajor(conn) >= 14
+	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication)}
+	if st.v2 {
+		args = []string{"proto_version '2'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication), "streaming 'on'"}
+	}
+	// A slot may still be held by the connection of a process that just died:
+	// retry for a while.
+	for attempt := 0; ; attempt++ {
+		err = pglogrepl.StartReplication(ctx, conn, st.s.cfg.Slot, st.resume, pglogrepl.StartReplicationOptions{PluginArgs: args})
+		var pe *pgconn.PgError
+		if err != nil && errors.As(err, &pe) && pe.Code == "55006" && attempt < 100 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return fmt.Errorf("start replication on slot %q at %s: %w", st.s.cfg.Slot, st.resume, err)
+	}
+	st.s.log.Info("replication started", "lsn", st.resume.String(), "protocol", map[bool]int{false: 1, true: 2}[st.v2])
+	st.conn = conn
+	defer func() { st.conn = nil }()
+	// A new session starts after the last complete transaction: drop what
+	// belongs to the one that was open, and every streamed one in progress.
+	st.pend = st.pend[:st.pendCommitted]
+	st.relations = map[uint32]*relInfo{}
+	st.inTx, st.inStream = false, false
+	st.dropSpills()
+	st.nextStatus = time.Now()
+	st.deadline = time.Time{}
+
+	for {
+		now := time.Now()
+		if !now.Before(st.nextStatus) {
+			if err := st.sendStatus(false); err != nil {
+				return err
+			}
+		}
+		dl := st.nextStatus
+		if st.pendPos != 0 {
+			dl = now.Add(2 * time.Millisecond) // Read may be waiting for pend
+		}
+		if !dl.Equal(st.deadline) {
+			if err := conn.Conn().SetReadDeadline(dl); err != nil {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+			st.deadline = dl
+		}
+		msg, err := conn.ReceiveMessage(context.Background())
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if st.pendPos != 0 {
+					if err := st.flushPend(ctx); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				st.receivedUpTo(ka.ServerWALEnd)
+				if !st.inTx && ka.ServerWALEnd > st.resume {
+					// Nothing is open: everything before the server's end is
+					// handed over or queued, so the idle slot may advance.
+					st.complete(ka.ServerWALEnd, time.Time{})
+				}
+				if ka.ReplyRequested {
+					if err := st.sendStatus(false); err != nil {
+						return err
+					}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse XLogData: %w", err)
+				}
+				st.receivedUpTo(xld.WALStart)
+				if err := st.handle(ctx, xld.WALData); err != nil {
+					return err
+				}
+			}
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(msg)
+		case *pgproto3.CopyDone:
+			return errors.New("the server ended the replication stream")
+		}
+	}
+}
+
+func (st *streamer) receivedUpTo(lsn pglogrepl.LSN) {
+	if lsn > st.received {
+		st.received = lsn
+		st.s.mu.Lock()
+		st.s.stats.ReceivedLSN = lsn
+		st.s.mu.Unlock()
+	}
+}
+
+// sendStatus reports the Acked position as flushed (never more) and what was
+// received as written.
+func (st *streamer) sendStatus(reply bool) error {
+	st.nextStatus = time.Now().Add(st.s.cfg.StatusInterval)
+	if st.conn == nil {
+		return nil
+	}
+	st.s.mu.Lock()
+	flushed := st.s.acked
+	st.s.mu.Unlock()
+	written := max(st.received, flushed)
+	if flushed == 0 {
+		written = 0 // pglogrepl reports written as flushed when flushed is 0
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), st.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: written,
+		WALFlushPosition: flushed,
+		WALApplyPosition: flushed,
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status update: %w", err)
+	}
+	return nil
+}
+
+// handle decodes one pgoutput message.
+func (st *streamer) handle(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	var msg pglogrepl.Message
+	var err error
+	if st.v2 {
+		msg, err = pglogrepl.ParseV2(data, st.inStream)
+	} else {
+		msg, err = pglogrepl.Parse(data)
+	}
+	if err != nil {
+		return fmt.Errorf("decode pgoutput message %q: %w", data[0], err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		st.relation(m)
+	case *pglogrepl.RelationMessageV2:
+		st.relation(&m.RelationMessage)
+	case *pglogrepl.BeginMessage:
+		st.inTx, st.txSeq, st.txTime = true, uint64(m.FinalLSN), m.CommitTime
+	case *pglogrepl.CommitMessage:
+		st.inTx = false
+		st.complete(m.TransactionEndLSN, m.CommitTime)
+	case *pglogrepl.InsertMessage:
+		return st.change(ctx, 0, m.RelationID, m.Tuple, nil)
+	case *pglogrepl.InsertMessageV2:
+		return st.change(ctx, m.Xid, m.RelationID, m.Tuple, nil)
+	case *pglogrepl.UpdateMessage:
+		return st.change(ctx, 0, m.RelationID, m.NewTuple, m.OldTuple)
+	case *pglogrepl.UpdateMessageV2:
+		return st.change(ctx, m.Xid, m.RelationID, m.NewTuple, m.OldTuple)
+	case *pglogrepl.DeleteMessage, *pglogrepl.DeleteMessageV2:
+		st.count(func(s *Stats) { s.Deletes++ })
+	case *pglogrepl.TruncateMessage, *pglogrepl.TruncateMessageV2:
+		st.count(func(s *Stats) { s.Truncates++ })
+		st.s.log.Warn("TRUNCATE of the events table ignored: its rows stay in ClickHouse")
+	case *pglogrepl.StreamStartMessageV2:
+		st.inStream, st.streamXid = true, m.Xid
+	case *pglogrepl.StreamStopMessageV2:
+		st.inStream = false
+	case *pglogrepl.StreamCommitMessageV2:
+		return st.streamCommit(ctx, m)
+	case *pglogrepl.StreamAbortMessageV2:
+		st.streamAbort(m)
+	}
+	return nil
+}
+
+func (st *streamer) count(f func(*Stats)) {
+	st.s.mu.Lock()
+	f(&st.s.stats)
+	st.s.mu.Unlock()
+}
+
+func (st *streamer) relation(m *pglogrepl.RelationMessage) {
+	ri := &relInfo{rel: m, name: m.Namespace + "." + m.RelationName}
+	ri.ours = m.Namespace == st.s.schema && m.RelationName == st.s.table
+	for i, f := range st.s.cfg.columnFields() {
+		ri.idx[i] = -1
+		if f.column == "" {
+			continue
+		}
+		for j, c := range m.Columns {
+			if c.Name == f.column {
+				ri.idx[i] = j
+				break
+			}
+		}
+	}
+	st.relations[m.RelationID] = ri
+}
+
+// change turns an inserted or updated row into an event: queued at once in a
+// plain transaction, spilled to disk inside a streamed one (xid is the
+// (sub)transaction of the change).
+func (st *streamer) change(ctx context.Context, xid uint32, relID uint32, tuple, old *pglogrepl.TupleData) error {
+	ri := st.relations[relID]
+	if ri == nil {
+		return fmt.Errorf("change for relation %d before its Relation message", relID)
+	}
+	if !ri.ours || tuple == nil {
+		return nil
+	}
+	var v rowValues
+	for i, j := range ri.idx {
+		if j < 0 {
+			continue
+		}
+		if j >= len(tuple.Columns) {
+			return fmt.Errorf("%s: tuple has %d columns, want more than %d", ri.name, len(tuple.Columns), j)
+		}
+		c := tuple.Columns[j]
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeText:
+			v[i] = string(c.Data)
+		case pglogrepl.TupleDataTypeToast:
+			if old != nil && j < len(old.Columns) && old.Columns[j].DataType == pglogrepl.TupleDataTypeText {
+				v[i] = string(old.Columns[j].Data)
+				continue
+			}
+			st.count(func(s *Stats) { s.UnchangedToast++ })
+			st.s.log.Warn("update skipped: a TOASTed column was unchanged and not sent (use REPLICA IDENTITY FULL)", "column", ri.rel.Columns[j].Name)
+			return nil
+		case pglogrepl.TupleDataTypeBinary:
+			return fmt.Errorf("%s: binary tuple data is not supported", ri.name)
+		}
+	}
+	if st.inStream {
+		sp := st.spills[st.streamXid]
+		if sp == nil {
+			var err error
+			if sp, err = newSpill(st.s.cfg.SpillDir); err != nil {
+				return err
+			}
+			st.spills[st.streamXid] = sp
+		}
+		return sp.append(xid, &v)
+	}
+	ev, err := st.s.toEvent(&v, st.txSeq)
+	if err != nil {
+		return fmt.Errorf("%s: %w", ri.name, err)
+	}
+	return st.add(ctx, ev)
+}
+
+// streamCommit replays a committed streamed transaction from its spill file.
+func (st *streamer) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
+	sp := st.spills[m.Xid]
+	delete(st.spills, m.Xid)
+	if sp != nil {
+		defer sp.remove()
+		err := sp.replay(func(v *rowValues) error {
+			ev, err := st.s.toEvent(v, uint64(m.CommitLSN))
+			if err != nil {
+				return err
+			}
+			return st.add(ctx, ev)
+		})
+		if err != nil {
+			return fmt.Errorf("streamed transaction %d: %w", m.Xid, err)
+		}
+	}
+	st.complete(m.TransactionEndLSN, m.CommitTime)
+	return nil
+}
+
+// streamAbort discards an aborted streamed transaction, or marks the changes
+// of an aborted subtransaction to be skipped.
+func (st *streamer) streamAbort(m *pglogrepl.StreamAbortMessageV2) {
+	st.count(func(s *Stats) { s.Aborted++ })
+	sp := st.spills[m.Xid]
+	if sp == nil {
+		return
+	}
+	if m.SubXid == m.Xid || m.SubXid == 0 {
+		sp.remove()
+		delete(st.spills, m.Xid)
+		return
+	}
+	sp.abortSub(m.SubXid)
+}
+
+func (st *streamer) dropSpills() {
+	for xid, sp := range st.spills {
+		sp.remove()
+		delete(st.spills, xid)
+	}
+}
