@@ -1,0 +1,743 @@
+package eventapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/internal/cli"
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// open returns an opened Client for cfg, closed at the test's end.
+func open(t *testing.T, cfg Config, from source.Position) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := c.Open(context.Background(), from); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// readN reads batches of at most max until it has n events, failing after d.
+func readN(t *testing.T, c *Client, n, max int, d time.Duration) ([]source.Event, []source.Batch) {
+	t.Helper()
+	ctx := testenv.Context(t, d)
+	var (
+		evs     []source.Event
+		batches []source.Batch
+	)
+	for len(evs) < n {
+		b, err := c.Read(ctx, max)
+		if err != nil {
+			t.Fatalf("Read after %d of %d events: %v", len(evs), n, err)
+		}
+		if len(b.Events) > max {
+			t.Fatalf("Read(max=%d) returned %d events", max, len(b.Events))
+		}
+		evs = append(evs, b.Events...)
+		batches = append(batches, b)
+	}
+	return evs, batches
+}
+
+func TestReadWholeStream(t *testing.T) {
+	for _, flavor := range []string{source.FlavorSuite, source.FlavorClassic} {
+		t.Run(flavor, func(t *testing.T) {
+			f, srv := newFake(t, flavor, 10)
+			c := open(t, testConfig(flavor, srv.URL), "")
+			evs, batches := readN(t, c, 10, 100, 10*time.Second)
+			if got, want := locators(evs), wantLocators(flavor, 0, 10); !slices.Equal(got, want) {
+				t.Fatalf("locators = %v, want %v", got, want)
+			}
+			if got, want := batches[len(batches)-1].Position, source.Position("p10"); got != want {
+				t.Errorf("last position = %q, want %q", got, want)
+			}
+			if got, _ := f.authPath(0); got != "Bearer secret-token" {
+				t.Errorf("Authorization = %q, want the bearer token", got)
+			}
+		})
+	}
+}
+
+func TestFirstCallFiltersThenTokenAlone(t *testing.T) {
+	start := time.Date(2024, 3, 1, 12, 30, 0, 250e6, time.UTC)
+	end := start.Add(24 * time.Hour)
+	tests := []struct {
+		name       string
+		flavor     string
+		types      []string
+		attributed bool
+		wantPath   string
+		wantFirst  map[string]string
+	}{
+		{"suite one type", source.FlavorSuite, []string{"policy.issue"}, false, "/event/" + testTenant + "/events/list",
+			map[string]string{"startTimestamp": "2024-03-01T12:30:00.250Z", "endTimestamp": "2024-03-02T12:30:00.250Z", "type": "policy.issue", "pageSize": "3"}},
+		{"suite two types filtered client-side", source.FlavorSuite, []string{"policy.issue", "policy.quote.create"}, false, "/event/" + testTenant + "/events/list",
+			map[string]string{"startTimestamp": "2024-03-01T12:30:00.250Z", "endTimestamp": "2024-03-02T12:30:00.250Z", "pageSize": "3"}},
+		{"classic", source.FlavorClassic, []string{"policy.issue"}, false, "/eventstream/events",
+			map[string]string{"startTimestamp": "1709296200250", "endTimestamp": "1709382600250", "eventType": "policy.issue", "pageSize": "3"}},
+		{"classic attributed", source.FlavorClassic, nil, true, "/eventstream/attributedEvents",
+			map[string]string{"startTimestamp": "1709296200250", "endTimestamp": "1709382600250", "pageSize": "3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFake(t, tt.flavor, 7)
+			cfg := testConfig(tt.flavor, srv.URL)
+			cfg.Start, cfg.End, cfg.Types, cfg.Attributed = start, end, tt.types, tt.attributed
+			c := open(t, cfg, "")
+			want := 7 // the fake ignores a server-side type filter
+			ctx := testenv.Context(t, 10*time.Second)
+			for n := 0; n < want; {
+				b, err := c.Read(ctx, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range b.Events {
+					if len(tt.types) > 1 && !slices.Contains(tt.types, ev.Type) {
+						t.Errorf("event %s of type %s, want only %v", ev.Locator, ev.Type, tt.types)
+					}
+				}
+				n += len(b.Events)
+			}
+			// Wait until the stream is caught up: at least 4 calls (3 pages and an empty one).
+			deadline := time.Now().Add(5 * time.Second)
+			for len(f.requests()) < 4 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			qs := f.requests()
+			if len(qs) < 4 {
+				t.Fatalf("%d requests, want at least 4", len(qs))
+			}
+			got := map[string]string{}
+			for k := range qs[0] {
+				got[k] = qs[0].Get(k)
+			}
+			if mustJSON(t, got) != mustJSON(t, tt.wantFirst) {
+				t.Errorf("first query = %v, want %v", got, tt.wantFirst)
+			}
+			for i, q := range qs[1:] {
+				if len(q) != 1 || q.Get("pagingToken") == "" {
+					t.Errorf("follow-up query %d = %v, want the paging token alone", i+1, q)
+				}
+			}
+			if _, path := f.authPath(0); path != tt.wantPath {
+				t.Errorf("path = %q, want %q", path, tt.wantPath)
+			}
+		})
+	}
+}
+
+func TestResumeFromPosition(t *testing.T) {
+	tests := []struct {
+		name      string
+		from      source.Position
+		wantFirst string // the token of the first call
+		wantFrom  int    // the first event delivered
+	}{
+		{"token", "p4", "p4", 4},
+		{"mid-page with token", "skip=2;p3", "p3", 5},
+		{"mid-page of the first page", "skip=1;", "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFake(t, source.FlavorSuite, 9)
+			c := open(t, testConfig(source.FlavorSuite, srv.URL), tt.from)
+			evs, _ := readN(t, c, 9-tt.wantFrom, 100, 10*time.Second)
+			if got, want := locators(evs), wantLocators(source.FlavorSuite, tt.wantFrom, 9); !slices.Equal(got, want) {
+				t.Errorf("locators = %v, want %v", got, want)
+			}
+			if got := f.requests()[0].Get("pagingToken"); got != tt.wantFirst {
+				t.Errorf("first pagingToken = %q, want %q", got, tt.wantFirst)
+			}
+		})
+	}
+}
+
+func TestInvalidPosition(t *testing.T) {
+	_, srv := newFake(t, source.FlavorSuite, 1)
+	c, err := New(testConfig(source.FlavorSuite, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Open(context.Background(), "skip=x;p1"); err == nil {
+		t.Fatal("Open with a broken skip position succeeded")
+	}
+}
+
+// TestMaxSplitsPages reads with a max smaller than a page and checks that
+// every batch's Position resumes exactly after it.
+func TestMaxSplitsPages(t *testing.T) {
+	const n = 11
+	_, srv := newFake(t, source.FlavorSuite, n)
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	c := open(t, cfg, "")
+	evs, batches := readN(t, c, n, 2, 10*time.Second)
+	if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, n); !slices.Equal(got, want) {
+		t.Fatalf("locators = %v, want %v", got, want)
+	}
+	seen := 0
+	for i, b := range batches {
+		seen += len(b.Events)
+		if seen == n {
+			break
+		}
+		r := open(t, cfg, b.Position)
+		got, _ := readN(t, r, 1, 1, 10*time.Second)
+		if got[0].Locator != evs[seen].Locator {
+			t.Errorf("resume from batch %d position %q: first event %s, want %s", i, b.Position, got[0].Locator, evs[seen].Locator)
+		}
+	}
+}
+
+func TestTypesFilteredClientSide(t *testing.T) {
+	f, srv := newFake(t, source.FlavorSuite, 0)
+	f.mu.Lock()
+	for i := range 9 {
+		ev := fakeEvent(source.FlavorSuite, i)
+		if i >= 3 && i < 6 { // a whole page of an unwanted type
+			ev = strings.Replace(ev, `"type":"policy.issue"`, `"type":"billing.invoice.generate"`, 1)
+			ev = strings.Replace(ev, `"type":"policy.quote.create"`, `"type":"billing.invoice.generate"`, 1)
+		}
+		f.events = append(f.events, ev)
+	}
+	f.mu.Unlock()
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.Types = []string{"policy.issue", "policy.quote.create"}
+	c := open(t, cfg, "")
+	ctx := testenv.Context(t, 10*time.Second)
+	var got []string
+	var positions []source.Position
+	for len(got) < 6 {
+		b, err := c.Read(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, locators(b.Events)...)
+		positions = append(positions, b.Position)
+	}
+	want := []string{"L0000", "L0001", "L0002", "L0006", "L0007", "L0008"}
+	if !slices.Equal(got, want) {
+		t.Errorf("locators = %v, want %v", got, want)
+	}
+	if want := []source.Position{"p3", "p6", "p9"}; !slices.Equal(positions, want) {
+		t.Errorf("positions = %v, want %v (an empty batch for the filtered page)", positions, want)
+	}
+}
+
+func TestDuplicatesAcrossPagesDropped(t *testing.T) {
+	f, srv := newFake(t, source.FlavorSuite, 9)
+	// Every follow-up page starts two events early, like a server repeating
+	// the page boundary.
+	f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
+		q := r.URL.Query()
+		tok := q.Get("pagingToken")
+		if tok == "" || strings.Contains(tok, "x") {
+			return false
+		}
+		var off int
+		fmt.Sscanf(tok, "p%d", &off)
+		f.mu.Lock()
+		if off >= len(f.events) {
+			f.mu.Unlock()
+			return false // caught up: a plain empty page
+		}
+		start, end := max(off-2, 0), min(off+3, len(f.events))
+		body := fmt.Sprintf(`{"pagingToken":"p%d","events":[%s]}`, end, strings.Join(f.events[start:end], ","))
+		f.mu.Unlock()
+		w.Write([]byte(body))
+		return true
+	})
+	c := open(t, testConfig(source.FlavorSuite, srv.URL), "")
+	evs, _ := readN(t, c, 9, 100, 10*time.Second)
+	if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, 9); !slices.Equal(got, want) {
+		t.Errorf("locators = %v, want %v", got, want)
+	}
+	if got, want := c.Duplicates(), uint64(4); got != want {
+		t.Errorf("Duplicates() = %d, want %d", got, want)
+	}
+}
+
+func TestDecodeEvents(t *testing.T) {
+	for _, flavor := range []string{source.FlavorSuite, source.FlavorClassic} {
+		t.Run(flavor, func(t *testing.T) {
+			_, srv := newFake(t, flavor, 2)
+			cfg := testConfig(flavor, srv.URL)
+			c := open(t, cfg, "")
+			evs, _ := readN(t, c, 2, 100, 10*time.Second)
+			for i, ev := range evs {
+				ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * 1500 * time.Millisecond)
+				want := source.Event{
+					Type: []string{"policy.issue", "policy.quote.create"}[i], Timestamp: ts,
+					Data: []byte(fmt.Sprintf(`{ "i" :%d,"nested": {"a": [1, 2 ,3]} }`, i)), Flavor: flavor, Seq: uint64(ts.UnixMilli()),
+				}
+				if flavor == source.FlavorSuite {
+					want.Locator, want.RequestID, want.UserLocator, want.Tenant = fmt.Sprintf("L%04d", i), fmt.Sprintf("R%04d", i), fmt.Sprintf("U%d", i), testTenant
+				} else {
+					want.Locator, want.Username, want.TransactionID = fmt.Sprintf("E%04d", i), fmt.Sprintf("u%d", i), fmt.Sprintf("T%d", i)
+					want.Tenant = "127.0.0.1" // the URL's host, when no tenant is configured
+				}
+				got := ev
+				if string(got.Data) != string(want.Data) {
+					t.Errorf("event %d data = %s, want the exact bytes %s", i, got.Data, want.Data)
+				}
+				got.Data, want.Data = nil, nil
+				if got.Timestamp.Location() != time.UTC {
+					t.Errorf("event %d timestamp not in UTC: %v", i, got.Timestamp)
+				}
+				if !got.Timestamp.Equal(want.Timestamp) {
+					t.Errorf("event %d timestamp = %v, want %v", i, got.Timestamp, want.Timestamp)
+				}
+				got.Timestamp, want.Timestamp = time.Time{}, time.Time{}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("event %d = %+v, want %+v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodePageErrors(t *testing.T) {
+	tests := []struct {
+		name, flavor, body string
+	}{
+		{"truncated", source.FlavorSuite, `{"pagingToken":"p1","events":[{"locator":"L`},
+		{"no token", source.FlavorSuite, `{"events":[]}`},
+		{"empty token", source.FlavorClassic, `{"events":[],"pagingToken":""}`},
+		{"event without locator", source.FlavorSuite, `{"pagingToken":"p1","events":[{"type":"a","timestamp":"2024-01-01T00:00:00Z","data":{}}]}`},
+		{"bad suite timestamp", source.FlavorSuite, `{"pagingToken":"p1","events":[{"locator":"L","type":"a","timestamp":"yesterday","data":{}}]}`},
+		{"bad classic timestamp", source.FlavorClassic, `{"pagingToken":"p1","events":[{"id":"E","type":"a","timestamp":"2024-01-01","data":{}}]}`},
+		{"not an object", source.FlavorClassic, `[1,2]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := decodePage(tt.flavor, "t", []byte(tt.body)); err == nil {
+				t.Errorf("decodePage(%s) succeeded, want an error", tt.body)
+			}
+		})
+	}
+}
+
+// TestTransientErrorsRetried answers the second call with a fault, then
+// normally, and checks the events, the retry reason, and that the retry
+// used the same token.
+func TestTransientErrorsRetried(t *testing.T) {
+	tests := []struct {
+		name       string
+		fault      func(w http.ResponseWriter, r *http.Request)
+		wantReason string
+		minWait    time.Duration
+	}{
+		{"500", func(w http.ResponseWriter, r *http.Request) {
+			writeJSONError(w, 500, "internal", "boom")
+		}, Reason5xx, 0},
+		{"503", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, Reason5xx, 0},
+		{"429 Retry-After seconds", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(429)
+		}, Reason429, 900 * time.Millisecond},
+		{"429 Retry-After date", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", time.Now().Add(2*time.Second).UTC().Format(http.TimeFormat))
+			w.WriteHeader(429)
+		}, Reason429, 900 * time.Millisecond},
+		{"malformed JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"pagingToken":"p9","events":[{]}`))
+		}, ReasonMalformed, 0},
+		{"truncated JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"pagingToken":"p9","events":[{"locator":"L0003","requestId"`))
+		}, ReasonMalformed, 0},
+		{"body cut short", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "500")
+			w.Write([]byte(`{"pagingToken":"p9","events":[`))
+		}, ReasonNetwork, 0},
+		{"connection closed", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, ReasonNetwork, 0},
+		{"timeout", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}, ReasonNetwork, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFake(t, source.FlavorSuite, 6)
+			f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
+				if n == 1 || n == 2 {
+					tt.fault(w, r)
+					return true
+				}
+				return false
+			})
+			var (
+				mu      sync.Mutex
+				reasons []string
+				status  []int
+			)
+			cfg := testConfig(source.FlavorSuite, srv.URL)
+			cfg.RequestTimeout = 200 * time.Millisecond
+			cfg.OnRetry = func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() }
+			cfg.OnRequest = func(s int, d time.Duration) { mu.Lock(); status = append(status, s); mu.Unlock() }
+			c := open(t, cfg, "")
+			start := time.Now()
+			evs, _ := readN(t, c, 6, 100, 15*time.Second)
+			if el := time.Since(start); el < tt.minWait {
+				t.Errorf("read in %v, want at least %v (Retry-After)", el, tt.minWait)
+			}
+			if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, 6); !slices.Equal(got, want) {
+				t.Errorf("locators = %v, want %v", got, want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// Go's transport itself retries a GET whose reused connection was
+			// closed, so that case may reach the client once only.
+			if len(reasons) < 1 || len(reasons) > 2 || slices.ContainsFunc(reasons, func(r string) bool { return r != tt.wantReason }) {
+				t.Errorf("retry reasons = %v, want %s once or twice", reasons, tt.wantReason)
+			}
+			if len(status) < 2+len(reasons) {
+				t.Errorf("OnRequest saw %d requests, want at least %d", len(status), 2+len(reasons))
+			}
+			qs := f.requests()
+			for i := 1; i <= 1+len(reasons); i++ {
+				if got := qs[i].Get("pagingToken"); got != "p3" {
+					t.Errorf("request %d pagingToken = %q, want the same p3 on every retry", i, got)
+				}
+			}
+		})
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		from       source.Position
+		wantInErr  []string
+		wantStatus int
+	}{
+		{"401", 401, "", []string{"401", "Unauthorized", "token expired", "unauthorized"}, 401},
+		{"403", 403, "", []string{"403", "Forbidden", "no access to events"}, 403},
+		{"400 tampered token", 0, "pTAMPERED", []string{"400", "invalid paging token pTAMPERED", "invalidPagingToken"}, 400},
+		{"404", 404, "", []string{"404", "no tenant"}, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFake(t, source.FlavorSuite, 3)
+			if tt.status != 0 {
+				f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
+					msg := map[int]string{401: "token expired", 403: "no access to events", 404: "no tenant"}[tt.status]
+					code := map[int]string{401: "unauthorized", 403: "forbidden", 404: "notFound"}[tt.status]
+					writeJSONError(w, tt.status, code, msg)
+					return true
+				})
+			}
+			c := open(t, testConfig(source.FlavorSuite, srv.URL), tt.from)
+			ctx := testenv.Context(t, 10*time.Second)
+			_, err := c.Read(ctx, 100)
+			if !errors.Is(err, ErrPermanent) {
+				t.Fatalf("Read error = %v, want one wrapping ErrPermanent", err)
+			}
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Status != tt.wantStatus {
+				t.Fatalf("Read error = %v, want an *APIError with status %d", err, tt.wantStatus)
+			}
+			for _, s := range tt.wantInErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+			if strings.Contains(err.Error(), "secret-token") {
+				t.Errorf("error %q shows the bearer token", err)
+			}
+			if _, err2 := c.Read(ctx, 100); !errors.Is(err2, ErrPermanent) {
+				t.Errorf("second Read error = %v, want the same permanent error", err2)
+			}
+			if got := len(f.requests()); got != 1 {
+				t.Errorf("%d requests, want 1 (no retry of a permanent error)", got)
+			}
+		})
+	}
+}
+
+func TestMalformedForeverIsPermanent(t *testing.T) {
+	f, srv := newFake(t, source.FlavorSuite, 3)
+	f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
+		w.Write([]byte(`<html>maintenance</html>`))
+		return true
+	})
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.MaxMalformed = 3
+	c := open(t, cfg, "")
+	_, err := c.Read(testenv.Context(t, 10*time.Second), 10)
+	if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "3 malformed responses") {
+		t.Fatalf("Read error = %v, want a permanent error after 3 malformed responses", err)
+	}
+	if got := len(f.requests()); got != 3 {
+		t.Errorf("%d requests, want 3", got)
+	}
+}
+
+// TestTailFollow reads to the end, then appends events and sees them arrive;
+// the caught-up polls use the latest token and never return empty batches.
+func TestTailFollow(t *testing.T) {
+	f, srv := newFake(t, source.FlavorClassic, 4)
+	f.tokenSeq = 1 // every answer carries a new token, even an empty page
+	c := open(t, testConfig(source.FlavorClassic, srv.URL), "")
+	readN(t, c, 4, 100, 10*time.Second)
+	time.Sleep(100 * time.Millisecond) // several empty polls
+	polls := len(f.requests())
+	f.add(2)
+	evs, batches := readN(t, c, 2, 100, 10*time.Second)
+	if got, want := locators(evs), wantLocators(source.FlavorClassic, 4, 6); !slices.Equal(got, want) {
+		t.Errorf("locators = %v, want %v", got, want)
+	}
+	for _, b := range batches {
+		if len(b.Events) == 0 {
+			t.Errorf("empty batch %+v while tailing", b)
+		}
+	}
+	if polls < 4 {
+		t.Errorf("%d requests before the append, want several empty polls", polls)
+	}
+}
+
+func TestEndReached(t *testing.T) {
+	_, srv := newFake(t, source.FlavorSuite, 5)
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.End = time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	c := open(t, cfg, "")
+	readN(t, c, 5, 100, 10*time.Second)
+	_, err := c.Read(testenv.Context(t, 10*time.Second), 100)
+	if !errors.Is(err, ErrEndReached) {
+		t.Fatalf("Read at the end = %v, want ErrEndReached", err)
+	}
+}
+
+// TestCloseStopsPrefetch closes a client that is polling and one whose
+// prefetch buffer is full; both stop at once.
+func TestCloseStopsPrefetch(t *testing.T) {
+	for _, n := range []int{0, 50} {
+		t.Run(fmt.Sprint(n, " events"), func(t *testing.T) {
+			f, srv := newFake(t, source.FlavorSuite, n)
+			cfg := testConfig(source.FlavorSuite, srv.URL)
+			cfg.Prefetch = 2
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Open(context.Background(), ""); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if n > 0 {
+				// Prefetch 2 means two pages fetched ahead, no more.
+				if got := len(f.requests()); got != 2 {
+					t.Errorf("%d requests with nobody reading, want 2 (the prefetch bound)", got)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := c.Close(ctx); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			before := len(f.requests())
+			time.Sleep(60 * time.Millisecond)
+			if after := len(f.requests()); after != before {
+				t.Errorf("%d requests after Close, want none", after-before)
+			}
+		})
+	}
+}
+
+func TestReadHonoursContext(t *testing.T) {
+	_, srv := newFake(t, source.FlavorSuite, 0)
+	c := open(t, testConfig(source.FlavorSuite, srv.URL), "")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Read(ctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read on an empty stream = %v, want the context's deadline", err)
+	}
+}
+
+func TestTokenFileReread(t *testing.T) {
+	f, srv := newFake(t, source.FlavorSuite, 6)
+	f.pageSize = 3
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.Token, cfg.TokenFile = "", path
+	cfg.Prefetch = 1
+	c := open(t, cfg, "")
+	readN(t, c, 3, 3, 10*time.Second)
+	if err := os.WriteFile(path, []byte("second-token-longer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, c, 3, 3, 10*time.Second) // fetched ahead with the first token
+	f.add(3)
+	readN(t, c, 3, 3, 10*time.Second)
+	f.mu.Lock()
+	auths := slices.Compact(slices.Clone(f.auths))
+	f.mu.Unlock()
+	if want := []string{"Bearer first", "Bearer second-token-longer"}; !slices.Equal(auths, want) {
+		t.Errorf("Authorization headers = %v, want %v", auths, want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := testConfig(source.FlavorSuite, "http://127.0.0.1:1")
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want []string // substrings of the error; none: valid
+	}{
+		{"valid suite", func(c *Config) {}, nil},
+		{"valid classic without tenant", func(c *Config) { c.Flavor, c.Tenant, c.Attributed = source.FlavorClassic, "", true }, nil},
+		{"valid types only", func(c *Config) { c.Start, c.Types = time.Time{}, []string{"policy.issue"} }, nil},
+		{"everything wrong", func(c *Config) {
+			c.Flavor, c.URL, c.PageSize, c.Start = "modern", "", 5000, time.Time{}
+		}, []string{`--api.flavor "modern"`, "--api.url is required", "--api.page-size 5000", "--api.start or --api.types"}},
+		{"suite needs tenant, no attributed", func(c *Config) { c.Tenant, c.Attributed = "", true }, []string{"--api.tenant is required", "--api.attributed applies to the classic"}},
+		{"several types need start", func(c *Config) { c.Start, c.Types = time.Time{}, []string{"a", "b"} }, []string{"filters one type per call"}},
+		{"bad url", func(c *Config) { c.URL = "ftp://x" }, []string{"want an http:// or https:// URL"}},
+		{"token and file", func(c *Config) { c.TokenFile = "/nonexistent/token" }, []string{"not both", "--api.token-file: open /nonexistent/token"}},
+		{"end before start", func(c *Config) { c.End = c.Start.Add(-time.Hour) }, []string{"--api.end"}},
+		{"enrich classic", func(c *Config) { c.Flavor, c.EnrichPolicyLocators = source.FlavorClassic, true }, []string{"--enrich.policy-locators applies to the suite"}},
+		{"negative durations", func(c *Config) { c.PollInterval, c.Prefetch = -time.Second, -1 }, []string{"--api.poll-interval -1s", "--api.prefetch -1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.edit(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, missing %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "secret-token") {
+				t.Errorf("Validate() = %q shows the token", err)
+			}
+		})
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	var c Config
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.RegisterFlags(fs)
+	err := fs.Parse([]string{"--api.url=https://api.example.com", "--api.tenant=" + testTenant,
+		"--api.start=1704067200000", "--api.end=2024-02-01T00:00:00.5Z", "--api.types=policy.issue,billing.invoice.generate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"TRIBUTARY_API_TOKEN": "from-env", "TRIBUTARY_API_PAGE_SIZE": "250", "TRIBUTARY_API_URL": "https://ignored"}
+	if err := cli.ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	tests := []struct{ name, got, want string }{
+		{"flavor default", c.Flavor, source.FlavorSuite},
+		{"url flag wins", c.URL, "https://api.example.com"},
+		{"token from env", c.Token, "from-env"},
+		{"page size from env", fmt.Sprint(c.PageSize), "250"},
+		{"start ms", c.Start.Format(time.RFC3339Nano), "2024-01-01T00:00:00Z"},
+		{"end RFC 3339", c.End.Format(time.RFC3339Nano), "2024-02-01T00:00:00.5Z"},
+		{"types", strings.Join(c.Types, "|"), "policy.issue|billing.invoice.generate"},
+		{"poll default", c.PollInterval.String(), "1s"},
+		{"prefetch default", fmt.Sprint(c.Prefetch), "2"},
+		{"no token in String", fmt.Sprint(strings.Contains(c.String(), "from-env")), "false"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Time
+		bad  bool
+	}{
+		{"1704067200000", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"2024-01-01T01:00:00+01:00", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"2024-01-01T00:00:00.123Z", time.Date(2024, 1, 1, 0, 0, 0, 123e6, time.UTC), false},
+		{"2024-01-01", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"", time.Time{}, false},
+		{"yesterday", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTime(tt.in)
+		if (err != nil) != tt.bad || !got.Equal(tt.want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v (error %t)", tt.in, got, err, tt.want, tt.bad)
+		}
+	}
+}
+
+func TestRetryAfterAndBackoff(t *testing.T) {
+	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		h    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{"0.5", 500 * time.Millisecond},
+		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), time.Millisecond},
+		{"86400", maxRetryAfter},
+		{"soon", 0},
+	}
+	for _, tt := range tests {
+		if got := retryAfter(tt.h, now); got != tt.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tt.h, got, tt.want)
+		}
+	}
+	for attempt, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second} {
+		for range 20 {
+			if got := backoff(attempt, time.Second); got < want/2 || got > want {
+				t.Errorf("backoff(%d) = %v, want in [%v, %v]", attempt, got, want/2, want)
+			}
+		}
+	}
+}
