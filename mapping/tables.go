@@ -260,7 +260,9 @@ GROUP BY tenant, policy_locator
 // expands each over the policies it concerns (ARRAY JOIN); the joined query
 // collects, per policy, the times of suite delinquency lapses, because a suite
 // lapse is an ordinary policy.cancellation.issue that follows a
-// billing.delinquency.lapse of the same policy (within a day).
+// billing.delinquency.lapse of the same policy (within a day). The lambda
+// takes recorded_at as a second array rather than capturing it: 18.16 cannot
+// resolve a captured column after a JOIN.
 var policyEndingsSQL = strings.TrimSpace(`
 SELECT
     tenant,
@@ -269,7 +271,9 @@ SELECT
         event_type IN ('policy.end', 'policy.status.update'), 'expiry',
         event_type = 'policy.lapse', 'lapse',
         event_type = 'cancellation.issue' AND lower(cancellation_name) LIKE '%lapse%', 'lapse',
-        event_type = 'policy.cancellation.issue' AND arrayExists(x -> x <= recorded_at AND addDays(x, 1) >= recorded_at, lapse_times), 'lapse',
+        event_type = 'policy.cancellation.issue'
+            AND arrayExists((lapsed, ended) -> lapsed <= ended AND addDays(lapsed, 1) >= ended,
+                lapse_times, arrayResize([recorded_at], length(lapse_times), recorded_at)), 'lapse',
         'manual_cancellation') AS kind,
     recorded_at,
     event_locator,
