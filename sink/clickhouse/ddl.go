@@ -65,7 +65,7 @@ func columnsOf(t mapping.Table, d Dialect) []physCol {
 			out = append(out, physCol{
 				Name:    c.Name + MillisSuffix,
 				Type:    "UInt16",
-				Comment: fmt.Sprintf("milliseconds (0-999) of %s, which holds whole seconds", c.Name),
+				Comment: fmt.Sprintf("Milliseconds (0-999) of %s, which holds whole seconds: %s + %s ms is the exact time.", c.Name, c.Name, c.Name+MillisSuffix),
 				src:     i,
 				part:    millis,
 				logical: c.Type,
