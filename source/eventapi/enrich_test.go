@@ -1,0 +1,232 @@
+package eventapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// fakeBilling serves the billing look-ups from a fixed map of bodies and
+// counts the requests per path; fail, when set, answers instead.
+type fakeBilling struct {
+	mu       sync.Mutex
+	bodies   map[string]string
+	hits     map[string]int
+	inFlight atomic.Int32
+	maxIn    atomic.Int32
+	fail     func(w http.ResponseWriter, r *http.Request) bool
+}
+
+func (b *fakeBilling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := b.inFlight.Add(1)
+	defer b.inFlight.Add(-1)
+	for {
+		m := b.maxIn.Load()
+		if n <= m || b.maxIn.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(5 * time.Millisecond) // let concurrent look-ups overlap
+	b.mu.Lock()
+	b.hits[r.URL.Path]++
+	body, ok := b.bodies[strings.TrimPrefix(r.URL.Path, "/billing/"+testTenant+"/")]
+	fail := b.fail
+	b.mu.Unlock()
+	if fail != nil && fail(w, r) {
+		return
+	}
+	if !ok {
+		writeJSONError(w, 404, "notFound", "no such entity")
+		return
+	}
+	w.Write([]byte(body))
+}
+
+func (b *fakeBilling) total() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, h := range b.hits {
+		n += h
+	}
+	return n
+}
+
+func billingEvent(loc, typ, key, entity string, complete bool, items ...string) source.Event {
+	q := make([]string, len(items))
+	for i, it := range items {
+		q[i] = fmt.Sprintf("%q", it)
+	}
+	data := fmt.Sprintf(`{%q:%q,"policyLocators":{"listCompleted":%t,"items":[%s]}}`, key, entity, complete, strings.Join(q, ","))
+	return source.Event{Locator: loc, Type: typ, Flavor: source.FlavorSuite, Data: []byte(data)}
+}
+
+func newBilling(t *testing.T) (*fakeBilling, Config) {
+	t.Helper()
+	invoice := func(pols ...string) string {
+		var items []string
+		for _, p := range pols {
+			items = append(items, fmt.Sprintf(`{"locator":"it-%s","policyLocator":%q,"amount":10}`, p, p))
+		}
+		return `{"locator":"x","invoiceState":"open","invoiceItems":[` + strings.Join(items, ",") + `]}`
+	}
+	b := &fakeBilling{hits: map[string]int{}, bodies: map[string]string{
+		"invoices/I1":      invoice("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P7"),
+		"invoices/I2":      invoice("P8", "P1"),
+		"payments/PAY1":    `{"locator":"PAY1","targets":[{"containerType":"invoice","containerLocator":"I1","amount":1},{"containerType":"invoice","containerLocator":"I2","amount":2}]}`,
+		"payments/PAY2":    `{"locator":"PAY2","targets":[{"containerType":"account","containerLocator":"A1","amount":1}]}`,
+		"delinquencies/D1": `{"locator":"D1","references":[{"referenceType":"policy","referenceLocator":"P9"},{"referenceType":"invoice","referenceLocator":"I2"}]}`,
+	}}
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.EnrichPolicyLocators = true
+	cfg.EnrichConcurrency = 2
+	return b, cfg
+}
+
+func TestEnricherComplete(t *testing.T) {
+	b, cfg := newBilling(t)
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := []string{"P1", "P2", "P3", "P4", "P5"}
+	events := []source.Event{
+		billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+		billingEvent("e2", "billing.invoice.settle", "invoiceLocator", "I1", true, "P1"),
+		billingEvent("e3", "billing.payment.post", "paymentLocator", "PAY1", false, five...),
+		billingEvent("e4", "billing.payment.create", "paymentLocator", "PAY2", false, five...),
+		billingEvent("e5", "billing.delinquency.create", "delinquencyLocator", "D1", false, "P9"),
+		billingEvent("e6", "billing.writeoff.create", "writeOffLocator", "W1", false, five...),
+		billingEvent("e7", "billing.invoice.generate", "invoiceLocator", "I404", false, five...),
+		{Locator: "e8", Type: "policy.issue", Flavor: source.FlavorSuite, Data: []byte(`{"policyLocator":"P1"}`)},
+		billingEvent("e9", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	got, err := e.Complete(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"P1", "P2", "P3", "P4", "P5", "P6", "P7"}
+	want := map[string][]string{
+		"e1": all,
+		"e3": append(append([]string(nil), all...), "P8"),
+		"e5": {"P1", "P8", "P9"},
+		"e9": all,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Complete = %v, want %v", got, want)
+	}
+	if m := b.maxIn.Load(); m > 2 {
+		t.Errorf("%d concurrent look-ups, want at most --enrich.concurrency=2", m)
+	}
+	for _, ev := range events {
+		_, resolved := want[ev.Locator]
+		if resolved && !NeedsCompletion(ev) {
+			t.Errorf("NeedsCompletion(%s) = false for a resolved event", ev.Locator)
+		}
+	}
+	before := b.total()
+	again, err := e.Complete(ctx, events[:6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := b.total(); after != before+1 { // PAY2 is unresolvable, so not cached
+		t.Errorf("second Complete made %d requests, want 1 (the rest cached)", after-before)
+	}
+	if !reflect.DeepEqual(again["e3"], want["e3"]) {
+		t.Errorf("cached e3 = %v, want %v", again["e3"], want["e3"])
+	}
+}
+
+func TestEnricherErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		fail      func(n int) (status int, ok bool)
+		permanent bool
+	}{
+		{"500 then fine", func(n int) (int, bool) { return 500, n == 0 }, false},
+		{"429 then fine", func(n int) (int, bool) { return 429, n < 2 }, false},
+		{"401", func(n int) (int, bool) { return 401, true }, true},
+		{"403", func(n int) (int, bool) { return 403, true }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, cfg := newBilling(t)
+			var calls atomic.Int32
+			b.fail = func(w http.ResponseWriter, r *http.Request) bool {
+				status, ok := tt.fail(int(calls.Add(1) - 1))
+				if ok {
+					w.Header().Set("Retry-After", "0.01")
+					writeJSONError(w, status, "err", "look-up refused")
+				}
+				return ok
+			}
+			e, err := NewEnricher(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
+			got, err := e.Complete(testenv.Context(t, 10*time.Second), []source.Event{ev})
+			if tt.permanent {
+				if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "look-up refused") {
+					t.Fatalf("Complete error = %v, want a permanent error with the server's message", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			if len(got["e1"]) != 7 {
+				t.Errorf("Complete = %v, want e1's 7 policies after the retry", got)
+			}
+		})
+	}
+}
+
+func TestEnricherCancelled(t *testing.T) {
+	b, cfg := newBilling(t)
+	b.fail = func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(503); return true }
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
+	if _, err := e.Complete(ctx, []source.Event{ev}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Complete against a failing server = %v, want the context's deadline", err)
+	}
+}
+
+func TestLRUBounded(t *testing.T) {
+	c := newLRU(2)
+	c.put("a", []string{"1"})
+	c.put("b", []string{"2"})
+	c.get("a") // a is now the most recent
+	c.put("c", []string{"3"})
+	tests := []struct {
+		key  string
+		want bool
+	}{{"a", true}, {"b", false}, {"c", true}}
+	for _, tt := range tests {
+		if _, got := c.get(tt.key); got != tt.want {
+			t.Errorf("get(%q) found = %t, want %t", tt.key, got, tt.want)
+		}
+	}
+	if got := c.len(); got != 2 {
+		t.Errorf("len = %d, want 2", got)
+	}
+}
