@@ -11,6 +11,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,7 +101,7 @@ type Metrics struct {
 	PipelineBatches prometheus.Counter
 	// PipelineBatchEvents observes the number of events per batch.
 	PipelineBatchEvents prometheus.Histogram
-	// PipelineBatchDuration observes the time from reading a batch to saving its checkpoint.
+	// PipelineBatchDuration observes the time to write one batch to ClickHouse, retries included.
 	PipelineBatchDuration prometheus.Histogram
 	// PipelineLag is the end-to-end lag measured when the last batch was
 	// written: that time minus the timestamp of its newest event.
@@ -132,7 +133,7 @@ type Metrics struct {
 	PGReplSlotLagBytes prometheus.Gauge
 	// PGReplConfirmedFlushLSN is the last LSN acknowledged to PostgreSQL, as a number.
 	PGReplConfirmedFlushLSN prometheus.Gauge
-	// PGReplRows counts row changes decoded from the WAL.
+	// PGReplRows counts rows read from PostgreSQL (initial snapshot and WAL).
 	PGReplRows prometheus.Counter
 
 	// EnrichLookups counts enrichment lookups by result (LookupHit …).
@@ -142,6 +143,9 @@ type Metrics struct {
 	specs []Spec
 	start time.Time
 	now   func() time.Time
+
+	pgMu   sync.Mutex
+	pgRows uint64 // the rowsTotal of the last PGRepl call
 }
 
 // New returns every metric registered on a new registry, together with the
@@ -168,7 +172,7 @@ func New(version, commit string) *Metrics {
 
 	m.PipelineBatches = m.counter("pipeline_batches_total", "Batches written to ClickHouse and checkpointed.")
 	m.PipelineBatchEvents = m.histogram("pipeline_batch_events", "Events per batch.", batchEventBuckets)
-	m.PipelineBatchDuration = m.histogram("pipeline_batch_duration_seconds", "Time from reading a batch to saving its checkpoint.", durationBuckets)
+	m.PipelineBatchDuration = m.histogram("pipeline_batch_duration_seconds", "Time to write one batch to ClickHouse, retries included.", durationBuckets)
 	m.PipelineLag = m.gauge("pipeline_lag_seconds", "End-to-end lag when the last batch was written: that time minus the timestamp of the batch's newest event.")
 	m.PipelineLastEventTimestamp = m.gauge("pipeline_last_event_timestamp_seconds", "Timestamp of the newest event written to ClickHouse, in Unix seconds.")
 
@@ -186,7 +190,7 @@ func New(version, commit string) *Metrics {
 
 	m.PGReplSlotLagBytes = m.gauge("pgrepl_slot_lag_bytes", "Bytes of WAL between the server's current position and the slot's confirmed flush position.")
 	m.PGReplConfirmedFlushLSN = m.gauge("pgrepl_confirmed_flush_lsn", "Last LSN acknowledged to PostgreSQL, as a number.")
-	m.PGReplRows = m.counter("pgrepl_rows_total", "Row changes decoded from the WAL.")
+	m.PGReplRows = m.counter("pgrepl_rows_total", "Rows read from PostgreSQL, by the initial snapshot and from the WAL.")
 
 	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error).", "result")
 
@@ -236,8 +240,8 @@ func (m *Metrics) ObserveRequest(code int, d time.Duration) {
 	m.SourceRequestDuration.Observe(d.Seconds())
 }
 
-// ObserveBatch records one batch written and checkpointed: its number of
-// events, the time since it was read, and the timestamp of its newest event
+// ObserveBatch records one batch written: its number of events, the time
+// its write took (retries included), and the timestamp of its newest event
 // (ignored when zero), from which it sets the end-to-end lag.
 func (m *Metrics) ObserveBatch(events int, took time.Duration, newest time.Time) {
 	m.PipelineBatches.Inc()
