@@ -463,6 +463,10 @@ func TestPermanentErrors(t *testing.T) {
 			if !errors.Is(err, ErrPermanent) {
 				t.Fatalf("Read error = %v, want one wrapping ErrPermanent", err)
 			}
+			var pe interface{ Permanent() bool }
+			if !errors.As(err, &pe) || !pe.Permanent() {
+				t.Errorf("Read error = %v has no Permanent() true method (the pipeline's test)", err)
+			}
 			var ae *APIError
 			if !errors.As(err, &ae) || ae.Status != tt.wantStatus {
 				t.Fatalf("Read error = %v, want an *APIError with status %d", err, tt.wantStatus)
@@ -739,5 +743,29 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 				t.Errorf("backoff(%d) = %v, want in [%v, %v]", attempt, got, want/2, want)
 			}
 		}
+	}
+}
+
+func TestParseErrorBody(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       APIError
+	}{
+		{"classic", `{"apiErrorCode":"E42","httpErrorCode":400,"httpStatus":"Bad Request","message":"bad token","fieldErrors":{"pagingToken":"invalid"}}`,
+			APIError{APICode: "E42", Message: "bad token", FieldErrors: `{"pagingToken":"invalid"}`}},
+		{"suite", `{"httpStatus":"Unauthorized","httpErrorCode":401,"errorCode":"unauthorized","message":"no token"}`,
+			APIError{APICode: "unauthorized", Message: "no token"}},
+		{"generic", `{"error":"nope"}`, APIError{Message: "nope"}},
+		{"html", "<html>gateway</html>\n", APIError{Message: "<html>gateway</html>"}},
+		{"empty fieldErrors", `{"apiErrorCode":7,"message":"m","fieldErrors":{}}`, APIError{APICode: "7", Message: "m"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got APIError
+			parseErrorBody(&got, []byte(tt.body))
+			if got != tt.want {
+				t.Errorf("parseErrorBody = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -26,8 +26,9 @@ const (
 
 // ErrPermanent is wrapped by every error that retrying cannot fix: 401, 403, a
 // rejected paging token (400), other 4xx, or a server that keeps answering
-// malformed JSON. Test with errors.Is(err, ErrPermanent); errors.As into
-// *APIError gives the status and the server's message.
+// malformed JSON. Test with errors.Is(err, ErrPermanent), or through the
+// Permanent() bool method those errors have; errors.As into *APIError gives
+// the status and the server's message.
 var ErrPermanent = errors.New("permanent event-stream API error")
 
 // APIError is an HTTP error answer of the API.
@@ -37,7 +38,7 @@ type APIError struct {
 	APICode      string // the classic body's apiErrorCode, if any
 	Message      string // the server's message, or the start of its body
 	FieldErrors  string // the classic body's fieldErrors, as JSON, if any
-	Permanent    bool   // retrying cannot help
+	permanent    bool   // retrying cannot help
 }
 
 // Error names the request, the status and the server's message.
@@ -57,7 +58,11 @@ func (e *APIError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrPermanent) true for permanent errors.
-func (e *APIError) Is(target error) bool { return target == ErrPermanent && e.Permanent }
+func (e *APIError) Is(target error) bool { return target == ErrPermanent && e.permanent }
+
+// Permanent reports whether retrying cannot help (the pipeline looks for this
+// method).
+func (e *APIError) Permanent() bool { return e.permanent }
 
 // malformedError is a 2xx answer whose body is not what the API promises.
 type malformedError struct{ err error }
@@ -77,6 +82,9 @@ func (e *permanentMalformed) Error() string {
 	return fmt.Sprintf("GET %s: %d malformed responses in a row, giving up: %v", e.path, e.n, e.err)
 }
 func (e *permanentMalformed) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// Permanent reports true: the pipeline stops.
+func (e *permanentMalformed) Permanent() bool { return true }
 
 // httpDoer performs GET requests with timeouts, authentication and retries.
 type httpDoer struct {
@@ -201,13 +209,13 @@ func (d *httpDoer) getJSON(ctx context.Context, path string, query url.Values, d
 func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time.Duration, error) {
 	tok, err := d.token()
 	if err != nil {
-		return nil, 0, &APIError{Method: "GET", Path: path, Status: 0, Message: err.Error(), Permanent: true}
+		return nil, 0, &APIError{Method: "GET", Path: path, Status: 0, Message: err.Error(), permanent: true}
 	}
 	actx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, full, nil)
 	if err != nil {
-		return nil, 0, &APIError{Method: "GET", Path: path, Message: err.Error(), Permanent: true}
+		return nil, 0, &APIError{Method: "GET", Path: path, Message: err.Error(), permanent: true}
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
@@ -233,7 +241,7 @@ func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time
 		return body, 0, nil
 	}
 	e := &APIError{Method: "GET", Path: path, Status: resp.StatusCode}
-	e.Permanent = resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout
+	e.permanent = resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout
 	parseErrorBody(e, body)
 	var wait time.Duration
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -312,16 +320,21 @@ func backoff(attempt int, maxWait time.Duration) time.Duration {
 }
 
 // parseErrorBody fills e's message from the body of an error answer: the
-// classic {apiErrorCode, httpErrorCode, httpStatus, message, fieldErrors}, a
-// generic {message} or {error}, or the start of the body.
+// classic {apiErrorCode, httpErrorCode, httpStatus, message, fieldErrors}, the
+// suite's {httpStatus, httpErrorCode, errorCode, message}, a generic {error},
+// or the start of the body.
 func parseErrorBody(e *APIError, body []byte) {
 	var v struct {
 		APIErrorCode json.RawMessage `json:"apiErrorCode"`
+		ErrorCode    json.RawMessage `json:"errorCode"`
 		Message      string          `json:"message"`
 		Error        string          `json:"error"`
 		FieldErrors  json.RawMessage `json:"fieldErrors"`
 	}
-	if json.Unmarshal(body, &v) == nil && (v.Message != "" || v.Error != "" || len(v.APIErrorCode) > 0) {
+	if json.Unmarshal(body, &v) == nil && (v.Message != "" || v.Error != "" || len(v.APIErrorCode) > 0 || len(v.ErrorCode) > 0) {
+		if len(v.APIErrorCode) == 0 {
+			v.APIErrorCode = v.ErrorCode
+		}
 		e.Message = v.Message
 		if e.Message == "" {
 			e.Message = v.Error
