@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+)
+
+func TestSchemaCommand(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantOut    []string
+		wantNotOut []string
+	}{
+		{"modern by default", []string{"schema"}, 0,
+			[]string{"CREATE DATABASE IF NOT EXISTS tributary;", "timestamp DateTime64(3, 'UTC')", "CREATE VIEW IF NOT EXISTS tributary.policy_endings", "tributary._tributary_checkpoints"},
+			[]string{"timestamp_ms"}},
+		{"legacy", []string{"schema", "--dialect", "legacy"}, 0,
+			[]string{"timestamp DateTime('UTC')", "timestamp_ms UInt16", "-- tributary schema: dialect legacy"},
+			[]string{"DateTime64", "LowCardinality"}},
+		{"database", []string{"schema", "--clickhouse.database=analytics"}, 0,
+			[]string{"CREATE DATABASE IF NOT EXISTS analytics;", "analytics.events", "FROM analytics.events FINAL"},
+			[]string{"tributary.", "{db}"}},
+		{"help", []string{"schema", "--help"}, 0, []string{"--dialect", "TRIBUTARY_DIALECT"}, nil},
+		{"unknown dialect", []string{"schema", "--dialect", "ancient"}, 2, []string{"--dialect", "ancient"}, nil},
+		{"bad database", []string{"schema", "--clickhouse.database", "no-dashes"}, 2, []string{"--clickhouse.database"}, nil},
+		{"stray argument", []string{"schema", "now"}, 2, []string{"unexpected arguments"}, nil},
+		{"unknown flag", []string{"schema", "--clickhouse.addr=x:1"}, 2, []string{"unknown flag"}, nil},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := dispatch(tt.args, &out, &errOut)
+		if code != tt.wantCode {
+			t.Errorf("%s: exit code %d, want %d (stderr %q)", tt.name, code, tt.wantCode, errOut.String())
+		}
+		got := out.String() + errOut.String()
+		for _, w := range tt.wantOut {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: output lacks %q", tt.name, w)
+			}
+		}
+		for _, w := range tt.wantNotOut {
+			if strings.Contains(got, w) {
+				t.Errorf("%s: output contains %q", tt.name, w)
+			}
+		}
+	}
+}
+
+// TestSchemaCommandRunsOnServer runs the printed legacy DDL on the test
+// server (18.16), twice: every statement is valid and idempotent there.
+func TestSchemaCommandRunsOnServer(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	ctx := testenv.Context(t, time.Minute)
+	db := testenv.Name("schema_")
+	t.Cleanup(func() { _ = ch.Conn.Exec(testenv.Context(t, 30*time.Second), "DROP DATABASE IF EXISTS "+db) })
+	var out, errOut bytes.Buffer
+	if code := dispatch([]string{"schema", "--dialect=legacy", "--clickhouse.database=" + db}, &out, &errOut); code != 0 {
+		t.Fatalf("schema exited %d: %s", code, errOut.String())
+	}
+	stmts := strings.Split(strings.TrimSuffix(out.String(), ";\n"), ";\n\n")
+	for range 2 {
+		for _, s := range stmts {
+			s = strings.TrimSpace(s)
+			if strings.HasPrefix(s, "-- ") { // the header line
+				_, s, _ = strings.Cut(s, "\n")
+			}
+			if err := ch.Conn.Exec(ctx, s); err != nil {
+				t.Fatalf("statement failed: %v\n%s", err, s)
+			}
+		}
+	}
+	var tables uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", db).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tables, uint64(6); got != want { // 3 tables, 2 views, the checkpoint table
+		t.Errorf("tables and views created = %d, want %d", got, want)
+	}
+}
