@@ -50,6 +50,8 @@ type Config struct {
 	DecodingWorkMem   string        // logical_decoding_work_mem of the walsender session ("" = server setting); above it transactions stream or spill
 	SpillDir          string        // where streamed in-progress transactions are buffered ("" = the system temp folder)
 	ReconnectMax      time.Duration // the longest pause between reconnection attempts
+
+	replParams map[string]string // extra settings of the replication session (tests)
 }
 
 // DefaultConfig returns the defaults, the one place they are set. Column names

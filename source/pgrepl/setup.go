@@ -23,6 +23,9 @@ func (s *Source) sessionParams(params map[string]string, replication bool) {
 	}
 	if replication {
 		params["replication"] = "database"
+		for k, v := range s.cfg.replParams {
+			params[k] = v
+		}
 		if s.cfg.DecodingWorkMem != "" {
 			params["logical_decoding_work_mem"] = s.cfg.DecodingWorkMem
 		}
