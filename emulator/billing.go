@@ -26,7 +26,6 @@ func formatCents(c int64) string {
 	return string(s)
 }
 
-
 const billingTZ = "America/New_York"
 
 type invoiceItemJSON struct {
@@ -191,8 +190,8 @@ func (s *Server) getDelinquency(w *reply, r *http.Request, _ draw) {
 	if ok {
 		out = delinquencyJSON{
 			Locator: d.loc, AccountLocator: d.acct.loc, Timezone: billingTZ, DelinquencyState: d.state,
-			Settings:       delinquencySettingsJSON{AdvanceLapseTo: "issued", GracePeriodDays: int(gracePeriod / day), LapseTransactionType: "lapse", DelinquencyLevel: "policy"},
-			CreatedAt:      isoMS(d.created), UpdatedAt: isoMS(d.updated),
+			Settings:  delinquencySettingsJSON{AdvanceLapseTo: "issued", GracePeriodDays: int(gracePeriod / day), LapseTransactionType: "lapse", DelinquencyLevel: "policy"},
+			CreatedAt: isoMS(d.created), UpdatedAt: isoMS(d.updated),
 			GraceStartedAt: isoMS(d.created), GraceEndAt: isoMS(d.created + gracePeriod),
 			ConfiguredDelinquencyEvents: []struct{}{},
 		}

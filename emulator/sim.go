@@ -167,15 +167,15 @@ type sim struct {
 	delinquencies map[string]*delinquency
 
 	// Output of the current step.
-	out     []record
-	outReqs []request
-	curReq  request
-	curUser uint8
-	curMS   int64
+	out       []record
+	outReqs   []request
+	curReq    request
+	curUser   uint8
+	curMS     int64
 	nextIdx   uint32 // store index of the first record of this step
 	baseReqs  uint32 // store index of the first request of this step
 	curReqIdx uint32 // store index of the current request
-	buf     []byte
+	buf       []byte
 }
 
 var userNames = []string{"system", "alice.martin", "bob.nguyen", "carla.diaz", "dmitri.ivanov", "erin.okafor", "farid.haddad"}
@@ -309,7 +309,6 @@ func (s *sim) emit(typ string, data []byte) {
 	s.out = append(s.out, record{raw: b, ms: ms, req: s.curReqIdx, typ: s.st.typeID(typ), user: s.curUser, dataOff: uint16(off)})
 	s.curReq.n++
 }
-
 
 // appendISO appends ms as ISO-8601 UTC with milliseconds.
 func appendISO(b []byte, ms int64) []byte {
@@ -775,7 +774,7 @@ func (s *sim) billingCycle(a *action) {
 		s.invoiceEv("billing.invoice.generate", inv)
 	}
 	s.end()
-	if s.rng.IntN(100) < 85 {
+	if s.rng.IntN(100) < 94 {
 		s.schedule(&action{at: a.at + day*(1+s.rng.Int64N(14)), kind: actPayment, a: acct, invs: invs})
 	} else {
 		s.schedule(&action{at: a.at + dueAfter, kind: actDue, a: acct, invs: invs})
@@ -871,7 +870,7 @@ func (s *sim) due(a *action) {
 		}
 	}
 	s.end()
-	if s.rng.IntN(2) == 0 {
+	if s.rng.IntN(10) < 6 {
 		s.schedule(&action{at: a.at + day*(1+s.rng.Int64N(gracePeriod/day-2)), kind: actPayment, a: acct, invs: invs})
 	} else {
 		s.schedule(&action{at: a.at + gracePeriod, kind: actLapse, a: acct, invs: invs})
