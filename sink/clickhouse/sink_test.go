@@ -18,7 +18,7 @@ import (
 
 // newTestSink returns a sink on the test server writing to a fresh database
 // (dropped at the test's end; the sink creates it).
-func newTestSink(t *testing.T, edit func(c *Config)) (*Sink, *testenv.ClickHouseServer) {
+func newTestSink(t testing.TB, edit func(c *Config)) (*Sink, *testenv.ClickHouseServer) {
 	t.Helper()
 	ch := testenv.ClickHouse(t)
 	cfg := DefaultConfig()
