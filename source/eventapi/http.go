@@ -1,6 +1,7 @@
 package eventapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -229,7 +230,7 @@ func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time
 		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	body, err := readBody(resp)
 	d.observe(resp.StatusCode, start)
 	if err != nil {
 		return nil, 0, fmt.Errorf("GET %s: read body: %w", path, err)
@@ -248,6 +249,18 @@ func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time
 		wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return nil, wait, e
+}
+
+// readBody reads a response body of at most maxBodyBytes+1 bytes, in one
+// allocation when the server announced its length.
+func readBody(resp *http.Response) ([]byte, error) {
+	r := io.LimitReader(resp.Body, maxBodyBytes+1)
+	if n := resp.ContentLength; n > 0 && n <= maxBodyBytes {
+		buf := bytes.NewBuffer(make([]byte, 0, n+1))
+		_, err := buf.ReadFrom(r)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(r)
 }
 
 func (d *httpDoer) observe(status int, start time.Time) {
