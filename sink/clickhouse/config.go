@@ -53,7 +53,8 @@ type Config struct {
 	BatchRows int
 
 	// OnRetry, when set, is called before each retry of a transient failure
-	// with a bounded reason ("network", "timeout" or "server"), for metrics.
+	// with a bounded reason (ReasonTimeout, ReasonNetwork, ReasonRateLimited
+	// or ReasonServerError), for metrics.
 	OnRetry func(reason string)
 	// OnInsert, when set, is called after each successful INSERT with the
 	// table, its row count and the time the successful attempt took.

@@ -35,8 +35,17 @@ var transientCodes = map[int32]bool{
 	999: true, // KEEPER_EXCEPTION
 }
 
+// Retry reasons passed to Config.OnRetry; they match the reason label of
+// metrics.Retries.
+const (
+	ReasonTimeout     = "timeout"      // a deadline passed (client or server side)
+	ReasonNetwork     = "network"      // connection refused, reset or closed
+	ReasonRateLimited = "rate_limited" // too many queries, connections or parts
+	ReasonServerError = "server_error" // another transient server exception
+)
+
 // classify says whether err is worth retrying and gives a bounded reason
-// ("network", "timeout" or "server") for metrics. It is the one place the
+// (one of the Reason constants) for metrics. It is the one place the
 // package decides what is transient; everything it does not recognize
 // (unknown column, type mismatch, authentication, syntax, a bad row) is
 // permanent.
@@ -51,20 +60,23 @@ func classify(err error) (reason string, transient bool) {
 		return "", false
 	case errors.As(err, &exc):
 		if transientCodes[exc.Code] {
-			if exc.Code == 159 || exc.Code == 209 {
-				return "timeout", true
+			switch exc.Code {
+			case 159, 209:
+				return ReasonTimeout, true
+			case 202, 203, 252:
+				return ReasonRateLimited, true
 			}
-			return "server", true
+			return ReasonServerError, true
 		}
 		return "", false
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, clickhouse.ErrAcquireConnTimeout), errors.Is(err, syscall.ETIMEDOUT):
-		return "timeout", true
+		return ReasonTimeout, true
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return "timeout", true
+		return ReasonTimeout, true
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
-		return "network", true
+		return ReasonNetwork, true
 	}
 	return "", false
 }

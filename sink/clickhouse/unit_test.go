@@ -153,8 +153,8 @@ func TestClassify(t *testing.T) {
 		wantReason    string
 		wantTransient bool
 	}{
-		{"too many parts", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 252}), "server", true},
-		{"memory limit", &clickhouse.Exception{Code: 241}, "server", true},
+		{"too many parts", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 252}), "rate_limited", true},
+		{"memory limit", &clickhouse.Exception{Code: 241}, "server_error", true},
 		{"server timeout", &clickhouse.Exception{Code: 159}, "timeout", true},
 		{"unknown column", &clickhouse.Exception{Code: 16}, "", false},
 		{"unknown table", &clickhouse.Exception{Code: 60}, "", false},
