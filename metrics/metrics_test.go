@@ -346,3 +346,38 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Errorf("dashboard has %d queries, want at least 8", queries)
 	}
 }
+
+// TestDocsUseExportedMetrics checks that every tributary metric the
+// documentation mentions (alerts, runbooks, deployment notes) exists.
+func TestDocsUseExportedMetrics(t *testing.T) {
+	fams := gathered(t, New("v", "c"))
+	known := map[string]bool{}
+	for name, mf := range fams {
+		known[name] = true
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				known[name+suffix] = true
+			}
+		}
+	}
+	ident := regexp.MustCompile(`\btributary_[a-z0-9_]+\b`)
+	for _, doc := range []string{"metrics.md", "operations.md", "deploy.md"} {
+		raw, err := os.ReadFile(filepath.Join("..", "docs", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, name := range ident.FindAllString(string(raw), -1) {
+			if name == "tributary_" || strings.HasSuffix(name, "_") {
+				continue
+			}
+			found++
+			if !known[name] {
+				t.Errorf("docs/%s mentions %s, which the registry does not export", doc, name)
+			}
+		}
+		if found == 0 {
+			t.Errorf("docs/%s mentions no metric", doc)
+		}
+	}
+}
