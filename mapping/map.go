@@ -317,7 +317,7 @@ func (p *payload) errorf(format string, args ...any) {
 // parse reads data, recording in p.errs every way it departs from what the
 // event types define.
 func (p *payload) parse(eventType, data string) {
-	trimmed := strings.TrimSpace(data)
+	trimmed := trimSpace(data)
 	switch {
 	case trimmed == "":
 		p.errorf("data is empty")

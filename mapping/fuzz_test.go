@@ -1,0 +1,98 @@
+package mapping
+
+import (
+	"encoding/json"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/tributary-cdc/tributary/source"
+)
+
+func addSeeds(f *testing.F) {
+	for _, p := range samplePayloads {
+		f.Add(p.typ, p.data)
+	}
+	for _, s := range []string{
+		``, `null`, `[]`, `"x"`, `12`, `{`, `{"a":`, `{"policyLocator":}`, `{"policyLocators":{"items":[1,{},[]],"listCompleted":"yes"}}`,
+		`{"newStatuses":[],"removedStatuses":"x"}`, `{"xLocator":"\ud800"}`, `{"a\"Locator":"b\\","locator":"\u0041"}`,
+		"{\"policyLocator\":\"\xff\"}", `{"policyLocator":"a","policyLocator":"b"}`, ` { "quoteLocator" : "Q" } `,
+	} {
+		f.Add("policy.status.update", s)
+	}
+}
+
+// FuzzMap feeds arbitrary payloads to Map: it must never panic, must always
+// produce exactly one events row with the raw data kept, rows of the
+// documented Go types, and a parse error whenever the payload is not a JSON object.
+func FuzzMap(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, typ, data string) {
+		e := suiteEvent(typ, data)
+		rows := NewRows()
+		st := Map(source.Batch{Events: []source.Event{e}}, Options{FullPolicyLocators: map[string][]string{e.Locator: {"X"}}}, rows)
+		if st.Events != 1 || len(rows.ByTable[TableEvents]) != 1 {
+			t.Fatalf("got %d events, %d rows", st.Events, len(rows.ByTable[TableEvents]))
+		}
+		checkRowTypes(t, rows)
+		row := rows.ByTable[TableEvents][0]
+		if row[evData] != data {
+			t.Fatalf("data: got %q, want %q", row[evData], data)
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(data), &obj); (err != nil || obj == nil) && row[evParseError] == "" {
+			t.Fatalf("payload %q is no JSON object, yet parse_error is empty", data)
+		}
+		if (row[evParseError] != "") != (st.ParseErrors == 1) {
+			t.Fatalf("parse_error %q disagrees with Stats.ParseErrors %d", row[evParseError], st.ParseErrors)
+		}
+		keys, values := row[evLocatorKeys].([]string), row[evLocatorValues].([]string)
+		if len(keys) != len(values) || !sort.StringsAreSorted(keys) {
+			t.Fatalf("locator_keys %q and locator_values %q are not parallel and sorted", keys, values)
+		}
+	})
+}
+
+// FuzzScan checks eachMember against encoding/json on valid JSON objects:
+// the same keys, and for string members the same values.
+func FuzzScan(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, _ string, data string) {
+		if !json.Valid([]byte(data)) {
+			return
+		}
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(data), &want); err != nil || want == nil {
+			return
+		}
+		got := map[string]string{}
+		var p payload
+		trimmed := trimSpace(data)
+		eachMember(trimmed, func(k, v string) {
+			got[k] = v
+			_ = p.str(k, v) // must not panic on any kind of value
+			if v[0] == '[' {
+				eachElement(v, func(string) {})
+			}
+		})
+		if len(got) != len(want) {
+			t.Fatalf("%q: got keys %v, want %d keys", data, got, len(want))
+		}
+		for k, raw := range want {
+			v, ok := got[k]
+			if !ok {
+				t.Fatalf("%q: key %q missing", data, k)
+			}
+			var ws string
+			if json.Unmarshal(raw, &ws) == nil {
+				if gs := unquote(v); gs != ws {
+					t.Fatalf("%q: member %q got %q, want %q", data, k, gs, ws)
+				}
+			}
+			var a, b any
+			if json.Unmarshal(raw, &a) != nil || json.Unmarshal([]byte(v), &b) != nil || !reflect.DeepEqual(a, b) {
+				t.Fatalf("%q: member %q got raw %s, want %s", data, k, v, raw)
+			}
+		}
+	})
+}
