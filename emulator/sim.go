@@ -166,6 +166,10 @@ type sim struct {
 	payments      map[string]*payment
 	delinquencies map[string]*delinquency
 
+	// futureCancels counts cancellations issued with a later effective
+	// date (for tests of the classic rule that nothing fires then).
+	futureCancels map[string]int64
+
 	// Output of the current step.
 	out       []record
 	outReqs   []request
@@ -199,6 +203,7 @@ func newSim(cfg Config) (*sim, *store) {
 		invoices:      map[string]*invoice{},
 		payments:      map[string]*payment{},
 		delinquencies: map[string]*delinquency{},
+		futureCancels: map[string]int64{},
 		lastMS:        cfg.Start.UnixMilli() - 1,
 	}
 	start := cfg.Start.UnixMilli()
@@ -643,6 +648,7 @@ func (s *sim) manualCancel(a *action) {
 		s.endPolicy(p, a.at)
 		return
 	}
+	s.futureCancels[p.loc] = effective
 	s.schedule(&action{at: effective, kind: actCancelEffective, p: p, term: p.term})
 }
 
