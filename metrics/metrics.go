@@ -40,8 +40,17 @@ const (
 	ReasonServerError = "server_error" // HTTP 5xx or a retryable server exception
 	ReasonAuth        = "auth"         // HTTP 401/403, retried in case of a rotated credential
 	ReasonConflict    = "conflict"     // a concurrent writer or a lost lock
+	ReasonMalformed   = "malformed"    // an answer that is not the expected JSON
 	ReasonOther       = "other"        // anything else
 )
+
+// reasonAliases maps the reasons other packages name differently (the
+// event-stream client's "5xx" and "429") to the label's values.
+var reasonAliases = map[string]string{
+	"5xx":     ReasonServerError,
+	"429":     ReasonRateLimited,
+	"network": ReasonNetwork,
+}
 
 // Enrichment lookup results are the values of the result label of EnrichLookups.
 const (
@@ -53,7 +62,7 @@ const (
 
 var (
 	components = []string{ComponentSource, ComponentSink, ComponentCheckpoint, ComponentMapping, ComponentEnrich}
-	reasons    = []string{ReasonTimeout, ReasonNetwork, ReasonRateLimited, ReasonServerError, ReasonAuth, ReasonConflict, ReasonOther}
+	reasons    = []string{ReasonTimeout, ReasonNetwork, ReasonRateLimited, ReasonServerError, ReasonAuth, ReasonConflict, ReasonMalformed, ReasonOther}
 	lookups    = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
 )
 
@@ -215,10 +224,26 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 func (m *Metrics) Specs() []Spec { return append([]Spec(nil), m.specs...) }
 
 // Retry counts one retry of component (a Component constant) for reason (a
-// Reason constant); any other value counts as "other", so that the labels
-// stay bounded.
+// Reason constant, or the event-stream client's "5xx" and "429"); any other
+// value counts as "other", so that the labels stay bounded.
 func (m *Metrics) Retry(component, reason string) {
+	if r, ok := reasonAliases[reason]; ok {
+		reason = r
+	}
 	m.Retries.WithLabelValues(bounded(component, components), bounded(reason, reasons)).Inc()
+}
+
+// RetryFunc returns Retry bound to component, in the shape of the
+// OnRetry hooks of the event-stream client and the ClickHouse sink.
+func (m *Metrics) RetryFunc(component string) func(reason string) {
+	return func(reason string) { m.Retry(component, reason) }
+}
+
+// ObserveInsert records the duration of one successful INSERT into table, in
+// the shape of the ClickHouse sink's OnInsert hook. Rows are counted by
+// PipelineObserver once the whole batch is written, not here.
+func (m *Metrics) ObserveInsert(table string, rows int, took time.Duration) {
+	m.SinkInsertDuration.WithLabelValues(table).Observe(took.Seconds())
 }
 
 // Error counts one error of component that was not retried away.
@@ -227,7 +252,8 @@ func (m *Metrics) Error(component string) {
 }
 
 // ObserveRequest records one event-stream API request: its HTTP status code
-// (0 when no response arrived) and its duration.
+// (0 when no response arrived) and its duration. It has the shape of the
+// event-stream client's OnRequest hook.
 func (m *Metrics) ObserveRequest(code int, d time.Duration) {
 	label := "error"
 	switch {

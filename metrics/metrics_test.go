@@ -176,10 +176,14 @@ func TestRetryAndErrorLabelsAreBounded(t *testing.T) {
 		{ComponentSource, ReasonRateLimited, "source", "rate_limited"},
 		{ComponentSink, "dial tcp 127.0.0.1:9000: connection refused", "sink", "other"},
 		{"elsewhere", ReasonNetwork, "other", "network"},
+		{ComponentSource, "5xx", "source", "server_error"},
+		{ComponentSource, "429", "source", "rate_limited"},
+		{ComponentSource, "malformed", "source", "malformed"},
+		{ComponentCheckpoint, "load", "checkpoint", "other"},
 	}
 	for _, tt := range tests {
 		m := New("v", "c")
-		m.Retry(tt.component, tt.reason)
+		m.RetryFunc(tt.component)(tt.reason)
 		m.Error(tt.component)
 		if got := testutil.ToFloat64(m.Retries.WithLabelValues(tt.wantComponent, tt.wantReason)); got != 1 {
 			t.Errorf("Retry(%q, %q): retries{%s,%s} = %v, want 1", tt.component, tt.reason, tt.wantComponent, tt.wantReason, got)
@@ -379,5 +383,21 @@ func TestDocsUseExportedMetrics(t *testing.T) {
 		if found == 0 {
 			t.Errorf("docs/%s mentions no metric", doc)
 		}
+	}
+}
+
+func TestObserveInsert(t *testing.T) {
+	m := New("v", "c")
+	m.ObserveInsert("events", 500, 1500*time.Millisecond)
+	m.ObserveInsert("events", 10, 500*time.Millisecond)
+	var d dto.Metric
+	if err := m.SinkInsertDuration.WithLabelValues("events").(interface{ Write(*dto.Metric) error }).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.GetHistogram().GetSampleCount(), uint64(2); got != want {
+		t.Errorf("insert duration count = %d, want %d", got, want)
+	}
+	if got, want := d.GetHistogram().GetSampleSum(), 2.0; got != want {
+		t.Errorf("insert duration sum = %v, want %v", got, want)
 	}
 }
