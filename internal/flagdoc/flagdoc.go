@@ -215,3 +215,16 @@ func cell(s string) string {
 	s = strings.ReplaceAll(s, "|", `\|`)
 	return strings.ReplaceAll(s, "\n", " ")
 }
+
+// CommandUsage writes a command's --help: the usage line, the summary, and
+// its flags grouped by component with their environment twins.
+func CommandUsage(w io.Writer, c Command) {
+	fmt.Fprintf(w, "Usage: tributary %s [FLAGS]\n\n%s.\n", c.Name, strings.TrimSuffix(upperFirst(c.Summary), "."))
+	groups := ByComponent(c.Flags)
+	if len(groups) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	GroupedUsage(w, groups)
+	fmt.Fprintln(w, "\nEvery flag has the environment twin shown in brackets; a flag set on the command line wins.")
+}

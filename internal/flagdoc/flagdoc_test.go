@@ -132,3 +132,30 @@ func TestDocument(t *testing.T) {
 		t.Errorf("commands not sorted:\n%s", got)
 	}
 }
+
+func TestCommandUsage(t *testing.T) {
+	tests := []struct {
+		cmd  Command
+		want []string
+		not  []string
+	}{
+		{Command{Name: "run", Summary: "replicate events", Flags: sample()},
+			[]string{"Usage: tributary run [FLAGS]\n\nReplicate events.\n\nGeneral:\n", "ClickHouse sink:\n", "[$TRIBUTARY_LOG_LEVEL]", "environment twin"}, nil},
+		{Command{Name: "version", Summary: "print the version"},
+			[]string{"Usage: tributary version [FLAGS]\n\nPrint the version.\n"}, []string{"environment twin"}},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		CommandUsage(&buf, tt.cmd)
+		for _, w := range tt.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("CommandUsage(%s) lacks %q:\n%s", tt.cmd.Name, w, buf.String())
+			}
+		}
+		for _, w := range tt.not {
+			if strings.Contains(buf.String(), w) {
+				t.Errorf("CommandUsage(%s) shows %q:\n%s", tt.cmd.Name, w, buf.String())
+			}
+		}
+	}
+}

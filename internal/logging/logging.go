@@ -112,6 +112,15 @@ var (
 	kvPassword = regexp.MustCompile(`(?i)\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 )
 
+// isSecretKey says whether an attribute or flag named key holds a secret;
+// a key naming a file (api.token-file) holds a path, not a secret.
+func isSecretKey(key string) bool {
+	if strings.HasSuffix(strings.ToLower(key), "file") {
+		return false
+	}
+	return secretKey.MatchString(key)
+}
+
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindGroup {
 		return a
@@ -120,7 +129,7 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, RedactText(err.Error()))
 	}
 	switch {
-	case secretKey.MatchString(a.Key):
+	case isSecretKey(a.Key):
 		if a.Value.Kind() == slog.KindString && a.Value.String() == "" {
 			return a
 		}
@@ -168,4 +177,26 @@ func RedactDSN(s string) string {
 		return strings.NewReplacer(url.QueryEscape(Redacted), Redacted, url.PathEscape(Redacted), Redacted).Replace(out)
 	}
 	return kvPassword.ReplaceAllString(s, "${1}="+Redacted)
+}
+
+// Flags returns the flags of fs as attributes, for the configuration summary
+// logged at start: only flags set on the command line or from the
+// environment, secrets (by name) as Redacted, DSNs and URLs without their
+// passwords. Log it as slog.Group("config", logging.Flags(fs)...).
+func Flags(fs *pflag.FlagSet) []any {
+	var attrs []any
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !f.Changed {
+			return
+		}
+		v := f.Value.String()
+		switch {
+		case isSecretKey(f.Name) && v != "":
+			v = Redacted
+		default:
+			v = RedactText(v)
+		}
+		attrs = append(attrs, slog.String(f.Name, v))
+	})
+	return attrs
 }

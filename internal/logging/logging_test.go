@@ -147,6 +147,7 @@ func TestRedactAttributes(t *testing.T) {
 		{"clickhouse.addr", "127.0.0.1:9000", "127.0.0.1:9000"},
 		{"addr", "clickhouse:9000", "clickhouse:9000"},
 		{"table", "events", "events"},
+		{"api.token-file", "/run/secrets/token", "/run/secrets/token"},
 		{"msg2", `dial "postgres://rep:hunter2@db/app": refused`, `dial "postgres://rep:` + Redacted + `@db/app": refused`},
 	}
 	for _, tt := range tests {
@@ -194,5 +195,49 @@ func TestRedactErrors(t *testing.T) {
 		if rec.Err != tt.want {
 			t.Errorf("logged error %q, want %q", rec.Err, tt.want)
 		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.String("api.token", "", "")
+	fs.String("api.token-file", "", "")
+	fs.String("clickhouse.password", "", "")
+	fs.String("pg.dsn", "", "")
+	fs.String("api.url", "", "")
+	fs.Int("pipeline.batch-events", 10000, "")
+	fs.String("log.level", "info", "")
+	if err := fs.Parse([]string{"--api.token=tok123", "--api.token-file=/run/secrets/t", "--clickhouse.password=hunter2",
+		"--pg.dsn=postgres://rep:hunter2@db/app", "--api.url=https://api.example.com", "--pipeline.batch-events=500"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log, err := New(Config{Format: "json", Level: "info"}, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("starting", slog.Group("config", Flags(fs)...))
+	var rec struct{ Config map[string]string }
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"api.token":             Redacted,
+		"api.token-file":        "/run/secrets/t",
+		"clickhouse.password":   Redacted,
+		"pg.dsn":                "postgres://rep:" + Redacted + "@db/app",
+		"api.url":               "https://api.example.com",
+		"pipeline.batch-events": "500",
+	}
+	if len(rec.Config) != len(want) {
+		t.Errorf("logged %d flags %v, want the %d set ones", len(rec.Config), rec.Config, len(want))
+	}
+	for k, w := range want {
+		if got := rec.Config[k]; got != w {
+			t.Errorf("%s logged as %q, want %q", k, got, w)
+		}
+	}
+	if strings.Contains(buf.String(), "hunter2") || strings.Contains(buf.String(), "tok123") {
+		t.Errorf("a secret reached the log: %s", buf.String())
 	}
 }
