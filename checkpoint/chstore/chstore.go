@@ -99,8 +99,14 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 		return fmt.Errorf("look up checkpoint table %s: %w", s.table(), err)
 	}
 	if n == 0 {
-		if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
-			return fmt.Errorf("create database %s: %w", s.db, err)
+		var dbs uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", s.db).Scan(&dbs); err != nil {
+			return fmt.Errorf("look up database %s: %w", s.db, err)
+		}
+		if dbs == 0 {
+			if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+				return fmt.Errorf("create database %s: %w", s.db, err)
+			}
 		}
 		if err := s.conn.Exec(ctx, DDL(s.db)); err != nil {
 			return fmt.Errorf("create checkpoint table %s: %w", s.table(), err)

@@ -108,7 +108,16 @@ func (s *Sink) exec(ctx context.Context, stmt string) error {
 // idempotent, and must run before Write.
 func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
 	db := s.cfg.Database
-	if s.cfg.CreateSchema {
+	// Existence is checked first, so that a user without the privilege to
+	// create (which IF NOT EXISTS still requires) can run on a prepared schema.
+	var dbs uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&dbs); err != nil {
+		return fmt.Errorf("ensure ClickHouse schema: look up database %s: %w", db, err)
+	}
+	if dbs == 0 {
+		if !s.cfg.CreateSchema {
+			return fmt.Errorf("ensure ClickHouse schema: database %s does not exist and --clickhouse.create-schema=false", db)
+		}
 		if err := s.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(db)); err != nil {
 			return fmt.Errorf("ensure ClickHouse schema: %w", err)
 		}
@@ -127,17 +136,18 @@ func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
 		return fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...))
 	}
 	for _, v := range schema.Views {
-		if s.cfg.CreateSchema {
-			if err := s.exec(ctx, renderView(v, db)); err != nil {
-				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
-			}
-			continue
-		}
 		_, engine, err := s.existingColumns(ctx, v.Name)
 		if err != nil {
 			return fmt.Errorf("ensure ClickHouse schema: %w", err)
 		}
-		if engine == "" {
+		switch {
+		case engine != "":
+			// An existing view is kept as it is (CREATE VIEW IF NOT EXISTS semantics).
+		case s.cfg.CreateSchema:
+			if err := s.exec(ctx, renderView(v, db)); err != nil {
+				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
+			}
+		default:
 			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
 		}
 	}

@@ -213,11 +213,36 @@ func TestEnsureAddsMissingColumns(t *testing.T) {
 }
 
 func TestEnsureWithoutCreateSchema(t *testing.T) {
-	s, _ := newTestSink(t, func(c *Config) { c.CreateSchema = false })
+	s, ch := newTestSink(t, func(c *Config) { c.CreateSchema = false })
 	ctx := testenv.Context(t, time.Minute)
 	err := s.Ensure(ctx, testSchema())
 	if err == nil || !strings.Contains(err.Error(), "things does not exist") || !strings.Contains(err.Error(), "create-schema=false") {
 		t.Errorf("Ensure on a missing table with CreateSchema=false = %v, want a clear error", err)
+	}
+	// Once the schema is prepared (here by the statements RenderDDL gives),
+	// the same sink accepts it and writes.
+	for _, stmt := range RenderDDL(testSchema(), ch.Database, Legacy) {
+		if err := ch.Conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("prepare the schema: %v", err)
+		}
+	}
+	if err := s.Ensure(ctx, testSchema()); err != nil {
+		t.Fatalf("Ensure on a prepared schema with CreateSchema=false: %v", err)
+	}
+	if err := s.Write(ctx, rowsOf(3, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))); err != nil {
+		t.Errorf("Write: %v", err)
+	}
+
+	cfg := s.cfg
+	cfg.Database = testenv.Name("missing_")
+	other, err := New(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	err = other.Ensure(ctx, testSchema())
+	if err == nil || !strings.Contains(err.Error(), "database "+cfg.Database+" does not exist") {
+		t.Errorf("Ensure on a missing database with CreateSchema=false = %v, want a clear error", err)
 	}
 }
 
