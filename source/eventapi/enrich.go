@@ -35,6 +35,17 @@ type Enricher struct {
 	tenant string
 	sem    chan struct{}
 	cache  *lru
+
+	mu       sync.Mutex
+	inflight map[string]*lookupCall // look-ups under way, shared by concurrent callers
+}
+
+// lookupCall is one look-up under way; done closes when its result is set.
+type lookupCall struct {
+	done chan struct{}
+	pols []string
+	ok   bool
+	err  error
 }
 
 // NewEnricher returns an Enricher for cfg (suite flavor), with its own HTTP
@@ -63,6 +74,8 @@ func newEnricher(d *httpDoer) *Enricher {
 		tenant: d.cfg.Tenant,
 		sem:    make(chan struct{}, d.cfg.EnrichConcurrency),
 		cache:  newLRU(d.cfg.EnrichCacheSize),
+
+		inflight: map[string]*lookupCall{},
 	}
 }
 
@@ -155,7 +168,7 @@ func (e *Enricher) resolve(ctx context.Context, typ string, d billingData) ([]st
 }
 
 func (e *Enricher) invoice(ctx context.Context, loc string) ([]string, bool, error) {
-	return e.cached("invoice/"+loc, func() ([]string, bool, error) { return e.fetchInvoice(ctx, loc) })
+	return e.cached(ctx, "invoice/"+loc, func() ([]string, bool, error) { return e.fetchInvoice(ctx, loc) })
 }
 
 func (e *Enricher) fetchInvoice(ctx context.Context, loc string) ([]string, bool, error) {
@@ -178,7 +191,7 @@ func (e *Enricher) fetchInvoice(ctx context.Context, loc string) ([]string, bool
 }
 
 func (e *Enricher) payment(ctx context.Context, loc string) ([]string, bool, error) {
-	return e.cached("payment/"+loc, func() ([]string, bool, error) { return e.fetchPayment(ctx, loc) })
+	return e.cached(ctx, "payment/"+loc, func() ([]string, bool, error) { return e.fetchPayment(ctx, loc) })
 }
 
 func (e *Enricher) fetchPayment(ctx context.Context, loc string) ([]string, bool, error) {
@@ -207,7 +220,7 @@ func (e *Enricher) fetchPayment(ctx context.Context, loc string) ([]string, bool
 }
 
 func (e *Enricher) delinquency(ctx context.Context, loc string) ([]string, bool, error) {
-	return e.cached("delinquency/"+loc, func() ([]string, bool, error) { return e.fetchDelinquency(ctx, loc) })
+	return e.cached(ctx, "delinquency/"+loc, func() ([]string, bool, error) { return e.fetchDelinquency(ctx, loc) })
 }
 
 func (e *Enricher) fetchDelinquency(ctx context.Context, loc string) ([]string, bool, error) {
@@ -259,17 +272,34 @@ func (e *Enricher) lookup(ctx context.Context, kind, loc string, v any) (bool, e
 	return true, nil
 }
 
-// cached returns the cached resolution of key, or computes it with f and
-// caches a successful one.
-func (e *Enricher) cached(key string, f func() ([]string, bool, error)) ([]string, bool, error) {
+// cached returns the cached resolution of key, or computes it with f once
+// however many callers ask at the same time, and caches a successful one.
+func (e *Enricher) cached(ctx context.Context, key string, f func() ([]string, bool, error)) ([]string, bool, error) {
 	if pols, ok := e.cache.get(key); ok {
 		return pols, true, nil
 	}
-	pols, ok, err := f()
-	if err == nil && ok {
-		e.cache.put(key, pols)
+	e.mu.Lock()
+	if c, ok := e.inflight[key]; ok {
+		e.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.pols, c.ok, c.err
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
 	}
-	return pols, ok, err
+	c := &lookupCall{done: make(chan struct{})}
+	e.inflight[key] = c
+	e.mu.Unlock()
+	c.pols, c.ok, c.err = f()
+	if c.err == nil && c.ok {
+		e.cache.put(key, c.pols)
+	}
+	e.mu.Lock()
+	delete(e.inflight, key)
+	e.mu.Unlock()
+	close(c.done)
+	return c.pols, c.ok, c.err
 }
 
 // union returns the sorted distinct locators of a and b.

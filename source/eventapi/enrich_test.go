@@ -129,6 +129,13 @@ func TestEnricherComplete(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Complete = %v, want %v", got, want)
 	}
+	b.mu.Lock()
+	for path, n := range b.hits {
+		if n != 1 {
+			t.Errorf("%s fetched %d times, want once (concurrent look-ups of one entity are shared)", path, n)
+		}
+	}
+	b.mu.Unlock()
 	if m := b.maxIn.Load(); m > 2 {
 		t.Errorf("%d concurrent look-ups, want at most --enrich.concurrency=2", m)
 	}
