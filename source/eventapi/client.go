@@ -49,7 +49,6 @@ type Client struct {
 	err      error
 
 	duplicates atomic.Uint64
-	acked      atomic.Pointer[source.Position]
 }
 
 var _ source.Source = (*Client)(nil)
@@ -182,12 +181,10 @@ func (c *Client) seen(locator string) bool {
 	return ok
 }
 
-// Ack records upTo; the API keeps no state for its readers, so there is
-// nothing to tell the server. It is idempotent and safe to call concurrently.
-func (c *Client) Ack(ctx context.Context, upTo source.Position) error {
-	c.acked.Store(&upTo)
-	return nil
-}
+// Ack does nothing and returns nil: the API keeps no state for its readers
+// (a paging token lasts forever), so there is nothing to release or confirm.
+// It is idempotent and safe to call concurrently.
+func (c *Client) Ack(ctx context.Context, upTo source.Position) error { return nil }
 
 // Close stops the background fetching and releases idle connections. It
 // waits for the fetcher to stop, or for ctx.
