@@ -1,11 +1,14 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -418,5 +421,60 @@ func TestWriteHonoursCancellation(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Write returned %s after its context ended, want promptly", took)
+	}
+}
+
+// TestAuthentication logs in as the test bed's password-protected user
+// "tributary", with the password from a file, and checks that a wrong
+// password fails at once without the password in the error.
+func TestAuthentication(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	ctx := testenv.Context(t, time.Minute)
+	dir := t.TempDir()
+	tests := []struct {
+		name     string
+		password string
+		wantErr  bool
+	}{
+		{"right password", "tributary-secret", false},
+		{"wrong password", "not-the-secret-xyz", true},
+	}
+	for _, tt := range tests {
+		pw := filepath.Join(dir, tt.name)
+		if err := os.WriteFile(pw, []byte(tt.password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		cfg.Addr = []string{ch.Addr}
+		cfg.Database = ch.Database
+		cfg.User = "tributary"
+		cfg.PasswordFile = pw
+		var logs bytes.Buffer
+		s, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+		if tt.wantErr {
+			if err == nil {
+				s.Close()
+				t.Errorf("%s: New succeeded, want an authentication error", tt.name)
+				continue
+			}
+			if strings.Contains(err.Error(), tt.password) {
+				t.Errorf("%s: the error reveals the password: %v", tt.name, err)
+			}
+			if _, transient := classify(err); transient {
+				t.Errorf("%s: authentication failure classified transient: %v", tt.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: New: %v", tt.name, err)
+			continue
+		}
+		if err := s.Ensure(ctx, testSchema()); err != nil {
+			t.Errorf("%s: Ensure as user tributary: %v", tt.name, err)
+		}
+		s.Close()
+		if strings.Contains(logs.String(), tt.password) || !strings.Contains(logs.String(), "connected to ClickHouse") {
+			t.Errorf("%s: logs %q reveal the password or lack the connection line", tt.name, logs.String())
+		}
 	}
 }
