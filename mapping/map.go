@@ -79,6 +79,8 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	}
 	var boxedIngested any = ingested
 	var boxedSource any = opts.Pipeline
+	var tenants, flavors, types boxCache
+	var ar arena
 
 	// One backing array for every events row of the batch.
 	backing := make([]any, len(b.Events)*evColumnCount)
@@ -89,7 +91,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	for i := range b.Events {
 		e := &b.Events[i]
 		row := backing[i*evColumnCount : (i+1)*evColumnCount : (i+1)*evColumnCount]
-		p.reset()
+		p.reset(&ar)
 		dataStr := string(e.Data)
 		p.parse(e.Type, dataStr)
 
@@ -107,7 +109,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		// The policy list: payload items (or the enriched list) and the
 		// singular policy locator.
 		complete := true
-		var list []string
+		list := ar.take(len(p.listItems) + 1)
 		if full, ok := opts.FullPolicyLocators[e.Locator]; ok && full != nil {
 			list = appendUnique(list, full...)
 		} else if p.hasList && !p.listComplete {
@@ -122,8 +124,10 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		var boxedTS any = ts
 		version := e.Seq&(1<<63-1)<<1 | b2u(complete)
 		var boxedVersion any = version
-		var boxedTenant any = e.Tenant
-		var boxedType any = e.Type
+		boxedTenant := tenants.box(e.Tenant)
+		boxedType := types.box(e.Type)
+		boxedClass := classBoxes[class]
+		boxedFlavor := flavors.box(e.Flavor)
 		var boxedLocator any = e.Locator
 
 		row[evLocator] = boxedLocator
@@ -133,10 +137,10 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		row[evTransactionID] = e.TransactionID
 		row[evTenant] = boxedTenant
 		row[evType] = boxedType
-		row[evTypeClass] = class
+		row[evTypeClass] = boxedClass
 		row[evKnownType] = boxBool(known)
 		row[evTimestamp] = boxedTS
-		row[evFlavor] = e.Flavor
+		row[evFlavor] = boxedFlavor
 		row[evData] = dataStr
 		row[evParseError] = strings.Join(p.errs, "; ")
 		for j := range namedLocators {
@@ -158,10 +162,14 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		row[evIngestedAt] = boxedIngested
 		events = append(events, row)
 
-		var boxedClass any = class
-		var boxedFlavor any = e.Flavor
+		childBacking := make([]any, (len(list)+len(p.newStatuses)+len(p.removedStatuses))*max(epColumnCount, scColumnCount))
+		child := func(n int) []any {
+			r := childBacking[:n:n]
+			childBacking = childBacking[n:]
+			return r
+		}
 		for _, pol := range list {
-			r := make([]any, epColumnCount)
+			r := child(epColumnCount)
 			r[epTenant] = boxedTenant
 			r[epPolicyLocator] = pol
 			r[epEventLocator] = boxedLocator
@@ -180,7 +188,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			var boxedPolicy any = pl
 			add := func(statuses []string, change any, listComplete bool) {
 				for _, s := range statuses {
-					r := make([]any, scColumnCount)
+					r := child(scColumnCount)
 					r[scTenant] = boxedTenant
 					r[scPolicyLocator] = boxedPolicy
 					r[scEventLocator] = boxedLocator
@@ -212,7 +220,46 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 var (
 	boxedAdded   any = ChangeAdded
 	boxedRemoved any = ChangeRemoved
+	classBoxes       = func() map[string]any {
+		m := make(map[string]any, len(Classes))
+		for _, c := range Classes {
+			m[c] = c
+		}
+		return m
+	}()
 )
+
+// boxCache boxes a string once for a run of equal values (tenant, flavor and
+// often type repeat from one event to the next), sparing an allocation each.
+type boxCache struct {
+	s  string
+	v  any
+	ok bool
+}
+
+func (c *boxCache) box(s string) any {
+	if !c.ok || c.s != s {
+		c.s, c.v, c.ok = s, s, true
+	}
+	return c.v
+}
+
+// arena hands out small string slices carved from one larger allocation. Each
+// slice's capacity is capped, so appending past it reallocates instead of
+// writing into a neighbour: the slices stay independent.
+type arena struct{ buf []string }
+
+func (a *arena) take(n int) []string {
+	if n > 64 {
+		return make([]string, 0, n)
+	}
+	if len(a.buf) < n {
+		a.buf = make([]string, 1024)
+	}
+	s := a.buf[:0:n]
+	a.buf = a.buf[n:]
+	return s
+}
 
 func b2u(b bool) uint64 {
 	if b {
@@ -285,9 +332,12 @@ type payload struct {
 	removedStatuses  []string
 	removedComplete  bool
 	errs             []string
+	ar               *arena
 }
 
-func (p *payload) reset() { *p = payload{} }
+// reset empties p for the next event; its slices come from ar, since the rows
+// keep them.
+func (p *payload) reset(ar *arena) { *p = payload{ar: ar} }
 
 // namedIndex finds a key's namedLocators index; -1 when it has none.
 var namedIndex = func() map[string]int {
@@ -337,13 +387,13 @@ func (p *payload) member(key, val string) {
 	switch key {
 	case "policyLocators":
 		p.hasList = true
-		p.listItems, p.listComplete = p.list(key, val, p.listItems[:0])
+		p.listItems, p.listComplete = p.list(key, val, p.ar.take(6))
 		return
 	case "newStatuses":
-		p.newStatuses, p.newComplete = p.list(key, val, p.newStatuses[:0])
+		p.newStatuses, p.newComplete = p.list(key, val, p.ar.take(3))
 		return
 	case "removedStatuses":
-		p.removedStatuses, p.removedComplete = p.list(key, val, p.removedStatuses[:0])
+		p.removedStatuses, p.removedComplete = p.list(key, val, p.ar.take(3))
 		return
 	case "cancellationName":
 		p.cancellationName = p.str(key, val)
@@ -384,6 +434,9 @@ func (p *payload) addLocator(key, val string) {
 			p.locVals[i] = val
 			return
 		}
+	}
+	if p.locKeys == nil {
+		p.locKeys, p.locVals = p.ar.take(4), p.ar.take(4)
 	}
 	p.locKeys = append(p.locKeys, key)
 	p.locVals = append(p.locVals, val)

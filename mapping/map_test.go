@@ -470,14 +470,18 @@ func TestMapAppendsAndCounts(t *testing.T) {
 func TestMapRowsAreIndependent(t *testing.T) {
 	rows := NewRows()
 	Map(source.Batch{Events: []source.Event{
-		suiteEvent("policy.quote.create", `{"quoteLocator":"Q1"}`),
+		suiteEvent("policy.status.update", `{"policyLocator":"P1","newStatuses":{"listCompleted":true,"items":["onRisk"]},"removedStatuses":{"listCompleted":true,"items":[]}}`),
 		suiteEvent("policy.quote.create", `{"quoteLocator":"Q2"}`),
 	}}, Options{}, rows)
-	a := rows.ByTable[TableEvents][0][evLocatorValues].([]string)
-	b := rows.ByTable[TableEvents][1][evLocatorValues].([]string)
-	a[0] = "changed"
-	if b[0] != "Q2" {
-		t.Errorf("second row's locator_values: got %v, want [Q2]", b)
+	rows.ByTable[TableEvents][0][evLocatorValues].([]string)[0] = "changed"
+	for _, col := range []int{evLocatorKeys, evLocatorValues, evPolicyLocators, evNewStatuses} {
+		s := rows.ByTable[TableEvents][0][col].([]string)
+		_ = append(s[:len(s):cap(s)], "appended", "appended", "appended", "appended")
+		_ = append(s, "appended", "appended", "appended", "appended")
+	}
+	if got := rows.ByTable[TableEvents][1]; !reflect.DeepEqual(got[evLocatorValues], []string{"Q2"}) ||
+		!reflect.DeepEqual(got[evLocatorKeys], []string{"quoteLocator"}) || len(got[evPolicyLocators].([]string)) != 0 {
+		t.Errorf("second row changed through the first: %v %v %v", got[evLocatorKeys], got[evLocatorValues], got[evPolicyLocators])
 	}
 }
 
