@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -145,14 +146,11 @@ func (h *webhooks) fail(w http.ResponseWriter, status int, msg string) {
 }
 
 type createReq struct {
-	Name               *string              `json:"name"`
-	Enabled            *bool                `json:"enabled"`
-	EventTypes         []string             `json:"eventTypes"`
-	Endpoint           *endpointJSON        `json:"endpoint"`
-	FailureHandling    *failureHandlingJSON `json:"failureHandling"`
-	AddEventTypes      []string             `json:"addEventTypes"`
-	RemoveEventTypes   []string             `json:"removeEventTypes"`
-	RemoveFailureHandl bool                 `json:"removeFailureHandling"`
+	Name            *string              `json:"name"`
+	Enabled         *bool                `json:"enabled"`
+	EventTypes      []string             `json:"eventTypes"`
+	Endpoint        *endpointJSON        `json:"endpoint"`
+	FailureHandling *failureHandlingJSON `json:"failureHandling"`
 }
 
 // normalize fills failure-handling defaults and checks the values.
@@ -309,50 +307,133 @@ func pageArgs(r *http.Request) (offset, count int) {
 	return offset, count
 }
 
+type updateEndpointReq struct {
+	URL           string              `json:"url"`
+	AddHeaders    map[string][]string `json:"addHeaders"`
+	RemoveHeaders []string            `json:"removeHeaders"`
+	SecureSsl     *bool               `json:"secureSsl"`
+	HmacEnabled   *bool               `json:"hmacEnabled"`
+	Secret        *string             `json:"secret"`
+	Tag           *string             `json:"tag"`
+}
+
+func (u *updateEndpointReq) apply(ep *endpointJSON) {
+	if u.URL != "" {
+		ep.URL = u.URL
+	}
+	if ep.Headers == nil {
+		ep.Headers = map[string][]string{}
+	}
+	for k, v := range u.AddHeaders {
+		ep.Headers[k] = v
+	}
+	for _, k := range u.RemoveHeaders {
+		delete(ep.Headers, k)
+	}
+	if u.SecureSsl != nil {
+		ep.SecureSsl = *u.SecureSsl
+	}
+	if u.HmacEnabled != nil {
+		ep.HmacEnabled = *u.HmacEnabled
+	}
+	if u.Secret != nil {
+		ep.Secret = *u.Secret
+	}
+	if u.Tag != nil {
+		ep.Tag = *u.Tag
+	}
+}
+
+type updateFHReq struct {
+	AlertEndpoint       *updateEndpointReq `json:"alertEndpoint"`
+	RemoveAlertEndpoint bool               `json:"removeAlertEndpoint"`
+	AddTriggers         []string           `json:"addTriggers"`
+	RemoveTriggers      []string           `json:"removeTriggers"`
+	RetryStrategy       *retryJSON         `json:"retryStrategy"`
+	RemoveRetryStrategy bool               `json:"removeRetryStrategy"`
+	Divert              *bool              `json:"divert"`
+	Suspend             *bool              `json:"suspend"`
+}
+
+type updateReq struct {
+	Name                  *string            `json:"name"`
+	Enabled               *bool              `json:"enabled"`
+	Endpoint              *updateEndpointReq `json:"endpoint"`
+	FailureHandling       *updateFHReq       `json:"failureHandling"`
+	RemoveFailureHandling bool               `json:"removeFailureHandling"`
+	AddEventTypes         []string           `json:"addEventTypes"`
+	RemoveEventTypes      []string           `json:"removeEventTypes"`
+}
+
+// update applies an UpdateWebhookRequest: set fields replace, add/remove
+// lists edit, remove* flags restore defaults.
 func (h *webhooks) update(w http.ResponseWriter, r *http.Request) {
 	wh := h.lookup(w, r)
 	if wh == nil {
 		return
 	}
-	var req createReq
+	var req updateReq
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		h.fail(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
-	var fh *failureHandlingJSON
-	if req.FailureHandling != nil {
-		v := *req.FailureHandling
-		if err := normalizeFH(&v); err != nil {
-			h.fail(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		fh = &v
-	}
 	wh.mu.Lock()
+	cfg := wh.cfg
+	cfg.EventTypes = slices.Clone(cfg.EventTypes)
+	cfg.Endpoint.Headers = maps.Clone(cfg.Endpoint.Headers)
+	fh := cfg.FailureHandling
+	fh.Triggers = slices.Clone(fh.Triggers)
+	wh.mu.Unlock()
 	if req.Name != nil && *req.Name != "" {
-		wh.cfg.Name = *req.Name
+		cfg.Name = *req.Name
 	}
 	if req.Enabled != nil {
-		wh.cfg.Enabled = *req.Enabled
+		cfg.Enabled = *req.Enabled
 	}
-	if req.Endpoint != nil && req.Endpoint.URL != "" {
-		wh.cfg.Endpoint = *req.Endpoint
-		if wh.cfg.Endpoint.Headers == nil {
-			wh.cfg.Endpoint.Headers = map[string][]string{}
+	if req.Endpoint != nil {
+		req.Endpoint.apply(&cfg.Endpoint)
+	}
+	if req.RemoveFailureHandling {
+		fh = defaultFH()
+	}
+	if u := req.FailureHandling; u != nil {
+		if u.RemoveAlertEndpoint {
+			fh.AlertEndpoint = endpointJSON{}
+		} else if u.AlertEndpoint != nil {
+			u.AlertEndpoint.apply(&fh.AlertEndpoint)
+		}
+		for _, tr := range u.AddTriggers {
+			if !slices.Contains(fh.Triggers, tr) {
+				fh.Triggers = append(fh.Triggers, tr)
+			}
+		}
+		fh.Triggers = slices.DeleteFunc(fh.Triggers, func(tr string) bool { return slices.Contains(u.RemoveTriggers, tr) })
+		if u.RemoveRetryStrategy {
+			fh.RetryStrategy = retryJSON{}
+		} else if u.RetryStrategy != nil {
+			fh.RetryStrategy = *u.RetryStrategy
+		}
+		if u.Divert != nil {
+			fh.Divert = *u.Divert
+		}
+		if u.Suspend != nil {
+			fh.Suspend = *u.Suspend
 		}
 	}
-	if fh != nil {
-		wh.cfg.FailureHandling = *fh
+	if err := normalizeFH(&fh); err != nil {
+		h.fail(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	if req.RemoveFailureHandl {
-		wh.cfg.FailureHandling = defaultFH()
-	}
+	cfg.FailureHandling = fh
 	for _, t := range req.AddEventTypes {
-		if !slices.Contains(wh.cfg.EventTypes, t) {
-			wh.cfg.EventTypes = append(wh.cfg.EventTypes, t)
+		if !slices.Contains(cfg.EventTypes, t) {
+			cfg.EventTypes = append(cfg.EventTypes, t)
 		}
 	}
-	wh.cfg.EventTypes = slices.DeleteFunc(wh.cfg.EventTypes, func(t string) bool { return slices.Contains(req.RemoveEventTypes, t) })
+	cfg.EventTypes = slices.DeleteFunc(cfg.EventTypes, func(t string) bool { return slices.Contains(req.RemoveEventTypes, t) })
+	wh.mu.Lock()
+	cfg.Suspended = wh.cfg.Suspended
+	wh.cfg = cfg
 	wh.mu.Unlock()
 	h.respond(w, http.StatusOK, wh.view())
 }
