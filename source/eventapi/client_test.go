@@ -41,6 +41,18 @@ func open(t *testing.T, cfg Config, from source.Position) *Client {
 	return c
 }
 
+// waitRequests waits until f has served at least n requests, failing after 10 s.
+func waitRequests(t *testing.T, f *fakeStream, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.requests()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests after 10 s, want at least %d", len(f.requests()), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // readN reads batches of at most max until it has n events, failing after d.
 func readN(t *testing.T, c *Client, n, max int, d time.Duration) ([]source.Event, []source.Batch) {
 	t.Helper()
@@ -381,7 +393,7 @@ func TestTransientErrorsRetried(t *testing.T) {
 		{"timeout", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-r.Context().Done():
-			case <-time.After(2 * time.Second):
+			case <-time.After(3 * time.Second):
 			}
 		}, ReasonNetwork, 0},
 	}
@@ -401,7 +413,7 @@ func TestTransientErrorsRetried(t *testing.T) {
 				status  []int
 			)
 			cfg := testConfig(source.FlavorSuite, srv.URL)
-			cfg.RequestTimeout = 200 * time.Millisecond
+			cfg.RequestTimeout = time.Second
 			cfg.OnRetry = func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() }
 			cfg.OnRequest = func(s int, d time.Duration) { mu.Lock(); status = append(status, s); mu.Unlock() }
 			c := open(t, cfg, "")
@@ -514,7 +526,7 @@ func TestTailFollow(t *testing.T) {
 	f.tokenSeq = 1 // every answer carries a new token, even an empty page
 	c := open(t, testConfig(source.FlavorClassic, srv.URL), "")
 	readN(t, c, 4, 100, 10*time.Second)
-	time.Sleep(100 * time.Millisecond) // several empty polls
+	waitRequests(t, f, 5) // two pages, then at least three empty polls
 	polls := len(f.requests())
 	f.add(2)
 	evs, batches := readN(t, c, 2, 100, 10*time.Second)
@@ -526,8 +538,14 @@ func TestTailFollow(t *testing.T) {
 			t.Errorf("empty batch %+v while tailing", b)
 		}
 	}
-	if polls < 4 {
-		t.Errorf("%d requests before the append, want several empty polls", polls)
+	qs := f.requests()
+	for i, q := range qs[2:polls] {
+		if tok := q.Get("pagingToken"); !strings.HasPrefix(tok, "p4.") {
+			t.Errorf("empty poll %d used token %q, want p4 with the latest suffix", i, tok)
+		}
+	}
+	if a, b := qs[2].Get("pagingToken"), qs[polls-1].Get("pagingToken"); a == b {
+		t.Errorf("caught-up polls all used token %q, want each poll to use the token the previous one returned", a)
 	}
 }
 
@@ -558,7 +576,8 @@ func TestCloseStopsPrefetch(t *testing.T) {
 			if err := c.Open(context.Background(), ""); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			waitRequests(t, f, 2)
+			time.Sleep(50 * time.Millisecond)
 			if n > 0 {
 				// Prefetch 2 means two pages fetched ahead, no more.
 				if got := len(f.requests()); got != 2 {
