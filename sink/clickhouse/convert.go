@@ -20,6 +20,10 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// Permanent reports true: retrying cannot fix the error, so the pipeline
+// (pipeline.IsPermanent) stops instead of retrying.
+func (e *permanentError) Permanent() bool { return true }
+
 func permanent(format string, args ...any) error {
 	return &permanentError{err: fmt.Errorf(format, args...)}
 }

@@ -116,7 +116,7 @@ func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
 	}
 	if dbs == 0 {
 		if !s.cfg.CreateSchema {
-			return fmt.Errorf("ensure ClickHouse schema: database %s does not exist and --clickhouse.create-schema=false", db)
+			return permanent("ensure ClickHouse schema: database %s does not exist and --clickhouse.create-schema=false", db)
 		}
 		if err := s.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(db)); err != nil {
 			return fmt.Errorf("ensure ClickHouse schema: %w", err)
@@ -133,7 +133,7 @@ func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
 		writers[t.Name] = tw
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...))
+		return markPermanent(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
 	}
 	for _, v := range schema.Views {
 		_, engine, err := s.existingColumns(ctx, v.Name)
@@ -166,7 +166,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 	}
 	if engine == "" {
 		if !s.cfg.CreateSchema {
-			return nil, fmt.Errorf("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema prints the DDL) or allow the sink to", db, t.Name)
+			return nil, permanent("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema prints the DDL) or allow the sink to", db, t.Name)
 		}
 		if err := s.exec(ctx, renderTable(t, db, s.dialect)); err != nil {
 			return nil, fmt.Errorf("create table %s.%s: %w", db, t.Name, err)
@@ -175,7 +175,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		return newTableWriter(t, db, s.dialect), nil
 	}
 	if engine == "View" || engine == "MaterializedView" {
-		return nil, fmt.Errorf("%s.%s is a %s, not a table", db, t.Name, engine)
+		return nil, permanent("%s.%s is a %s, not a table", db, t.Name, engine)
 	}
 	if !strings.Contains(engine, "ReplacingMergeTree") {
 		s.log.Warn("table is not a ReplacingMergeTree: replays may show duplicates", "table", db+"."+t.Name, "engine", engine)
@@ -193,7 +193,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		}
 	}
 	if len(mismatches) > 0 {
-		return nil, errors.Join(mismatches...)
+		return nil, &permanentError{err: errors.Join(mismatches...)}
 	}
 	for _, c := range missing {
 		if !s.cfg.CreateSchema {
@@ -207,7 +207,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		s.log.Info("added column", "table", db+"."+t.Name, "column", c.Name, "type", c.Type)
 	}
 	if len(mismatches) > 0 {
-		return nil, errors.Join(mismatches...)
+		return nil, &permanentError{err: errors.Join(mismatches...)}
 	}
 	if d != s.dialect {
 		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)

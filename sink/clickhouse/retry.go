@@ -81,6 +81,22 @@ func classify(err error) (reason string, transient bool) {
 	return "", false
 }
 
+// markPermanent marks err permanent (see permanentError) when it is known to
+// be: a bad row, or a ClickHouse exception whose code is not transient.
+// Errors classify does not recognize stay unmarked, so that a caller may
+// still retry them.
+func markPermanent(err error) error {
+	var perm *permanentError
+	var exc *proto.Exception
+	switch {
+	case err == nil, errors.As(err, &perm):
+		return err
+	case errors.As(err, &exc) && !transientCodes[exc.Code]:
+		return &permanentError{err: err}
+	}
+	return err
+}
+
 // backoff returns the wait before retry number attempt (0-based): base
 // doubled per attempt, at most max, with the upper half jittered.
 func backoff(attempt int, base, max time.Duration) time.Duration {

@@ -48,17 +48,18 @@ type Stats struct {
 
 // New validates cfg, connects to ClickHouse over the native protocol and
 // detects the server's version and dialect (unless cfg.Dialect forces one).
-// The password is never logged.
+// The password is never logged. An error no retry can fix (invalid
+// configuration, authentication) has a Permanent() bool method returning true.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid ClickHouse configuration: %w", err)
+		return nil, permanent("invalid ClickHouse configuration: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	conn, err := Open(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, markPermanent(err) // wrong password: permanent; refused: not
 	}
 	var version string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -153,6 +154,12 @@ func TestEnsureAndWriteRoundTrip(t *testing.T) {
 	}
 }
 
+// isPermanent is what pipeline.IsPermanent checks.
+func isPermanent(err error) bool {
+	var pe interface{ Permanent() bool }
+	return errors.As(err, &pe) && pe.Permanent()
+}
+
 func deref(s *string) any {
 	if s == nil {
 		return nil
@@ -172,6 +179,9 @@ func TestEnsureRefusesTypeMismatch(t *testing.T) {
 	err = s.Ensure(ctx, testSchema())
 	if err == nil {
 		t.Fatal("Ensure accepted column n32 of type UInt64, want a refusal")
+	}
+	if !isPermanent(err) {
+		t.Errorf("a type mismatch is not marked permanent: %v", err)
 	}
 	for _, want := range []string{"things", "n32", "UInt64", "UInt32"} {
 		if !strings.Contains(err.Error(), want) {
@@ -266,8 +276,8 @@ func TestWritePermanentErrorsReturnAtOnce(t *testing.T) {
 	}
 	start := time.Now()
 	err := s.Write(ctx, rowsOf(2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
-	if err == nil || !strings.Contains(err.Error(), "note") {
-		t.Errorf("Write with a dropped column = %v, want an error naming the column", err)
+	if err == nil || !strings.Contains(err.Error(), "note") || !isPermanent(err) {
+		t.Errorf("Write with a dropped column = %v (permanent: %v), want a permanent error naming the column", err, isPermanent(err))
 	}
 	if got := retries.Load(); got != 0 {
 		t.Errorf("retries of a permanent error = %d, want 0", got)
@@ -389,8 +399,8 @@ func TestWriteRetriesTransientFailures(t *testing.T) {
 	proxy.broken.Store(true)
 	proxy.cut()
 	err = s.Write(ctx, rowsOf(1, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)))
-	if err == nil || !strings.Contains(err.Error(), "giving up after 2 retries") {
-		t.Errorf("Write through a dead path = %v, want giving up after 2 retries", err)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 2 retries") || isPermanent(err) {
+		t.Errorf("Write through a dead path = %v (permanent: %v), want giving up after 2 retries, not permanent", err, isPermanent(err))
 	}
 }
 
@@ -460,8 +470,8 @@ func TestAuthentication(t *testing.T) {
 			if strings.Contains(err.Error(), tt.password) {
 				t.Errorf("%s: the error reveals the password: %v", tt.name, err)
 			}
-			if _, transient := classify(err); transient {
-				t.Errorf("%s: authentication failure classified transient: %v", tt.name, err)
+			if _, transient := classify(err); transient || !isPermanent(err) {
+				t.Errorf("%s: authentication failure classified transient or not marked permanent: %v", tt.name, err)
 			}
 			continue
 		}
@@ -476,5 +486,19 @@ func TestAuthentication(t *testing.T) {
 		if strings.Contains(logs.String(), tt.password) || !strings.Contains(logs.String(), "connected to ClickHouse") {
 			t.Errorf("%s: logs %q reveal the password or lack the connection line", tt.name, logs.String())
 		}
+	}
+}
+
+func TestUnreachableServerIsNotPermanent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Addr = []string{"127.0.0.1:1"}
+	cfg.DialTimeout = 2 * time.Second
+	_, err := New(testenv.Context(t, 30*time.Second), cfg, nil)
+	if err == nil || isPermanent(err) {
+		t.Errorf("New on a closed port = %v (permanent: %v), want an error worth retrying", err, isPermanent(err))
+	}
+	cfg.Database = "bad-name"
+	if _, err := New(testenv.Context(t, 30*time.Second), cfg, nil); err == nil || !isPermanent(err) {
+		t.Errorf("New with an invalid configuration = %v, want a permanent error", err)
 	}
 }

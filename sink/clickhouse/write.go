@@ -13,12 +13,13 @@ import (
 // BatchRows rows, each naming its columns. Transient failures are retried
 // with backoff up to MaxRetries times; a permanent one returns at once. On
 // error some tables or chunks may have landed: writing the same rows again
-// is safe, since ReplacingMergeTree collapses them. Every table in rows must
-// have been passed to Ensure.
+// is safe, since ReplacingMergeTree collapses them. An error that no retry
+// can fix has a Permanent() bool method returning true (pipeline.IsPermanent).
+// Every table in rows must have been passed to Ensure.
 func (s *Sink) Write(ctx context.Context, rows *mapping.Rows) error {
 	if err := s.write(ctx, rows); err != nil {
 		s.failures.Add(1)
-		return err
+		return markPermanent(err)
 	}
 	return nil
 }
@@ -40,7 +41,7 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 	for _, name := range names {
 		tw := tables[name]
 		if tw == nil {
-			return fmt.Errorf("write to ClickHouse: table %q is not part of the ensured schema", name)
+			return permanent("write to ClickHouse: table %q is not part of the ensured schema", name)
 		}
 		all := rows.ByTable[name]
 		for start := 0; start < len(all); start += s.cfg.BatchRows {
