@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/emulator"
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+func apiArgs(srvURL, tenant, addr, db string, extra ...string) []string {
+	args := []string{
+		"run", "--source", "api",
+		"--api.flavor", "suite", "--api.url", srvURL, "--api.tenant", tenant,
+		"--api.start", "2000-01-01T00:00:00Z", "--api.page-size", "1000",
+		"--api.max-backoff", "1s", "--api.poll-interval", "200ms",
+		"--clickhouse.addr", addr, "--clickhouse.database", db,
+		"--pipeline.name", "e2e", "--pipeline.batch-events", "5000", "--pipeline.batch-age", "200ms",
+		"--web.listen-address", "", "--log.level", "info",
+	}
+	return append(args, extra...)
+}
+
+// TestAPIKillRestartExact replicates 200,000 events from the emulator with its
+// faults switched on, kills tributary with SIGKILL at random moments (at least
+// ten times) and restarts it, then checks that ClickHouse holds exactly the
+// emulator's events and derived rows: no loss, no duplicate.
+func TestAPIKillRestartExact(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	const total = 200_000
+	emu, err := emulator.New(emulator.Config{
+		Flavor: emulator.FlavorSuite, Seed: 42, Events: total,
+		Faults: emulator.FaultConfig{
+			ErrorRate: 0.03, ThrottleRate: 0.02, RetryAfter: time.Second,
+			MalformedRate: 0.02, TruncateRate: 0.02, DuplicateRate: 0.1,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	want := emu.Events()
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	for kills < 10 {
+		p := start(t, args...)
+		time.Sleep(time.Duration(300+rng.IntN(1700)) * time.Millisecond)
+		if err, done := p.exited(); done {
+			t.Fatalf("tributary exited on its own (%v):\n%s", err, p.out.String())
+		}
+		p.kill(t)
+		kills++
+		n, _ := countEvents(context.Background(), ch.Conn, ch.Database)
+		t.Logf("kill %d: %d events in ClickHouse", kills, n)
+	}
+	p := start(t, args...)
+	alive := func() error {
+		if err, done := p.exited(); done {
+			return fmt.Errorf("tributary exited (%v):\n%s", err, p.out.String())
+		}
+		return nil
+	}
+	waitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 4*time.Minute, alive)
+	code, took := p.stop(t)
+	if code != 0 || took > 10*time.Second {
+		t.Errorf("SIGTERM: exit code %d after %s, want 0 within 10s; output:\n%s", code, took, p.out.String())
+	}
+
+	wantDB := testenv.Name("want_")
+	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
+	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorSuite))
+	assertSameTables(t, ch.Conn, ch.Database, wantDB)
+
+	// Nothing beyond the emulator's events, and a checksum over locators.
+	var extra, sumGot, sumWant uint64
+	q := fmt.Sprintf(`SELECT
+		(SELECT count() FROM %[1]s.events FINAL WHERE locator NOT IN (SELECT locator FROM %[2]s.events)),
+		(SELECT sum(cityHash64(locator)) FROM %[1]s.events FINAL),
+		(SELECT sum(cityHash64(locator)) FROM %[2]s.events FINAL)`, ch.Database, wantDB)
+	if err := ch.Conn.QueryRow(context.Background(), q).Scan(&extra, &sumGot, &sumWant); err != nil {
+		t.Fatal(err)
+	}
+	if extra != 0 || sumGot != sumWant {
+		t.Errorf("events: %d not from the emulator; locator checksum %d, want %d", extra, sumGot, sumWant)
+	}
+	// The checkpoint counts the events written, replays included: at least all.
+	var cpEvents uint64
+	if err := ch.Conn.QueryRow(context.Background(), "SELECT events FROM "+ch.Database+"._tributary_checkpoints FINAL WHERE pipeline = 'e2e'").Scan(&cpEvents); err != nil {
+		t.Fatalf("checkpoint row: %v", err)
+	}
+	if cpEvents < uint64(len(want)) {
+		t.Errorf("checkpoint says %d events written, want at least %d", cpEvents, len(want))
+	}
+}
+
+// TestAPILiveTail follows a live emulator: events appended after tributary
+// caught up must be in ClickHouse within 2 seconds.
+func TestAPILiveTail(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 7, Events: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	p := start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)...)
+	alive := func() error {
+		if err, done := p.exited(); done {
+			return fmt.Errorf("tributary exited (%v):\n%s", err, p.out.String())
+		}
+		return nil
+	}
+	waitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, alive)
+	for round := range 5 {
+		added := emu.Append(50)
+		last := added[len(added)-1].Locator
+		begin := time.Now()
+		for {
+			var n uint64
+			if err := ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+ch.Database+".events WHERE locator = ?", last).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+			if time.Since(begin) > 2*time.Second {
+				t.Fatalf("round %d: event %s not in ClickHouse 2 s after it was appended", round, last)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("round %d: 50 new events arrived in %s", round, time.Since(begin).Round(time.Millisecond))
+	}
+	if code, took := p.stop(t); code != 0 {
+		t.Errorf("SIGTERM: exit code %d after %s; output:\n%s", code, took, p.out.String())
+	}
+	if n, err := countEvents(context.Background(), ch.Conn, ch.Database); err != nil || n != uint64(emu.Len()) {
+		t.Errorf("after the live rounds: %d events (%v), want %d", n, err, emu.Len())
+	}
+}

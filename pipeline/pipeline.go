@@ -1,0 +1,445 @@
+// Package pipeline runs one replication: read batches from a source, map them
+// to rows, write the rows to the sink, save the position, acknowledge it to the
+// source. Reading overlaps with writing, with a bounded number of batches in
+// flight, so memory stays flat whatever the input.
+//
+//	reader ──(source batches)──▶ batcher ──(mapped batches, ≤ InFlight)──▶ writer
+//	                               map, enrich                       write, save, ack
+//
+// A position is saved only after every row before it is in the sink, and
+// acknowledged only after it is saved.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/mapping"
+	"github.com/tributary-cdc/tributary/sink"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// Config tunes batching and shutdown.
+type Config struct {
+	Name            string        // pipeline name: the checkpoint key and the rows' _source
+	BatchEvents     int           // flush when this many events are pending
+	BatchAge        time.Duration // flush when the oldest pending event is this old
+	InFlight        int           // mapped batches queued for the writer at most
+	ShutdownTimeout time.Duration // how long the drain on shutdown may take
+	RetryMax        time.Duration // the longest pause between retries of a failed write or save
+}
+
+// DefaultConfig returns the defaults, the one place they are set.
+func DefaultConfig() Config {
+	return Config{
+		Name:            "default",
+		BatchEvents:     10000,
+		BatchAge:        time.Second,
+		InFlight:        2,
+		ShutdownTimeout: 8 * time.Second,
+		RetryMax:        30 * time.Second,
+	}
+}
+
+// RegisterFlags adds the pipeline's flags to fs, with c's values as defaults.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Name, "pipeline.name", c.Name, "pipeline name: the checkpoint key and the _source column of every row")
+	fs.IntVar(&c.BatchEvents, "pipeline.batch-events", c.BatchEvents, "write a batch when this many events are pending")
+	fs.DurationVar(&c.BatchAge, "pipeline.batch-age", c.BatchAge, "write a batch when its oldest event has waited this long")
+	fs.IntVar(&c.InFlight, "pipeline.in-flight", c.InFlight, "mapped batches queued for writing at most (bounds memory)")
+	fs.DurationVar(&c.ShutdownTimeout, "pipeline.shutdown-timeout", c.ShutdownTimeout, "how long draining on SIGTERM may take before the process gives up")
+	fs.DurationVar(&c.RetryMax, "pipeline.retry-max", c.RetryMax, "the longest pause between retries of a failed write or checkpoint save")
+}
+
+// Validate returns every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("--pipeline.name must not be empty"))
+	}
+	if c.BatchEvents < 1 || c.BatchEvents > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--pipeline.batch-events must be between 1 and 1000000, got %d", c.BatchEvents))
+	}
+	if c.BatchAge <= 0 {
+		errs = append(errs, fmt.Errorf("--pipeline.batch-age must be positive, got %s", c.BatchAge))
+	}
+	if c.InFlight < 1 || c.InFlight > 64 {
+		errs = append(errs, fmt.Errorf("--pipeline.in-flight must be between 1 and 64, got %d", c.InFlight))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--pipeline.shutdown-timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.RetryMax <= 0 {
+		errs = append(errs, fmt.Errorf("--pipeline.retry-max must be positive, got %s", c.RetryMax))
+	}
+	return errors.Join(errs...)
+}
+
+// Enricher completes data the source left incomplete, such as partial policy
+// locator lists; the result is keyed by event locator. It may be nil.
+type Enricher interface {
+	Complete(ctx context.Context, events []source.Event) (map[string][]string, error)
+}
+
+// Observer receives what the pipeline does, for metrics. Every method must be
+// cheap and safe for concurrent use. Nil means none.
+type Observer interface {
+	BatchRead(events []source.Event)
+	Mapped(stats mapping.Stats)
+	BatchWritten(events int, rows *mapping.Rows, d time.Duration, lastEvent time.Time)
+	CheckpointSaved(cp checkpoint.Checkpoint)
+	Retry(component, reason string)
+	Error(component string)
+}
+
+// Pipeline is one replication from a source into a sink.
+type Pipeline struct {
+	cfg    Config
+	src    source.Source
+	snk    sink.Sink
+	store  checkpoint.Store
+	enrich Enricher
+	obs    Observer
+	log    *slog.Logger
+	now    func() time.Time
+
+	// Set by Run; read by Status from other goroutines.
+	status statusHolder
+}
+
+// New returns a pipeline; enrich and obs may be nil.
+func New(cfg Config, src source.Source, snk sink.Sink, store checkpoint.Store, enrich Enricher, obs Observer, logger *slog.Logger) *Pipeline {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{cfg: cfg, src: src, snk: snk, store: store, enrich: enrich, obs: obs, log: logger, now: time.Now}
+}
+
+// pending is a batch being assembled from source batches.
+type pending struct {
+	events   []source.Event
+	position source.Position
+	started  time.Time // when its first source batch arrived
+	moved    bool      // position advanced since the last flush
+}
+
+// mapped is a batch ready for the writer.
+type mapped struct {
+	events    int
+	rows      *mapping.Rows
+	position  source.Position
+	lastEvent time.Time
+}
+
+// Run replicates until ctx is done or a permanent error occurs. When ctx is
+// cancelled it stops reading, writes what it has read, saves the checkpoint,
+// acknowledges it and returns nil (within ShutdownTimeout; after that it
+// returns an error). The source must not have been opened yet; Run opens it
+// from the saved checkpoint and closes it.
+func (p *Pipeline) Run(ctx context.Context) error {
+	cp, found, err := p.loadCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if found {
+		p.log.Info("resuming from checkpoint", "pipeline", p.cfg.Name, "events", cp.Events, "saved_at", cp.SavedAt)
+	} else {
+		p.log.Info("no checkpoint: starting from the configured start", "pipeline", p.cfg.Name)
+		cp = checkpoint.Checkpoint{Pipeline: p.cfg.Name}
+	}
+	p.status.setCheckpoint(cp)
+	if err := p.src.Open(ctx, cp.Position); err != nil {
+		return fmt.Errorf("open source: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.src.Close(cctx); err != nil {
+			p.log.Warn("close source", "err", err)
+		}
+	}()
+
+	// readCtx stops the reader (on shutdown or failure); writeCtx outlives it
+	// by the drain, bounded by ShutdownTimeout once ctx is done.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	writeCtx, cancelWrite := context.WithCancel(context.Background())
+	defer cancelWrite()
+	go func() {
+		select {
+		case <-ctx.Done():
+			p.log.Info("shutting down: draining in-flight batches", "timeout", p.cfg.ShutdownTimeout)
+			t := time.NewTimer(p.cfg.ShutdownTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancelWrite()
+			case <-writeCtx.Done():
+			}
+		case <-writeCtx.Done():
+		}
+	}()
+
+	reads := make(chan source.Batch, 1)
+	toWrite := make(chan mapped, p.cfg.InFlight)
+	errc := make(chan error, 3)
+
+	go func() { errc <- p.read(readCtx, reads) }()
+	go func() { errc <- p.batch(writeCtx, reads, toWrite) }()
+	writeErr := p.write(writeCtx, toWrite, cp)
+	stopReading()
+	if writeErr != nil {
+		cancelWrite() // unblocks the batcher, which may wait to hand over a batch
+	}
+	var errs []error
+	if writeErr != nil {
+		errs = append(errs, writeErr)
+	}
+	// The batcher ends when the reader has closed reads, or on writeCtx.
+	for range 2 {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		p.log.Info("drained and checkpointed", "pipeline", p.cfg.Name, "events", p.status.get().Checkpoint.Events)
+	}
+	return nil
+}
+
+func (p *Pipeline) loadCheckpoint(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
+	for attempt := 0; ; attempt++ {
+		cp, found, err := p.store.Load(ctx, p.cfg.Name)
+		if err == nil {
+			return cp, found, nil
+		}
+		if IsPermanent(err) || ctx.Err() != nil {
+			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, err)
+		}
+		p.retried("checkpoint", "load", err, attempt)
+		if err := p.sleep(ctx, attempt); err != nil {
+			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, errors.Join(err, ctx.Err()))
+		}
+	}
+}
+
+// read calls the source until ctx is done; it closes out when it returns.
+func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
+	defer close(out)
+	for {
+		b, err := p.src.Read(ctx, p.cfg.BatchEvents)
+		if ctx.Err() != nil {
+			return nil // shutting down: a batch read now is simply read again next time
+		}
+		if err != nil {
+			p.status.setSourceErr(err)
+			if p.obs != nil {
+				p.obs.Error("source")
+			}
+			return fmt.Errorf("read source: %w", err)
+		}
+		p.status.setSourceErr(nil)
+		if len(b.Events) > 0 && p.obs != nil {
+			p.obs.BatchRead(b.Events)
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// batch assembles source batches into batches of BatchEvents or BatchAge,
+// enriches and maps them, and queues them for the writer. When in is closed
+// it flushes what it has and closes out.
+func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<- mapped) error {
+	defer close(out)
+	var cur pending
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() error {
+		if len(cur.events) == 0 && !cur.moved {
+			return nil
+		}
+		m, err := p.mapBatch(ctx, cur)
+		if err != nil {
+			return err
+		}
+		cur = pending{position: cur.position}
+		timer.Stop()
+		select {
+		case out <- m:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	for {
+		select {
+		case b, ok := <-in:
+			if !ok {
+				return flush()
+			}
+			if len(cur.events) == 0 && !cur.moved {
+				cur.started = p.now()
+				timer.Reset(p.cfg.BatchAge)
+			}
+			cur.events = append(cur.events, b.Events...)
+			if b.Position != cur.position || len(b.Events) > 0 {
+				cur.moved = true
+			}
+			cur.position = b.Position
+			if len(cur.events) >= p.cfg.BatchEvents {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (mapped, error) {
+	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC()}
+	if p.enrich != nil && len(cur.events) > 0 {
+		for attempt := 0; ; attempt++ {
+			full, err := p.enrich.Complete(ctx, cur.events)
+			if err == nil {
+				opts.FullPolicyLocators = full
+				break
+			}
+			if IsPermanent(err) || ctx.Err() != nil {
+				return mapped{}, fmt.Errorf("enrich policy locators: %w", err)
+			}
+			p.retried("enrich", "lookup", err, attempt)
+			if err := p.sleep(ctx, attempt); err != nil {
+				return mapped{}, fmt.Errorf("enrich policy locators: gave up while shutting down: %w", err)
+			}
+		}
+	}
+	rows := mapping.NewRows()
+	stats := mapping.Map(source.Batch{Events: cur.events, Position: cur.position}, opts, rows)
+	if p.obs != nil {
+		p.obs.Mapped(stats)
+	}
+	m := mapped{events: len(cur.events), rows: rows, position: cur.position}
+	if n := len(cur.events); n > 0 {
+		m.lastEvent = cur.events[n-1].Timestamp
+	}
+	return m, nil
+}
+
+// write writes each mapped batch, then saves and acknowledges its position.
+// A failed write or save is retried with backoff until it succeeds, a
+// permanent error occurs, or ctx is done.
+func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Checkpoint) error {
+	for m := range in {
+		start := p.now()
+		if m.rows.Len() > 0 {
+			if err := p.retry(ctx, "sink", func() error { return p.snk.Write(ctx, m.rows) }); err != nil {
+				return fmt.Errorf("write %d events: %w", m.events, err)
+			}
+		}
+		p.status.setSinkErr(nil)
+		if p.obs != nil && m.events > 0 {
+			p.obs.BatchWritten(m.events, m.rows, p.now().Sub(start), m.lastEvent)
+		}
+		if m.position == cp.Position && m.events == 0 {
+			continue
+		}
+		cp.Position = m.position
+		cp.Events += uint64(m.events)
+		cp.SavedAt = p.now().UTC()
+		if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, cp) }); err != nil {
+			return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
+		}
+		p.status.setCheckpoint(cp)
+		if p.obs != nil {
+			p.obs.CheckpointSaved(cp)
+		}
+		if err := p.src.Ack(ctx, cp.Position); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("acknowledge position to source: %w", err)
+		}
+		p.log.Debug("batch written", "events", m.events, "rows", m.rows.Len(), "total", cp.Events, "duration", p.now().Sub(start))
+	}
+	return nil
+}
+
+func (p *Pipeline) retry(ctx context.Context, component string, op func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if component == "sink" {
+			p.status.setSinkErr(err)
+		}
+		if IsPermanent(err) {
+			if p.obs != nil {
+				p.obs.Error(component)
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("gave up while shutting down: %w", err)
+		}
+		p.retried(component, "error", err, attempt)
+		if err := p.sleep(ctx, attempt); err != nil {
+			return fmt.Errorf("gave up while shutting down: %w", err)
+		}
+	}
+}
+
+func (p *Pipeline) retried(component, reason string, err error, attempt int) {
+	if p.obs != nil {
+		p.obs.Retry(component, reason)
+		p.obs.Error(component)
+	}
+	p.log.Warn("retrying", "component", component, "attempt", attempt+1, "err", err)
+}
+
+// sleep waits an exponential backoff with full jitter for attempt, capped at RetryMax.
+func (p *Pipeline) sleep(ctx context.Context, attempt int) error {
+	d := 100 * time.Millisecond << min(attempt, 10)
+	if d > p.cfg.RetryMax {
+		d = p.cfg.RetryMax
+	}
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsPermanent reports whether err says so through a Permanent() bool method
+// anywhere in its chain: such errors are not retried.
+func IsPermanent(err error) bool {
+	var pe interface{ Permanent() bool }
+	if errors.As(err, &pe) {
+		return pe.Permanent()
+	}
+	return false
+}
