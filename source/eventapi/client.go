@@ -142,6 +142,9 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 				}
 				c.cur, c.off = &p, p.skip
 				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
+				for _, ev := range p.events[:min(p.skip, len(p.events))] {
+					c.curSeen[ev.Locator] = struct{}{} // delivered before the resume
+				}
 			}
 		}
 		p := c.cur
