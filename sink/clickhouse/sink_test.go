@@ -266,10 +266,17 @@ func TestWritePermanentErrorsReturnAtOnce(t *testing.T) {
 	if err := s.Ensure(ctx, testSchema()); err != nil {
 		t.Fatal(err)
 	}
-	r := mapping.NewRows()
-	r.Add("unknown_table", []any{"x"})
-	if err := s.Write(ctx, r); err == nil || !strings.Contains(err.Error(), "not part of the ensured schema") {
-		t.Errorf("Write to an unknown table = %v, want an error", err)
+	r := rowsOf(1, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r.Add("zzz_unknown_table", []any{"x"})
+	if err := s.Write(ctx, r); err == nil || !strings.Contains(err.Error(), "not part of the ensured schema") || !isPermanent(err) {
+		t.Errorf("Write to an unknown table = %v, want a permanent error", err)
+	}
+	var landed uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things").Scan(&landed); err != nil {
+		t.Fatal(err)
+	}
+	if landed != 0 {
+		t.Errorf("a Write refused for an unknown table still wrote %d rows of a known one", landed)
 	}
 	if err := ch.Conn.Exec(ctx, "ALTER TABLE things DROP COLUMN note"); err != nil {
 		t.Fatal(err)

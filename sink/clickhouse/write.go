@@ -38,11 +38,13 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 		}
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		tw := tables[name]
-		if tw == nil {
+	for _, name := range names { // refuse before anything is written
+		if tables[name] == nil {
 			return permanent("write to ClickHouse: table %q is not part of the ensured schema", name)
 		}
+	}
+	for _, name := range names {
+		tw := tables[name]
 		all := rows.ByTable[name]
 		for start := 0; start < len(all); start += s.cfg.BatchRows {
 			chunk := all[start:min(start+s.cfg.BatchRows, len(all))]
