@@ -97,7 +97,7 @@ SELECT
     policy_locator,
     arraySort(groupArrayIf(status, last_change = 'added')) AS statuses,
     max(changed_at) AS last_change_at,
-    min(lists_complete) AS lists_complete
+    min(status_lists_complete) AS lists_complete
 FROM
 (
     SELECT
@@ -106,7 +106,7 @@ FROM
         status,
         argMax(change, (timestamp, event_locator, change = 'added')) AS last_change,
         max(timestamp) AS changed_at,
-        min(toUInt8(list_complete)) AS lists_complete
+        min(toUInt8(list_complete)) AS status_lists_complete
     FROM tributary.policy_status_changes FINAL
     GROUP BY tenant, policy_locator, status
 )
