@@ -306,3 +306,25 @@ ANY LEFT JOIN
     GROUP BY tenant, policy_locator
 ) USING (tenant, ended_policy)
 `)
+
+// ExampleQueries returns the SQL blocks of the "Example queries" section of a
+// schema document (docs/schema.md), for tests that run them.
+func ExampleQueries(doc string) []string {
+	_, section, ok := strings.Cut(doc, "## Example queries")
+	if !ok {
+		return nil
+	}
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(section, "```sql\n")
+		if !ok {
+			return out
+		}
+		q, after, _ := strings.Cut(rest, "```")
+		out = append(out, strings.TrimSpace(q))
+		section = after
+	}
+}

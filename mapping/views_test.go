@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -81,8 +82,10 @@ func TestSchemaOnClickHouse(t *testing.T) {
 		classic("policy.end.reminder", 2*h, `{"policyLocator":"104","policyholderLocator":"9","reminderName":"expiration7Days"}`),
 		suite("billing.payment.post", 6*h, `{"paymentLocator":"PAY","policyLocators":{"listCompleted":false,"items":["P1","P2"]}}`),
 		suite("no.such.type", 6*h, `not json`),
+		// Recent, so that "the last 30 days" finds it; its list stays partial.
+		suite("billing.invoice.generate", time.Since(base).Truncate(h)-h, `{"accountLocator":"A","invoiceLocator":"I","generateTime":"x","invoiceType":"aggregate","policyLocators":{"listCompleted":false,"items":["P1","P2","P3","P4","P5"]}}`),
 	}
-	payment := events[len(events)-2].Locator
+	payment := events[len(events)-3].Locator
 	write := func(opts mapping.Options) {
 		t.Helper()
 		rows := mapping.NewRows()
@@ -104,6 +107,9 @@ func TestSchemaOnClickHouse(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 		return c
+	}
+	if got := count("SELECT count() FROM events FINAL WHERE policy_locators_complete = 0"); got != 1 {
+		t.Errorf("events with a partial policy list: got %d, want 1", got)
 	}
 	if got, want := count("SELECT count() FROM events FINAL"), uint64(len(events)); got != want {
 		t.Errorf("events after replays: got %d, want %d", got, want)
@@ -147,6 +153,15 @@ func TestSchemaOnClickHouse(t *testing.T) {
 		t.Errorf("policy_current_status: got %v, want %v", gotStatus, wantStatus)
 	}
 
+	var lastChange time.Time
+	var listsComplete uint8
+	if err := conn.QueryRow(ctx, "SELECT last_change_at, lists_complete FROM policy_current_status WHERE policy_locator = 'P1'").Scan(&lastChange, &listsComplete); err != nil {
+		t.Fatalf("query policy_current_status: %v", err)
+	}
+	if want := base.Add(2 * h); !lastChange.Equal(want) || listsComplete != 1 {
+		t.Errorf("P1 last_change_at, lists_complete: got %v, %d, want %v, 1", lastChange, listsComplete, want)
+	}
+
 	var gotEndings [][3]string
 	rs, err = conn.Query(ctx, "SELECT tenant, policy_locator, kind FROM policy_endings ORDER BY tenant, policy_locator, kind")
 	if err != nil {
@@ -172,5 +187,32 @@ func TestSchemaOnClickHouse(t *testing.T) {
 	}
 	if !reflect.DeepEqual(gotEndings, wantEndings) {
 		t.Errorf("policy_endings:\n got %v\nwant %v", gotEndings, wantEndings)
+	}
+
+	doc, err := os.ReadFile("../docs/schema.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := mapping.ExampleQueries(string(doc))
+	if len(queries) < 6 {
+		t.Fatalf("docs/schema.md: %d example queries, want at least 6", len(queries))
+	}
+	for _, q := range queries {
+		rs, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Errorf("example query fails on %s:\n%s\n%v", s.ServerVersion(), q, err)
+			continue
+		}
+		n := 0
+		for rs.Next() {
+			n++
+		}
+		if err := rs.Err(); err != nil {
+			t.Errorf("example query:\n%s\n%v", q, err)
+		}
+		rs.Close()
+		if n == 0 {
+			t.Errorf("example query returned no rows on the test data:\n%s", q)
+		}
 	}
 }
