@@ -34,7 +34,7 @@ func TestAPIKillRestartExact(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	const total = 200_000
 	emu, err := emulator.New(emulator.Config{
-		Flavor: emulator.FlavorSuite, Seed: 42, Events: total,
+		Flavor: emulator.FlavorSuite, Seed: 42, Events: total, Policies: 5000, // about a year of history
 		Faults: emulator.FaultConfig{
 			ErrorRate: 0.03, ThrottleRate: 0.02, RetryAfter: time.Second,
 			MalformedRate: 0.02, TruncateRate: 0.02, DuplicateRate: 0.1,

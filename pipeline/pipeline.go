@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -240,6 +241,18 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 		b, err := p.src.Read(ctx, p.cfg.BatchEvents)
 		if ctx.Err() != nil {
 			return nil // shutting down: a batch read now is simply read again next time
+		}
+		if errors.Is(err, io.EOF) {
+			// The source is finished (e.g. --api.end reached): what was read is
+			// written and checkpointed, and Run returns nil.
+			p.log.Info("source reached its end", "reason", err)
+			if len(b.Events) > 0 || b.Position != "" {
+				select {
+				case out <- b:
+				case <-ctx.Done():
+				}
+			}
+			return nil
 		}
 		if err != nil {
 			p.status.setSourceErr(err)
