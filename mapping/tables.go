@@ -262,7 +262,8 @@ GROUP BY tenant, policy_locator
 // lapse is an ordinary policy.cancellation.issue that follows a
 // billing.delinquency.lapse of the same policy (within a day). The lambda
 // takes recorded_at as a second array rather than capturing it: 18.16 cannot
-// resolve a captured column after a JOIN.
+// resolve a captured column after a JOIN. Current servers require the joined
+// subqueries to have aliases (joined_subquery_requires_alias).
 var policyEndingsSQL = strings.TrimSpace(`
 SELECT
     tenant,
@@ -294,7 +295,7 @@ FROM
     ARRAY JOIN policy_locators AS ended_policy
     WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue')
        OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
-)
+) AS endings
 ANY LEFT JOIN
 (
     SELECT
@@ -304,7 +305,7 @@ ANY LEFT JOIN
     FROM {db}.event_policies FINAL
     WHERE type = 'billing.delinquency.lapse'
     GROUP BY tenant, policy_locator
-) USING (tenant, ended_policy)
+) AS lapses USING (tenant, ended_policy)
 `)
 
 // ExampleQueries returns the SQL blocks of the "Example queries" section of a
