@@ -1,0 +1,269 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/mapping"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// These tests pin the loop's ordering and shutdown contracts with recording
+// doubles; the same loop runs against the real emulator and ClickHouse in e2e/.
+
+type journal struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (j *journal) add(format string, args ...any) {
+	j.mu.Lock()
+	j.ops = append(j.ops, fmt.Sprintf(format, args...))
+	j.mu.Unlock()
+}
+
+func (j *journal) list() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]string(nil), j.ops...)
+}
+
+// scriptSource serves pre-cut batches, then blocks (or returns end).
+type scriptSource struct {
+	j       *journal
+	batches []source.Batch
+	end     error // returned after the batches; nil: block until ctx is done
+	opened  source.Position
+}
+
+func (s *scriptSource) Open(_ context.Context, from source.Position) error {
+	s.opened = from
+	s.j.add("open %s", from)
+	return nil
+}
+
+func (s *scriptSource) Read(ctx context.Context, _ int) (source.Batch, error) {
+	if len(s.batches) > 0 {
+		b := s.batches[0]
+		s.batches = s.batches[1:]
+		return b, nil
+	}
+	if s.end != nil {
+		return source.Batch{}, s.end
+	}
+	<-ctx.Done()
+	return source.Batch{}, ctx.Err()
+}
+
+func (s *scriptSource) Ack(_ context.Context, upTo source.Position) error {
+	s.j.add("ack %s", upTo)
+	return nil
+}
+
+func (s *scriptSource) Close(context.Context) error { return nil }
+
+type permanentErr struct{ error }
+
+func (permanentErr) Permanent() bool { return true }
+
+// recordSink fails the first failures writes with err, then succeeds.
+type recordSink struct {
+	j        *journal
+	failures int
+	err      error
+	events   int
+}
+
+func (s *recordSink) Ensure(context.Context, mapping.Schema) error { return nil }
+
+func (s *recordSink) Write(_ context.Context, rows *mapping.Rows) error {
+	if s.failures > 0 {
+		s.failures--
+		s.j.add("write failed")
+		return s.err
+	}
+	n := len(rows.ByTable["events"])
+	s.events += n
+	s.j.add("write %d", n)
+	return nil
+}
+
+func (s *recordSink) Close() error { return nil }
+
+type memStore struct {
+	j  *journal
+	cp *checkpoint.Checkpoint
+}
+
+func (m *memStore) Load(context.Context, string) (checkpoint.Checkpoint, bool, error) {
+	if m.cp == nil {
+		return checkpoint.Checkpoint{}, false, nil
+	}
+	return *m.cp, true, nil
+}
+
+func (m *memStore) Save(_ context.Context, cp checkpoint.Checkpoint) error {
+	m.j.add("save %s %d", cp.Position, cp.Events)
+	m.cp = &cp
+	return nil
+}
+
+func (m *memStore) Reset(context.Context, string) error { m.cp = nil; return nil }
+func (m *memStore) Close() error                        { return nil }
+
+func events(from, n int) []source.Event {
+	out := make([]source.Event, n)
+	for i := range out {
+		out[i] = source.Event{
+			Locator: fmt.Sprintf("ev%05d", from+i), Type: "policy.issue", Tenant: "t",
+			Timestamp: time.Unix(int64(from+i), 0).UTC(), Data: json.RawMessage(`{"policyLocator":"p1"}`),
+			Flavor: source.FlavorSuite, Seq: uint64(from + i),
+		}
+	}
+	return out
+}
+
+func testConfig() Config {
+	c := DefaultConfig()
+	c.Name = "test"
+	c.BatchEvents = 10
+	c.BatchAge = 50 * time.Millisecond
+	c.RetryMax = 5 * time.Millisecond
+	return c
+}
+
+func TestWriteThenSaveThenAck(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{
+		{Events: events(0, 6), Position: "p1"},
+		{Events: events(6, 6), Position: "p2"}, // 12 pending ≥ 10: flush at p2
+		{Events: events(12, 3), Position: "p3"},
+	}}
+	snk := &recordSink{j: j}
+	store := &memStore{j: j}
+	if err := New(testConfig(), src, snk, store, nil, nil, nil).Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := strings.Join(j.list(), ", ")
+	want := "open , write 12, save p2 12, ack p2, write 3, save p3 15, ack p3"
+	if got != want {
+		t.Errorf("operations:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestResumeFromCheckpoint(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(100, 2), Position: "p9"}}}
+	store := &memStore{j: j, cp: &checkpoint.Checkpoint{Pipeline: "test", Position: "p8", Events: 100}}
+	if err := New(testConfig(), src, &recordSink{j: j}, store, nil, nil, nil).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if src.opened != "p8" {
+		t.Errorf("source opened at %q, want p8", src.opened)
+	}
+	if got, want := store.cp.Events, uint64(102); got != want {
+		t.Errorf("checkpoint events = %d, want %d", got, want)
+	}
+}
+
+func TestTransientWriteErrorIsRetriedBeforeSaving(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
+	snk := &recordSink{j: j, failures: 3, err: errors.New("connection reset")}
+	if err := New(testConfig(), src, snk, &memStore{j: j}, nil, nil, nil).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(j.list(), ", ")
+	want := "open , write failed, write failed, write failed, write 4, save p1 4, ack p1"
+	if got != want {
+		t.Errorf("operations:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestPermanentWriteErrorStopsWithoutSaving(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
+	snk := &recordSink{j: j, failures: 100, err: permanentErr{errors.New("column type mismatch")}}
+	store := &memStore{j: j}
+	err := New(testConfig(), src, snk, store, nil, nil, nil).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "column type mismatch") {
+		t.Fatalf("Run = %v, want the permanent error", err)
+	}
+	if store.cp != nil {
+		t.Errorf("checkpoint saved after a failed write: %+v", *store.cp)
+	}
+}
+
+func TestShutdownDrainsAndCheckpoints(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 3), Position: "p1"}}}
+	cfg := testConfig()
+	cfg.BatchAge = time.Hour // only the shutdown can flush
+	snk := &recordSink{j: j}
+	store := &memStore{j: j}
+	p := New(cfg, src, snk, store, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if store.cp == nil || store.cp.Position != "p1" || snk.events != 3 {
+		t.Errorf("after shutdown: checkpoint %+v, %d events written; want p1 and 3", store.cp, snk.events)
+	}
+}
+
+func TestAgeFlushesSmallBatchAndEmptyPositionAdvances(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, batches: []source.Batch{
+		{Events: events(0, 2), Position: "p1"},
+		{Position: "p2"}, // caught up: no events, the position moved
+	}}
+	store := &memStore{j: j}
+	p := New(testConfig(), src, &recordSink{j: j}, store, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = p.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := p.Status(); s.Checkpoint.Position == "p2" {
+			if s.Checkpoint.Events != 2 {
+				t.Errorf("events = %d, want 2", s.Checkpoint.Events)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("position p2 never checkpointed; operations: %v", j.list())
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Config{}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted an empty config")
+	}
+	for _, flag := range []string{"pipeline.name", "pipeline.batch-events", "pipeline.batch-age", "pipeline.in-flight", "pipeline.shutdown-timeout", "pipeline.retry-max"} {
+		if !strings.Contains(err.Error(), flag) {
+			t.Errorf("Validate error does not name --%s: %v", flag, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("defaults invalid: %v", err)
+	}
+}
