@@ -34,5 +34,9 @@ test:
 bench:
 	bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout 60m ./...
 
+# demo replicates the emulator's history into a private ClickHouse and prints a summary.
+demo: build
+	bash scripts/demo.sh
+
 clean:
 	rm -rf bin

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/mapping"
+	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
+	"github.com/tributary-cdc/tributary/source"
+	"github.com/tributary-cdc/tributary/source/eventapi"
+)
+
+const benchTenant = "0b6f1c9e-3d2a-4e5f-8a7b-9c0d1e2f3a4b"
+
+// benchEvents is the size of the benchmark's history: TRIBUTARY_BENCH_EVENTS,
+// default one million.
+func benchEvents(b *testing.B) int {
+	if s := os.Getenv("TRIBUTARY_BENCH_EVENTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("TRIBUTARY_BENCH_EVENTS=%q is not a positive number", s)
+		}
+		return n
+	}
+	return 1_000_000
+}
+
+// startEmulator runs `tributary emulate` as its own process with n events and
+// returns its base URL once it answers.
+func startEmulator(b *testing.B, n int) string {
+	b.Helper()
+	port := freePort(b)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := start(b, "emulate", "--emulator.flavor", "suite", "--emulator.tenant", benchTenant,
+		"--emulator.events", strconv.Itoa(n), "--emulator.policies", strconv.Itoa(max(n/40, 200)),
+		"--emulator.seed", "3", "--web.listen-address", addr)
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		if err, done := p.exited(); done {
+			b.Fatalf("emulator exited (%v):\n%s", err, p.out.String())
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("emulator did not listen on %s within 5 minutes", addr)
+	return ""
+}
+
+// BenchmarkEndToEndAPI measures `tributary run` replicating a history from
+// the emulator (its own process) into ClickHouse, beside the two ceilings
+// measured in the same run: the rate at which the API client alone reads the
+// pages (no sink), and the rate at which the sink alone writes the same
+// events' rows (no source). It reports events/s of each, the ratio of the end
+// to end rate to the lower ceiling, and the run's peak RSS.
+func BenchmarkEndToEndAPI(b *testing.B) {
+	n := benchEvents(b)
+	ch := testenv.ClickHouse(b)
+	url := startEmulator(b, n)
+	ctx := context.Background()
+	for range b.N {
+		// Ceiling 1: the source alone.
+		cfg := eventapi.Config{Flavor: "suite", URL: url, Tenant: benchTenant, PageSize: 1000,
+			Start: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Now()}
+		client, err := eventapi.New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := client.Open(ctx, ""); err != nil {
+			b.Fatal(err)
+		}
+		var events []source.Event
+		begin := time.Now()
+		for {
+			batch, err := client.Read(ctx, 10000)
+			events = append(events, batch.Events...)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatalf("read: %v", err)
+			}
+		}
+		sourceRate := float64(len(events)) / time.Since(begin).Seconds()
+		_ = client.Close(ctx)
+		if len(events) < n {
+			b.Fatalf("source read %d events, want %d", len(events), n)
+		}
+
+		// Ceiling 2: the sink alone, the same events' rows.
+		sinkDB := testenv.Name("bsink_")
+		scfg := chsink.DefaultConfig()
+		scfg.Addr, scfg.Database = []string{ch.Addr}, sinkDB
+		snk, err := chsink.New(ctx, scfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := snk.Ensure(ctx, mapping.DefaultSchema()); err != nil {
+			b.Fatal(err)
+		}
+		begin = time.Now()
+		for i := 0; i < len(events); i += 10000 {
+			rows := mapping.NewRows()
+			mapping.Map(source.Batch{Events: events[i:min(i+10000, len(events))]}, mapping.Options{Pipeline: "bench"}, rows)
+			if err := snk.Write(ctx, rows); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sinkRate := float64(len(events)) / time.Since(begin).Seconds()
+		snk.Close()
+		_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+sinkDB)
+		events = nil
+
+		// End to end: the binary, until --api.end is reached.
+		runDB := testenv.Name("brun_")
+		cmd := exec.Command(binary(b), "run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
+			"--api.start", "2000-01-01T00:00:00Z", "--api.end", time.Now().UTC().Format(time.RFC3339),
+			"--clickhouse.addr", ch.Addr, "--clickhouse.database", runDB, "--pipeline.name", "bench",
+			"--web.listen-address", "", "--log.level", "warn")
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		begin = time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("tributary run: %v\n%s", err, out.String())
+		}
+		e2eRate := float64(n) / time.Since(begin).Seconds()
+		var got uint64
+		if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM "+runDB+".events FINAL").Scan(&got); err != nil || got < uint64(n) {
+			b.Fatalf("end to end wrote %d events (%v), want %d", got, err, n)
+		}
+		_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+runDB)
+		rss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024 // KiB → MiB
+
+		b.ReportMetric(sourceRate, "source_events/s")
+		b.ReportMetric(sinkRate, "sink_events/s")
+		b.ReportMetric(e2eRate, "e2e_events/s")
+		b.ReportMetric(e2eRate/min(sourceRate, sinkRate)*100, "%_of_lower_ceiling")
+		b.ReportMetric(rss, "peak_rss_MiB")
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
