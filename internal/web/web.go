@@ -157,7 +157,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.logger.Info("web server listening", "addr", ln.Addr().String())
+	s.logger.Debug("web server listening", "addr", ln.Addr().String())
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("web server stopped", "err", err)
