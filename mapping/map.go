@@ -116,7 +116,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			complete = false
 		}
 		list = appendUnique(list, p.listItems...)
-		if pl := p.named[0]; pl != "" {
+		if pl := p.named[idxPolicy]; pl != "" {
 			list = appendUnique(list, pl)
 		}
 
@@ -184,7 +184,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			policies = append(policies, r)
 		}
 
-		if pl := p.named[0]; pl != "" {
+		if pl := p.named[idxPolicy]; pl != "" {
 			var boxedPolicy any = pl
 			add := func(statuses []string, change any, listComplete bool) {
 				for _, s := range statuses {
