@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -159,9 +160,7 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 
 	chcfg := cfg.clickhouse
 	chcfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSink, reason) }
-	chcfg.OnInsert = func(table string, _ int, took time.Duration) {
-		m.SinkInsertDuration.WithLabelValues(table).Observe(took.Seconds())
-	}
+	chcfg.OnInsert = m.ObserveInsert
 	snk, err := connectSink(ctx, chcfg, logger)
 	if err != nil {
 		return err
@@ -180,7 +179,8 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	src, enrich, sourceStats, err := openSource(cfg, m, logger)
+	health := &requestHealth{}
+	src, enrich, sourceStats, err := openSource(cfg, m, health, logger)
 	if err != nil {
 		return err
 	}
@@ -189,8 +189,10 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 
 	if cfg.web.ListenAddress != "" {
 		ready := web.Checks(map[string]func(context.Context) error{
-			"sink":       func(ctx context.Context) error { return errors.Join(snk.Conn().Ping(ctx), p.SinkHealthy()(ctx)) },
-			"source":     p.SourceHealthy(),
+			"sink": func(ctx context.Context) error { return errors.Join(snk.Conn().Ping(ctx), p.SinkHealthy()(ctx)) },
+			"source": func(ctx context.Context) error {
+				return errors.Join(p.SourceHealthy()(ctx), health.check(sourceFailureGrace))
+			},
 			"checkpoint": p.CheckpointFresh(cfg.web.ReadyMaxCheckpointAge),
 		})
 		srv := web.New(cfg.web.ListenAddress, m.Registry(), ready, logger)
@@ -244,7 +246,7 @@ func connectSink(ctx context.Context, cfg chsink.Config, logger *slog.Logger) (*
 
 // openSource builds the configured source, its enricher (or nil) and a
 // function that copies its statistics into metrics (or nil).
-func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source.Source, pipeline.Enricher, func(), error) {
+func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logger *slog.Logger) (source.Source, pipeline.Enricher, func(), error) {
 	switch cfg.source {
 	case "postgres":
 		src, err := pgrepl.New(cfg.pg, logger)
@@ -259,7 +261,10 @@ func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source
 	default:
 		acfg := cfg.api
 		acfg.Logger = logger
-		acfg.OnRequest = m.ObserveRequest
+		acfg.OnRequest = func(status int, d time.Duration) {
+			m.ObserveRequest(status, d)
+			health.observe(status)
+		}
 		acfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSource, reason) }
 		client, err := eventapi.New(acfg)
 		if err != nil {
@@ -271,6 +276,42 @@ func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source
 		}
 		return client, enrich, nil, nil
 	}
+}
+
+// sourceFailureGrace is how long the API's requests may fail in a row (each
+// retried by the client) before /readyz reports the source unreachable.
+const sourceFailureGrace = 15 * time.Second
+
+// requestHealth follows whether the source's requests succeed: the API client
+// retries failures itself, so the pipeline never sees them.
+type requestHealth struct {
+	mu           sync.Mutex
+	failingSince time.Time
+	last         int
+}
+
+func (h *requestHealth) observe(status int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = status
+	if status >= 200 && status < 300 {
+		h.failingSince = time.Time{}
+	} else if h.failingSince.IsZero() {
+		h.failingSince = time.Now()
+	}
+}
+
+func (h *requestHealth) check(grace time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failingSince.IsZero() || time.Since(h.failingSince) < grace {
+		return nil
+	}
+	last := "no response"
+	if h.last != 0 {
+		last = fmt.Sprintf("HTTP %d", h.last)
+	}
+	return fmt.Errorf("event-stream API requests failing for %s (last: %s)", time.Since(h.failingSince).Round(time.Second), last)
 }
 
 func indentLines(s string) string {

@@ -17,6 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -155,7 +157,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Info("no checkpoint: starting from the configured start", "pipeline", p.cfg.Name)
 		cp = checkpoint.Checkpoint{Pipeline: p.cfg.Name}
 	}
-	p.status.setCheckpoint(cp)
+	p.status.setCheckpoint(cp, p.now())
 	if err := p.src.Open(ctx, cp.Position); err != nil {
 		return fmt.Errorf("open source: %w", err)
 	}
@@ -227,7 +229,7 @@ func (p *Pipeline) loadCheckpoint(ctx context.Context) (checkpoint.Checkpoint, b
 		if IsPermanent(err) || ctx.Err() != nil {
 			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, err)
 		}
-		p.retried("checkpoint", "load", err, attempt)
+		p.retried("checkpoint", err, attempt)
 		if err := p.sleep(ctx, attempt); err != nil {
 			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, errors.Join(err, ctx.Err()))
 		}
@@ -262,8 +264,11 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 			return fmt.Errorf("read source: %w", err)
 		}
 		p.status.setSourceErr(nil)
-		if len(b.Events) > 0 && p.obs != nil {
-			p.obs.BatchRead(b.Events)
+		if len(b.Events) > 0 {
+			p.status.setRead(p.now())
+			if p.obs != nil {
+				p.obs.BatchRead(b.Events)
+			}
 		}
 		select {
 		case out <- b:
@@ -340,7 +345,7 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (mapped, error) {
 			if IsPermanent(err) || ctx.Err() != nil {
 				return mapped{}, fmt.Errorf("enrich policy locators: %w", err)
 			}
-			p.retried("enrich", "lookup", err, attempt)
+			p.retried("enrich", err, attempt)
 			if err := p.sleep(ctx, attempt); err != nil {
 				return mapped{}, fmt.Errorf("enrich policy locators: gave up while shutting down: %w", err)
 			}
@@ -382,7 +387,7 @@ func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Ch
 		if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, cp) }); err != nil {
 			return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
 		}
-		p.status.setCheckpoint(cp)
+		p.status.setCheckpoint(cp, p.now())
 		if p.obs != nil {
 			p.obs.CheckpointSaved(cp)
 		}
@@ -415,16 +420,16 @@ func (p *Pipeline) retry(ctx context.Context, component string, op func() error)
 		if ctx.Err() != nil {
 			return fmt.Errorf("gave up while shutting down: %w", err)
 		}
-		p.retried(component, "error", err, attempt)
+		p.retried(component, err, attempt)
 		if err := p.sleep(ctx, attempt); err != nil {
 			return fmt.Errorf("gave up while shutting down: %w", err)
 		}
 	}
 }
 
-func (p *Pipeline) retried(component, reason string, err error, attempt int) {
+func (p *Pipeline) retried(component string, err error, attempt int) {
 	if p.obs != nil {
-		p.obs.Retry(component, reason)
+		p.obs.Retry(component, retryReason(err))
 		p.obs.Error(component)
 	}
 	p.log.Warn("retrying", "component", component, "attempt", attempt+1, "err", err)
@@ -444,6 +449,20 @@ func (p *Pipeline) sleep(ctx context.Context, attempt int) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// retryReason classifies err into the bounded reasons of the retry metric.
+func retryReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "network"
+	default:
+		return "other"
 	}
 }
 

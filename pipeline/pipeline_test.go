@@ -267,3 +267,41 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		t.Errorf("defaults invalid: %v", err)
 	}
 }
+
+func TestCheckpointFresh(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	p := New(testConfig(), nil, nil, nil, nil, nil, nil)
+	p.now = func() time.Time { return now }
+	check := p.CheckpointFresh(time.Minute)
+	if err := check(context.Background()); err == nil {
+		t.Error("fresh before Run started")
+	}
+	p.status.setCheckpoint(checkpoint.Checkpoint{}, now.Add(-time.Hour))
+	if err := check(context.Background()); err != nil {
+		t.Errorf("quiet source with an old checkpoint: %v, want ready", err)
+	}
+	p.status.setRead(now.Add(-2 * time.Minute))
+	if err := check(context.Background()); err == nil {
+		t.Error("events read 2 minutes ago, not checkpointed for an hour: want not ready")
+	}
+	p.status.setCheckpoint(checkpoint.Checkpoint{}, now.Add(-30*time.Second))
+	if err := check(context.Background()); err != nil {
+		t.Errorf("checkpoint 30 s old after the last read: %v, want ready", err)
+	}
+}
+
+func TestRetryReason(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{context.DeadlineExceeded, "timeout"},
+		{fmt.Errorf("insert: %w", io.ErrUnexpectedEOF), "network"},
+		{errors.New("code: 252, too many parts"), "other"},
+	}
+	for _, tt := range tests {
+		if got := retryReason(tt.err); got != tt.want {
+			t.Errorf("retryReason(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

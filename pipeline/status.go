@@ -16,6 +16,8 @@ type Status struct {
 	SourceErr  error                 // the last source error, nil once a read succeeds
 	SinkErr    error                 // the last sink error, nil once a write succeeds
 	Running    bool                  // Run has loaded the checkpoint
+	LastRead   time.Time             // when the source last returned events
+	LastSave   time.Time             // when the last checkpoint was saved (or Run started)
 }
 
 type statusHolder struct {
@@ -29,9 +31,15 @@ func (h *statusHolder) get() Status {
 	return h.s
 }
 
-func (h *statusHolder) setCheckpoint(cp checkpoint.Checkpoint) {
+func (h *statusHolder) setCheckpoint(cp checkpoint.Checkpoint, at time.Time) {
 	h.mu.Lock()
-	h.s.Checkpoint, h.s.Running = cp, true
+	h.s.Checkpoint, h.s.Running, h.s.LastSave = cp, true, at
+	h.mu.Unlock()
+}
+
+func (h *statusHolder) setRead(at time.Time) {
+	h.mu.Lock()
+	h.s.LastRead = at
 	h.mu.Unlock()
 }
 
@@ -51,22 +59,21 @@ func (h *statusHolder) setSinkErr(err error) {
 func (p *Pipeline) Status() Status { return p.status.get() }
 
 // CheckpointFresh returns a readiness check that fails when the pipeline is not
-// running yet, or when its last checkpoint is older than maxAge while the
-// pipeline has had time to save one. A caught-up pipeline still saves
-// positions as its source advances, so an old checkpoint means a stall.
+// running yet, or when events were read after the last checkpoint and that
+// checkpoint is older than maxAge: read events are not reaching ClickHouse. A
+// quiet, caught-up source whose checkpoint is old is fresh.
 func (p *Pipeline) CheckpointFresh(maxAge time.Duration) func(context.Context) error {
-	started := p.now()
 	return func(context.Context) error {
 		s := p.status.get()
 		if !s.Running {
 			return errors.New("pipeline not running yet")
 		}
-		last := s.Checkpoint.SavedAt
-		if last.IsZero() || last.Before(started) {
-			last = started
+		if !s.LastRead.After(s.LastSave) {
+			return nil
 		}
-		if age := p.now().Sub(last); age > maxAge {
-			return fmt.Errorf("last checkpoint is %s old (limit %s)", age.Round(time.Second), maxAge)
+		if age := p.now().Sub(s.LastSave); age > maxAge {
+			return fmt.Errorf("events read %s ago are not checkpointed: last checkpoint %s old (limit %s)",
+				p.now().Sub(s.LastRead).Round(time.Second), age.Round(time.Second), maxAge)
 		}
 		return nil
 	}
