@@ -3,6 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"math/rand/v2"
 	"net/http/httptest"
 	"testing"
@@ -113,7 +117,8 @@ func TestAPILiveTail(t *testing.T) {
 	defer emu.Close()
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
-	p := start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)...)
+	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--web.listen-address", web)...)
 	alive := func() error {
 		if err, done := p.exited(); done {
 			return fmt.Errorf("tributary exited (%v):\n%s", err, p.out.String())
@@ -121,6 +126,7 @@ func TestAPILiveTail(t *testing.T) {
 		return nil
 	}
 	waitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, alive)
+	checkWeb(t, "http://"+web, uint64(emu.Len()))
 	for round := range 5 {
 		added := emu.Append(50)
 		last := added[len(added)-1].Locator
@@ -145,5 +151,45 @@ func TestAPILiveTail(t *testing.T) {
 	}
 	if n, err := countEvents(context.Background(), ch.Conn, ch.Database); err != nil || n != uint64(emu.Len()) {
 		t.Errorf("after the live rounds: %d events (%v), want %d", n, err, emu.Len())
+	}
+}
+
+// checkWeb scrapes a running pipeline: /healthz and /readyz answer 200, and
+// /metrics counts at least the events written.
+func checkWeb(t *testing.T, base string, written uint64) {
+	t.Helper()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(path); code != http.StatusOK {
+			t.Errorf("GET %s = %d %q, want 200", path, code, body)
+		}
+	}
+	_, body := get("/metrics")
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "tributary_sink_events_written_total{") {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	if sum < float64(written) {
+		t.Errorf("tributary_sink_events_written_total sums to %v, want at least %d", sum, written)
+	}
+	for _, name := range []string{"tributary_pipeline_lag_seconds", "tributary_checkpoint_age_seconds", "tributary_build_info", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 }
