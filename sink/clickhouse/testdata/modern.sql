@@ -143,7 +143,7 @@ FROM
     ARRAY JOIN policy_locators AS ended_policy
     WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue')
        OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
-)
+) AS endings
 ANY LEFT JOIN
 (
     SELECT
@@ -153,4 +153,4 @@ ANY LEFT JOIN
     FROM tributary.event_policies FINAL
     WHERE type = 'billing.delinquency.lapse'
     GROUP BY tenant, policy_locator
-) USING (tenant, ended_policy);
+) AS lapses USING (tenant, ended_policy);
