@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
-	"math/rand/v2"
-	"net/http/httptest"
 	"testing"
 	"time"
 
