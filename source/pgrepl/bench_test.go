@@ -1,0 +1,194 @@
+package pgrepl
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+)
+
+// benchRows is the size of the throughput benchmark's table.
+const benchRows = 200_000
+
+// BenchmarkReadVsRecvlogical decodes the same 200,000 rows (2,000 transactions
+// of 100) twice, from two slots created at the same point: once with
+// pg_recvlogical writing pgoutput to /dev/null (the ceiling: the server's
+// decoding), once through Source.Read into events. It reports both rates and
+// their ratio.
+func BenchmarkReadVsRecvlogical(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		f := newFixture(b)
+		ctx := testenv.Context(b, 10*time.Minute)
+		recv := recvlogicalPath(b)
+		exec(b, f.pg.Conn, "CREATE PUBLICATION "+f.cfg.Publication+" FOR TABLE socotra_events")
+		ceilingSlots := []string{f.cfg.Slot + "_c1", f.cfg.Slot + "_c2"}
+		for _, s := range append(ceilingSlots, f.cfg.Slot) {
+			exec(b, f.pg.Conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s)
+		}
+		for first := 1; first <= benchRows; first += 100 {
+			exec(b, f.pg.Conn, insertSQL("socotra_events", first, first+99))
+		}
+		var endStr string
+		if err := f.pg.Conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&endStr); err != nil {
+			b.Fatal(err)
+		}
+		end, _ := pglogrepl.ParseLSN(endStr)
+		recvlogical := func(slot string) time.Duration {
+			t0 := time.Now()
+			cmd := osexec.CommandContext(ctx, recv, "-d", f.pg.DSN, "--slot", slot, "--start", "--no-loop",
+				"-o", "proto_version=2", "-o", "streaming=on", "-o", "publication_names="+f.cfg.Publication,
+				"-E", endStr, "-f", "/dev/null")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("pg_recvlogical: %v: %s", err, out)
+			}
+			return time.Since(t0)
+		}
+
+		// The ceiling runs before and after the source; the faster run counts.
+		b.ResetTimer()
+		ceiling := recvlogical(ceilingSlots[0])
+		cfg := f.cfg
+		cfg.Snapshot = false
+		cfg.CreateSlot = false
+		t1 := time.Now()
+		src, err := New(cfg, testLogger(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := src.Open(ctx, ""); err != nil {
+			b.Fatal(err)
+		}
+		events := 0
+		for {
+			batch, err := src.Read(ctx, 10000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			events += len(batch.Events)
+			if err := src.Ack(ctx, batch.Position); err != nil {
+				b.Fatal(err)
+			}
+			if events >= benchRows && lsnOf(b, batch.Position) >= end {
+				break
+			}
+		}
+		ours := time.Since(t1)
+		_ = src.Close(ctx)
+		ceiling = min(ceiling, recvlogical(ceilingSlots[1]))
+		b.StopTimer()
+		if events != benchRows {
+			b.Fatalf("events: got %d, want %d", events, benchRows)
+		}
+		b.ReportMetric(float64(benchRows)/ceiling.Seconds(), "recvlogical-rows/s")
+		b.ReportMetric(float64(benchRows)/ours.Seconds(), "source-rows/s")
+		b.ReportMetric(ceiling.Seconds()/ours.Seconds()*100, "%-of-ceiling")
+	}
+}
+
+func recvlogicalPath(b testing.TB) string {
+	for _, dir := range []string{os.Getenv(testenv.EnvPostgresBin), "/usr/lib/postgresql/15/bin"} {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, "pg_recvlogical")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := osexec.LookPath("pg_recvlogical"); err == nil {
+		return p
+	}
+	b.Skip("pg_recvlogical not found")
+	return ""
+}
+
+// largeTxRows is the size of the one transaction of BenchmarkLargeTransaction.
+const largeTxRows = 2_000_000
+
+// BenchmarkLargeTransaction replicates one transaction of two million rows
+// (about 250 bytes of JSON each), streamed by the server while in progress
+// (protocol v2) and buffered on disk until its commit, and reports the peak
+// RSS of the process while reading, which must stay under 300 MiB.
+func BenchmarkLargeTransaction(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		f := newFixture(b)
+		ctx := testenv.Context(b, 20*time.Minute)
+		cfg := f.cfg
+		cfg.Snapshot = false
+		cfg.SpillDir = b.TempDir()
+		src := f.open(b, cfg, "")
+		pad := strings.Repeat("x", 180)
+		q := fmt.Sprintf(`INSERT INTO socotra_events (locator, tenant, flavor, type, occurred_at, data)
+			SELECT 'ev-' || lpad(i::text, 9, '0'), 't', 'suite', 'policy.issue', now(),
+			       ('{"i": ' || i || ', "pad": "%s"}')::json
+			FROM generate_series(1, %d) AS i`, pad, largeTxRows)
+		exec(b, f.pg.Conn, q)
+		runtimeResetPeak(b)
+		b.ResetTimer()
+		t0 := time.Now()
+		events := 0
+		seen := map[uint64]bool{}
+		for events < largeTxRows {
+			batch, err := src.Read(ctx, 10000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			events += len(batch.Events)
+			for _, ev := range batch.Events[:min(1, len(batch.Events))] {
+				seen[ev.Seq] = true
+			}
+			if err := src.Ack(ctx, batch.Position); err != nil {
+				b.Fatal(err)
+			}
+		}
+		took := time.Since(t0)
+		b.StopTimer()
+		peak := peakRSS(b)
+		if events != largeTxRows || len(seen) != 1 {
+			b.Fatalf("events %d (want %d) over %d commits (want 1)", events, largeTxRows, len(seen))
+		}
+		b.ReportMetric(float64(largeTxRows)/took.Seconds(), "rows/s")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+		if peak > 300<<20 {
+			b.Errorf("peak RSS %d MiB, want < 300 MiB", peak>>20)
+		}
+	}
+}
+
+// runtimeResetPeak resets the kernel's peak RSS (VmHWM) of this process.
+func runtimeResetPeak(b testing.TB) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset VmHWM (%v): the peak includes the setup", err)
+	}
+}
+
+// peakRSS returns VmHWM of this process, in bytes.
+func peakRSS(b testing.TB) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("VmHWM not found")
+	return 0
+}
+
