@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tributary-cdc/tributary/emulator"
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// runToEnd runs tributary with args plus --api.end now, which makes it exit 0
+// once it has caught up, and fails the test otherwise.
+func runToEnd(t *testing.T, args ...string) {
+	t.Helper()
+	args = append(args, "--api.end", time.Now().UTC().Format(time.RFC3339))
+	p := start(t, args...)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("tributary run: %v\n%s", err, p.out.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("tributary run did not finish within 2 minutes:\n%s", p.out.String())
+	}
+}
+
+// TestClassicAttributedExact replicates the classic flavor's attributed stream
+// (every row carries its username) and compares every table with the
+// expected rows.
+func TestClassicAttributedExact(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorClassic, Seed: 11, Events: 20000, Policies: 500,
+		Faults: emulator.FaultConfig{ErrorRate: 0.05, DuplicateRate: 0.2, TruncateRate: 0.03}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)
+	args = append(args, "--api.flavor", "classic", "--api.attributed")
+	runToEnd(t, args...)
+
+	want := emu.Events()
+	wantDB := testenv.Name("want_")
+	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
+	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorClassic))
+	assertSameTables(t, ch.Conn, ch.Database, wantDB)
+	var noUser uint64
+	if err := ch.Conn.QueryRow(context.Background(), "SELECT countIf(username = '') FROM "+ch.Database+".events FINAL").Scan(&noUser); err != nil {
+		t.Fatal(err)
+	}
+	if noUser != 0 {
+		t.Errorf("%d classic attributed events without a username", noUser)
+	}
+}
+
+// TestEnrichmentCompletesPolicyLists replicates with --enrich.policy-locators
+// and a file checkpoint: every billing event whose list the emulator cut at
+// five locators must hold the full list the look-ups return.
+func TestEnrichmentCompletesPolicyLists(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 5, Events: 20000, Policies: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	cpFile := filepath.Join(t.TempDir(), "checkpoints.json")
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--enrich.policy-locators", "--checkpoint.file", cpFile)
+	runToEnd(t, args...)
+
+	incomplete := 0
+	for _, e := range emu.Events() {
+		var d struct {
+			PolicyLocators *struct {
+				ListCompleted bool     `json:"listCompleted"`
+				Items         []string `json:"items"`
+			} `json:"policyLocators"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil && d.PolicyLocators != nil && !d.PolicyLocators.ListCompleted {
+			incomplete++
+		}
+	}
+	if incomplete == 0 {
+		t.Fatal("the emulator generated no incomplete policy list: the test proves nothing")
+	}
+	var stillIncomplete, longLists uint64
+	q := fmt.Sprintf("SELECT countIf(policy_locators_complete = 0), countIf(length(policy_locators) > 5) FROM %s.events FINAL", ch.Database)
+	if err := ch.Conn.QueryRow(context.Background(), q).Scan(&stillIncomplete, &longLists); err != nil {
+		t.Fatal(err)
+	}
+	if stillIncomplete != 0 || longLists < uint64(incomplete)/2 {
+		t.Errorf("after enrichment: %d events still incomplete, %d lists longer than five; the emulator cut %d lists", stillIncomplete, longLists, incomplete)
+	}
+	raw, err := os.ReadFile(cpFile)
+	if err != nil {
+		t.Fatalf("checkpoint file: %v", err)
+	}
+	var cps map[string]any
+	if err := json.Unmarshal(raw, &cps); err != nil || len(raw) == 0 {
+		t.Fatalf("checkpoint file is not JSON (%v): %s", err, raw)
+	}
+	var inTable uint64
+	_ = ch.Conn.QueryRow(context.Background(), "SELECT count() FROM system.tables WHERE database = ? AND name = '_tributary_checkpoints'", ch.Database).Scan(&inTable)
+	if inTable != 0 {
+		t.Error("with --checkpoint.file the checkpoint table was created anyway")
+	}
+}
