@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -117,4 +118,10 @@ func readAll(t testing.TB, s *Server, hs *httptest.Server, q url.Values) ([]page
 			return out, p.PagingToken
 		}
 	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
 }
