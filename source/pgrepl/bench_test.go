@@ -191,4 +191,3 @@ func peakRSS(b testing.TB) int64 {
 	b.Fatal("VmHWM not found")
 	return 0
 }
-

@@ -74,3 +74,13 @@ func (s *Source) toEvent(v *rowValues, seq uint64) (source.Event, error) {
 		Seq:           seq,
 	}, nil
 }
+
+// skip counts and logs a row that cannot be an event (a NULL locator, an
+// unreadable time, invalid JSON in a text column): one bad row must not stop
+// the stream for good.
+func (s *Source) skip(err error) {
+	s.mu.Lock()
+	s.stats.Skipped++
+	s.mu.Unlock()
+	s.log.Error("row skipped", "err", err)
+}

@@ -233,9 +233,10 @@ func waitConfirmed(t testing.TB, f *fixture, slot string, want interface{ String
 	}
 }
 
-// TestReplyRequested: with status updates due only every minute and a
-// wal_sender_timeout of 2s, the connection survives only by answering the
-// server's reply requests at once, and an Ack reaches the server that way.
+// TestReplyRequested: with periodic status updates due only every minute and
+// a wal_sender_timeout of 2s, an idle connection survives only by answering
+// the server's reply requests at once; a new Ack still reaches the server
+// promptly.
 func TestReplyRequested(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.cfg

@@ -109,12 +109,13 @@ func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error
 		for i := range v {
 			v[i] = string(raw[i])
 		}
+		sn.lastKey, sn.hasKey = v[fLocator], true
 		ev, err := s.toEvent(&v, seq)
 		if err != nil {
-			return source.Batch{}, fmt.Errorf("snapshot copy of %s: %w", s.quotedTable(), err)
+			s.skip(err)
+			continue
 		}
 		events = append(events, ev)
-		sn.lastKey, sn.hasKey = v[fLocator], true
 	}
 	s.countSnapshot(len(events))
 	s.pos = position{snapshot: true, lsn: sn.slotLSN, lastKey: sn.lastKey, hasKey: sn.hasKey}

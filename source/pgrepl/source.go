@@ -28,6 +28,7 @@ type Stats struct {
 	Deletes        uint64        // deletes seen and ignored
 	Truncates      uint64        // truncates seen and ignored
 	UnchangedToast uint64        // updates skipped because the data column was an unchanged TOASTed value
+	Skipped        uint64        // rows skipped because they could not be read as events (logged at Error)
 	Aborted        uint64        // streamed transactions (or subtransactions) discarded after an abort
 	Reconnects     uint64        // replication connections re-opened after an error
 	LastCommit     time.Time     // commit time of the newest transaction returned by Read
@@ -62,6 +63,7 @@ type Source struct {
 	curOff    int           // events of cur already returned
 	curLive   bool          // cur holds an unconsumed item
 	readErr   error         // an error to return on the next Read
+	fatal     error         // the streaming goroutine stopped with this error
 	streamAt  pglogrepl.LSN // where streaming starts
 	streaming bool
 
@@ -124,15 +126,15 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 	}()
 	info, err := s.preflight(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("PostgreSQL source not usable: %w", err)
+		return permanent(fmt.Errorf("PostgreSQL source not usable: %w", err))
 	}
 	s.dataIsJSON, s.keyType = info.dataIsJSON, info.keyType
 	if err := s.ensurePublication(ctx, conn); err != nil {
-		return fmt.Errorf("PostgreSQL source not usable: %w", err)
+		return permanent(fmt.Errorf("PostgreSQL source not usable: %w", err))
 	}
 	slot, err := s.lookupSlot(ctx, conn)
 	if err != nil {
-		return err
+		return permanent(err)
 	}
 	s.runCtx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -145,7 +147,7 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 	case from == "" || p.snapshot:
 		if slot == nil {
 			if !s.cfg.CreateSlot {
-				return fmt.Errorf("replication slot %q does not exist and --pg.create-slot is false", s.cfg.Slot)
+				return permanent(fmt.Errorf("replication slot %q does not exist and --pg.create-slot is false", s.cfg.Slot))
 			}
 			if from != "" {
 				s.log.Warn("the slot of an interrupted snapshot is gone: creating it again and copying the table from the start", "position", string(from))
@@ -174,7 +176,7 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 		s.setStart(start, true)
 	default:
 		if slot == nil {
-			return fmt.Errorf("replication slot %q does not exist but the checkpoint is at %s: changes after it may be lost; recreate the slot by resetting the checkpoint (a new snapshot is copied) or restore the slot", s.cfg.Slot, from)
+			return permanent(fmt.Errorf("replication slot %q does not exist but the checkpoint is at %s: changes after it may be lost; recreate the slot by resetting the checkpoint (a new snapshot is copied) or restore the slot", s.cfg.Slot, from))
 		}
 		if p.lsn < slot.confirmed {
 			s.log.Warn("the checkpoint is behind the slot's confirmed position; the server resumes from the slot's", "position", string(from), "confirmed_flush_lsn", slot.confirmed.String())
@@ -276,10 +278,12 @@ func (s *Source) Read(ctx context.Context, max int) (source.Batch, error) {
 	if max < 1 {
 		max = 1
 	}
+	if s.fatal != nil {
+		return source.Batch{}, s.fatal
+	}
 	if s.readErr != nil {
-		err := s.readErr
-		s.readErr = nil
-		return source.Batch{}, err
+		s.fatal, s.readErr = s.readErr, nil
+		return source.Batch{}, s.fatal
 	}
 	if s.snap != nil {
 		return s.readSnapshot(ctx, max)
@@ -316,6 +320,7 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 					s.readErr = it.err
 					break
 				}
+				s.fatal = it.err
 				return source.Batch{}, it.err
 			}
 			s.cur, s.curOff, s.curLive = it, 0, true

@@ -47,6 +47,8 @@ type streamer struct {
 	pendTime      time.Time
 
 	nextStatus time.Time
+	pollAt     time.Time     // next check for a new Ack to report early
+	sentFlush  pglogrepl.LSN // the flushed position last reported
 	deadline   time.Time
 	timer      *time.Timer
 }
@@ -54,6 +56,9 @@ type streamer struct {
 func newStreamer(s *Source, start pglogrepl.LSN) *streamer {
 	return &streamer{s: s, resume: start, spills: map[uint32]*spill{}}
 }
+
+// ackPoll is how often the streaming goroutine looks for a new Ack to report.
+const ackPoll = 100 * time.Millisecond
 
 // run streams until ctx ends, reconnecting with backoff after errors that may
 // pass; a permanent error is handed to Read.
@@ -68,7 +73,7 @@ func (st *streamer) run(ctx context.Context) {
 		}
 		if !retryable(err) {
 			st.s.log.Error("replication stopped", "err", err)
-			st.handOver(ctx, item{err: fmt.Errorf("PostgreSQL replication: %w", err)})
+			_ = st.handOver(ctx, item{err: permanent(fmt.Errorf("PostgreSQL replication: %w", err))})
 			return
 		}
 		if time.Since(began) > 30*time.Second {
@@ -228,7 +233,23 @@ func (st *streamer) session(ctx context.Context) error {
 				return err
 			}
 		}
+		if !now.Before(st.pollAt) {
+			// A new Ack goes out within ackPoll rather than StatusInterval, so
+			// that the slot (and a server shutdown waiting for it) moves promptly.
+			st.pollAt = now.Add(ackPoll)
+			st.s.mu.Lock()
+			acked := st.s.acked
+			st.s.mu.Unlock()
+			if acked != st.sentFlush {
+				if err := st.sendStatus(false); err != nil {
+					return err
+				}
+			}
+		}
 		dl := st.nextStatus
+		if st.pollAt.Before(dl) {
+			dl = st.pollAt
+		}
 		if st.pendPos != 0 {
 			dl = now.Add(2 * time.Millisecond) // Read may be waiting for pend
 		}
@@ -326,6 +347,7 @@ func (st *streamer) sendStatus(reply bool) error {
 	if err != nil {
 		return fmt.Errorf("send standby status update: %w", err)
 	}
+	st.sentFlush = flushed
 	return nil
 }
 
@@ -451,7 +473,8 @@ func (st *streamer) change(ctx context.Context, xid uint32, relID uint32, tuple,
 	}
 	ev, err := st.s.toEvent(&v, st.txSeq)
 	if err != nil {
-		return fmt.Errorf("%s: %w", ri.name, err)
+		st.s.skip(err)
+		return nil
 	}
 	return st.add(ctx, ev)
 }
@@ -465,7 +488,8 @@ func (st *streamer) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitM
 		err := sp.replay(func(v *rowValues) error {
 			ev, err := st.s.toEvent(v, uint64(m.CommitLSN))
 			if err != nil {
-				return err
+				st.s.skip(err)
+				return nil
 			}
 			return st.add(ctx, ev)
 		})
