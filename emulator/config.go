@@ -98,7 +98,9 @@ type Config struct {
 
 // RegisterFlags adds the emulator's flags to fs, with c's current values as defaults.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	tenant := c.Tenant
 	c.applyDefaults()
+	c.Tenant = tenant // derived from the seed later, when the seed is known
 	fs.StringVar(&c.Flavor, "emulator.flavor", c.Flavor, `flavor of the event stream: "suite" or "classic"`)
 	fs.StringVar(&c.Tenant, "emulator.tenant", c.Tenant, "tenant locator (a UUID); default derived from the seed")
 	fs.Int64Var(&c.Seed, "emulator.seed", c.Seed, "seed of the generated history, the faults and the paging-token key")

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/emulator"
+	"github.com/tributary-cdc/tributary/internal/cli"
+)
+
+func init() {
+	register(command{
+		name:    "emulate",
+		summary: "serve an emulated Socotra event stream (suite or classic) for tests and demos",
+		run:     runEmulate,
+		flagSet: func() *pflag.FlagSet { fs, _ := emulateFlags(); return fs },
+	})
+}
+
+// emulateFlags returns the emulate command's flags and the config they fill.
+func emulateFlags() (*pflag.FlagSet, *emulator.Config) {
+	cfg := &emulator.Config{Events: 10000}
+	fs := pflag.NewFlagSet("emulate", pflag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	return fs, cfg
+}
+
+func runEmulate(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return emulate(ctx, stop, args, stderr)
+}
+
+// emulate serves the emulator until ctx ends; stop restores default signal
+// handling once shutdown begins, so that a second signal ends the process.
+func emulate(ctx context.Context, stop func(), args []string, stderr io.Writer) int {
+	fs, cfg := emulateFlags()
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: tributary emulate [FLAGS]\n\nServes an emulated Socotra event stream; see docs/emulator.md.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "tributary emulate: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tributary emulate: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if err := cli.ApplyEnv(fs, nil); err != nil {
+		fmt.Fprintf(stderr, "tributary emulate: %v\n", err)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "tributary emulate: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	srv, err := emulator.NewWithLogger(*cfg, log)
+	if err != nil {
+		log.Error("start emulator", "err", err)
+		return 1
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		log.Error("listen", "address", cfg.ListenAddress, "err", err)
+		return 1
+	}
+	c := srv.Config()
+	log.Info("emulator listening", "address", ln.Addr().String(), "flavor", c.Flavor, "tenant", c.Tenant,
+		"seed", c.Seed, "events", srv.Len(), "rate", c.Rate, "auth", c.Token != "", "postgres", c.PGDSN != "")
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.Start(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		log.Error("serve", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("emulator stopping", "events", srv.Len())
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	return 0
+}
