@@ -1,0 +1,143 @@
+package pgrepl
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
+)
+
+// TestStopAndResumeLoop stops the source ten times at random points, during
+// the copy and while rows stream in, and resumes each time from the last
+// "checkpoint" (the position of the last batch taken): the union of what was
+// taken holds every row.
+func TestStopAndResumeLoop(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 3000))
+	const total = 20000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wc, err := pgx.Connect(ctx, f.pg.DSN)
+		if err != nil {
+			t.Errorf("writer: %v", err)
+			return
+		}
+		defer wc.Close(context.Background())
+		for i := 3001; i <= total; i += 50 {
+			if _, err := wc.Exec(ctx, insertSQL("socotra_events", i, i+49)); err != nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	var checkpoint source.Position
+	got := map[string]int{}
+	phases := map[string]int{}
+	for stop := 0; stop < 10; stop++ {
+		src, err := New(f.cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Open(ctx, checkpoint); err != nil {
+			t.Fatalf("stop %d: Open(%q): %v", stop, checkpoint, err)
+		}
+		for n := 1 + rng.IntN(4); n > 0; n-- {
+			b, err := src.Read(ctx, 500+rng.IntN(2500))
+			if err != nil {
+				t.Fatalf("stop %d: Read: %v", stop, err)
+			}
+			for _, ev := range b.Events {
+				got[ev.Locator]++
+			}
+			checkpoint = b.Position // "written and saved"
+			if err := src.Ack(ctx, checkpoint); err != nil {
+				t.Fatal(err)
+			}
+		}
+		phases[strings.SplitN(string(checkpoint), ":", 2)[0]]++
+		if err := src.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	src := f.open(t, f.cfg, checkpoint)
+	c := collected{count: got, events: map[string]source.Event{}}
+	readUntil(t, src, 1000, time.Minute, &c, hasN(total))
+	for i := 1; i <= total; i++ {
+		if got[fmt.Sprintf("ev-%09d", i)] == 0 {
+			t.Fatalf("event %d missing", i)
+		}
+	}
+	if len(got) != total {
+		t.Errorf("distinct events: got %d, want %d", len(got), total)
+	}
+	if phases["snapshot"] == 0 || phases["lsn"] == 0 {
+		t.Errorf("stops by phase %v: want stops both during the copy and while streaming", phases)
+	}
+}
+
+// TestUpdatesDeletesToast: an update is a new version of the event with a
+// higher Seq; deletes are counted and ignored; an update that leaves a
+// TOASTed data value unchanged is skipped and counted under the default
+// replica identity.
+func TestUpdatesDeletesToast(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.Snapshot = false
+	src := f.open(t, cfg, "")
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 10))
+	exec(t, f.pg.Conn, `UPDATE socotra_events SET data = '{"updated": true}', type = 'policy.update' WHERE locator IN ('ev-000000001', 'ev-000000002')`)
+	exec(t, f.pg.Conn, `DELETE FROM socotra_events WHERE locator IN ('ev-000000009', 'ev-000000010')`)
+	big := `{"pad": "` + strings.Repeat("abcdefghij", 1000) + `"}` // compressible but out of line: TOASTed
+	exec(t, f.pg.Conn, `INSERT INTO socotra_events (locator, tenant, flavor, type, occurred_at, data)
+		VALUES ('big', 't', 'suite', 'x', now(), $1::json)`, big)
+	exec(t, f.pg.Conn, `ALTER TABLE socotra_events ALTER COLUMN data SET STORAGE EXTERNAL`)
+	exec(t, f.pg.Conn, `INSERT INTO socotra_events (locator, tenant, flavor, type, occurred_at, data)
+		VALUES ('big2', 't', 'suite', 'x', now(), $1::json)`, big)
+	exec(t, f.pg.Conn, `UPDATE socotra_events SET type = 'y' WHERE locator = 'big2'`)
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 11, 11))
+
+	var all []source.Event
+	deadline := time.Now().Add(30 * time.Second)
+	for len(all) < 15 && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
+		b, err := src.Read(ctx, 100)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b.Events...)
+	}
+	if len(all) != 15 {
+		t.Fatalf("events: got %d, want 15 (10 inserts, 2 updates, 2 big inserts, 1 insert)", len(all))
+	}
+	byLoc := map[string][]source.Event{}
+	for _, ev := range all {
+		byLoc[ev.Locator] = append(byLoc[ev.Locator], ev)
+	}
+	v := byLoc["ev-000000001"]
+	if len(v) != 2 || v[1].Type != "policy.update" || string(v[1].Data) != `{"updated": true}` || v[1].Seq <= v[0].Seq {
+		t.Errorf("updated event: got %+v", v)
+	}
+	if g := byLoc["big"]; len(g) != 1 || string(g[0].Data) != big {
+		t.Errorf("big event: %d versions, data intact %v", len(g), len(g) == 1 && string(g[0].Data) == big)
+	}
+	st := src.Stats()
+	if st.Deletes != 2 || st.UnchangedToast != 1 || len(byLoc["big2"]) != 1 {
+		t.Errorf("deletes %d (want 2), unchanged TOAST %d (want 1), big2 versions %d (want 1)", st.Deletes, st.UnchangedToast, len(byLoc["big2"]))
+	}
+}
