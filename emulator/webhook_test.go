@@ -260,6 +260,7 @@ func TestWebhookDivertedLifecycleAndSuspend(t *testing.T) {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 	})
+	preloaded := s.Len() // appended before the webhook existed: never delivered
 	wl := createWebhook(t, s, hs, hookRequest(rc.srv.URL, []string{"policy.quote.create"}, fh("linear", 1, 1, []string{"5xx"}, true, true)))
 	base := "/event/" + s.Tenant() + "/webhooks/" + wl
 	e := firstOfType(t, s, "policy.quote.create")
@@ -298,6 +299,16 @@ func TestWebhookDivertedLifecycleAndSuspend(t *testing.T) {
 		t.Fatalf("unsuspend: %d", code)
 	}
 	waitFor(t, "delivery after unsuspend", func() bool { return rc.count(e2.Locator) == 1 })
+	// Every queued event (e2's batch may hold more) is delivered before the
+	// receiver fails again.
+	waitFor(t, "the queue to drain", func() bool {
+		for _, x := range s.Events()[preloaded:] {
+			if x.Type == "policy.quote.create" && rc.count(x.Locator) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	// Delete a diverted event: make one more fail.
 	mu.Lock()
 	healthy = false
