@@ -16,10 +16,11 @@ import (
 
 // relInfo maps a relation's columns to event fields.
 type relInfo struct {
-	ours bool           // the configured table
-	idx  [numFields]int // column index per field, -1 when not mapped
-	name string         // schema.table, for messages
-	rel  *pglogrepl.RelationMessage
+	ours  bool           // the configured table
+	idx   [numFields]int // column index per field, -1 when not mapped
+	field []int          // field per column index, -1 when not mapped
+	name  string         // schema.table, for messages
+	rel   *pglogrepl.RelationMessage
 }
 
 // streamer owns the replication connection: it receives and decodes pgoutput,
@@ -356,6 +357,9 @@ func (st *streamer) handle(ctx context.Context, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
+	if data[0] == 'I' || data[0] == 'U' {
+		return st.fastChange(ctx, string(data))
+	}
 	var msg pglogrepl.Message
 	var err error
 	if st.v2 {
@@ -376,14 +380,6 @@ func (st *streamer) handle(ctx context.Context, data []byte) error {
 	case *pglogrepl.CommitMessage:
 		st.inTx = false
 		st.complete(m.TransactionEndLSN, m.CommitTime)
-	case *pglogrepl.InsertMessage:
-		return st.change(ctx, 0, m.RelationID, m.Tuple, nil)
-	case *pglogrepl.InsertMessageV2:
-		return st.change(ctx, m.Xid, m.RelationID, m.Tuple, nil)
-	case *pglogrepl.UpdateMessage:
-		return st.change(ctx, 0, m.RelationID, m.NewTuple, m.OldTuple)
-	case *pglogrepl.UpdateMessageV2:
-		return st.change(ctx, m.Xid, m.RelationID, m.NewTuple, m.OldTuple)
 	case *pglogrepl.DeleteMessage, *pglogrepl.DeleteMessageV2:
 		st.count(func(s *Stats) { s.Deletes++ })
 	case *pglogrepl.TruncateMessage, *pglogrepl.TruncateMessageV2:
@@ -422,56 +418,52 @@ func (st *streamer) relation(m *pglogrepl.RelationMessage) {
 			}
 		}
 	}
+	ri.field = make([]int, len(m.Columns))
+	for j := range ri.field {
+		ri.field[j] = -1
+	}
+	for i, j := range ri.idx {
+		if j >= 0 {
+			ri.field[j] = i
+		}
+	}
 	st.relations[m.RelationID] = ri
 }
 
-// change turns an inserted or updated row into an event: queued at once in a
-// plain transaction, spilled to disk inside a streamed one (xid is the
-// (sub)transaction of the change).
-func (st *streamer) change(ctx context.Context, xid uint32, relID uint32, tuple, old *pglogrepl.TupleData) error {
-	ri := st.relations[relID]
-	if ri == nil {
-		return fmt.Errorf("change for relation %d before its Relation message", relID)
+// fastChange turns an inserted or updated row into an event: queued at once
+// in a plain transaction, spilled to disk inside a streamed one (the change's
+// xid is its (sub)transaction).
+func (st *streamer) fastChange(ctx context.Context, msg string) error {
+	xid, t, old, ri, err := st.decodeChange(msg)
+	if err != nil {
+		return fmt.Errorf("decode pgoutput %q message: %w", msg[0], err)
 	}
-	if !ri.ours || tuple == nil {
+	if t == nil {
 		return nil
 	}
-	var v rowValues
-	for i, j := range ri.idx {
-		if j < 0 {
+	for i, unchanged := range t.toast {
+		if !unchanged {
 			continue
 		}
-		if j >= len(tuple.Columns) {
-			return fmt.Errorf("%s: tuple has %d columns, want more than %d", ri.name, len(tuple.Columns), j)
+		if old != nil && !old.toast[i] {
+			t.v[i] = old.v[i]
+			continue
 		}
-		c := tuple.Columns[j]
-		switch c.DataType {
-		case pglogrepl.TupleDataTypeText:
-			v[i] = string(c.Data)
-		case pglogrepl.TupleDataTypeToast:
-			if old != nil && j < len(old.Columns) && old.Columns[j].DataType == pglogrepl.TupleDataTypeText {
-				v[i] = string(old.Columns[j].Data)
-				continue
-			}
-			st.count(func(s *Stats) { s.UnchangedToast++ })
-			st.s.log.Warn("update skipped: a TOASTed column was unchanged and not sent (use REPLICA IDENTITY FULL)", "column", ri.rel.Columns[j].Name)
-			return nil
-		case pglogrepl.TupleDataTypeBinary:
-			return fmt.Errorf("%s: binary tuple data is not supported", ri.name)
-		}
+		st.count(func(s *Stats) { s.UnchangedToast++ })
+		st.s.log.Warn("update skipped: a TOASTed column was unchanged and not sent (use REPLICA IDENTITY FULL)", "table", ri.name, "locator", t.v[fLocator])
+		return nil
 	}
 	if st.inStream {
 		sp := st.spills[st.streamXid]
 		if sp == nil {
-			var err error
 			if sp, err = newSpill(st.s.cfg.SpillDir); err != nil {
 				return err
 			}
 			st.spills[st.streamXid] = sp
 		}
-		return sp.append(xid, &v)
+		return sp.append(xid, &t.v)
 	}
-	ev, err := st.s.toEvent(&v, st.txSeq)
+	ev, err := st.s.toEvent(&t.v, st.txSeq)
 	if err != nil {
 		st.s.skip(err)
 		return nil
