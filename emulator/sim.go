@@ -335,16 +335,6 @@ func field(b []byte, k, v string) []byte {
 	return append(b, '"')
 }
 
-func rawField(b []byte, k string, v []byte) []byte {
-	if len(b) > 1 {
-		b = append(b, ',')
-	}
-	b = append(b, '"')
-	b = append(b, k...)
-	b = append(b, `":`...)
-	return append(b, v...)
-}
-
 func close1(b []byte) []byte { return append(b, '}') }
 
 // appendList appends {listCompleted, items} with at most five items.

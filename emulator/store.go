@@ -113,12 +113,6 @@ func (s *store) snapshot() ([]record, []request) {
 	return s.recs, s.requests
 }
 
-func (s *store) typeName(id uint16) string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.types[id]
-}
-
 // lookupType returns the index of type t, or false when no event has it.
 func (s *store) lookupType(t string) (uint16, bool) {
 	s.mu.RLock()

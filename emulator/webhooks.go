@@ -77,6 +77,7 @@ type divertedJSON struct {
 }
 
 type webhook struct {
+	loc         string // immutable copy of cfg.Locator, read without the lock
 	mu          sync.Mutex
 	cfg         webhookJSON // SuspendedAt kept in suspendedAt
 	suspendedAt time.Time
@@ -235,6 +236,7 @@ func (h *webhooks) create(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	loc := ulid(h.ids.next(time.Now().UnixMilli()))
 	wh := &webhook{
+		loc:  loc,
 		cfg:  webhookJSON{Locator: loc, Name: *req.Name, Enabled: *req.Enabled, EventTypes: req.EventTypes, Endpoint: ep, FailureHandling: fh},
 		wake: make(chan struct{}, 1),
 	}
@@ -444,8 +446,8 @@ func (h *webhooks) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mu.Lock()
-	delete(h.hooks, wh.cfg.Locator)
-	h.order = slices.DeleteFunc(h.order, func(l string) bool { return l == wh.cfg.Locator })
+	delete(h.hooks, wh.loc)
+	h.order = slices.DeleteFunc(h.order, func(l string) bool { return l == wh.loc })
 	h.mu.Unlock()
 	wh.mu.Lock()
 	wh.deleted = true
@@ -486,7 +488,7 @@ func (h *webhooks) findDiverted(w http.ResponseWriter, r *http.Request) (*webhoo
 			return wh, i
 		}
 	}
-	h.fail(w, http.StatusNotFound, "no diverted event "+loc+" for webhook "+wh.cfg.Locator)
+	h.fail(w, http.StatusNotFound, "no diverted event "+loc+" for webhook "+wh.loc)
 	return nil, -1
 }
 
@@ -635,10 +637,10 @@ func (h *webhooks) worker(wh *webhook) {
 			continue
 		}
 		if !matches(fh.Triggers, trigger) {
-			h.s.log.Warn("webhook delivery failed; trigger not configured, event dropped", "webhook", wh.cfg.Locator, "trigger", trigger, "err", msg)
+			h.s.log.Warn("webhook delivery failed; trigger not configured, event dropped", "webhook", wh.loc, "trigger", trigger, "err", msg)
 			continue
 		}
-		h.s.log.Warn("webhook delivery failed after retries", "webhook", wh.cfg.Locator, "trigger", trigger, "err", msg, "divert", fh.Divert, "suspend", fh.Suspend)
+		h.s.log.Warn("webhook delivery failed after retries", "webhook", wh.loc, "trigger", trigger, "err", msg, "divert", fh.Divert, "suspend", fh.Suspend)
 		recs, reqs := h.s.st.snapshot()
 		wh.mu.Lock()
 		if fh.Divert {
