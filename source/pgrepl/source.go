@@ -21,7 +21,8 @@ type Stats struct {
 	Phase          string        // "", "snapshot" or "streaming"
 	SlotLagBytes   int64         // pg_current_wal_lsn() - confirmed_flush_lsn of the slot, sampled; -1 before the first sample
 	ConfirmedLSN   pglogrepl.LSN // the slot's confirmed_flush_lsn, sampled from the server
-	AckedLSN       pglogrepl.LSN // the highest LSN Acked (and reported as flushed)
+	AckedLSN       pglogrepl.LSN // the highest LSN Acked
+	FlushedLSN     pglogrepl.LSN // the flushed LSN last reported to the server (at most AckedLSN)
 	ReceivedLSN    pglogrepl.LSN // the highest WAL position received
 	Events         uint64        // events returned by Read (snapshot and stream)
 	SnapshotRows   uint64        // of which copied by the initial snapshot
@@ -114,7 +115,7 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 			return err
 		}
 	}
-	conn, err := s.connectSQL(ctx)
+	conn, err := s.connectSQLRetry(ctx)
 	if err != nil {
 		return err
 	}
@@ -198,6 +199,31 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 	s.wg.Add(1)
 	go s.sampleLag()
 	return nil
+}
+
+// connectSQLRetry connects, retrying errors that may pass (the server
+// starting or restarting) for about half a minute.
+func (s *Source) connectSQLRetry(ctx context.Context) (*pgx.Conn, error) {
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		conn, err := s.connectSQL(ctx)
+		if err == nil {
+			return conn, nil
+		}
+		if !retryable(err) || attempt >= 8 || ctx.Err() != nil {
+			if !retryable(err) {
+				return nil, permanent(err)
+			}
+			return nil, err
+		}
+		s.log.Warn("PostgreSQL unreachable, retrying", "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, s.cfg.ReconnectMax)
+	}
 }
 
 // setStart records where streaming starts and whether a copy comes first.
@@ -386,6 +412,18 @@ func (s *Source) Close(ctx context.Context) error {
 		return nil
 	}
 	s.opened = false
+	if s.streaming {
+		// Give the last Ack a moment to reach the server (it goes out within
+		// ackPoll), so that the slot stands where the checkpoint does.
+		deadline := time.Now().Add(3 * ackPoll)
+		for time.Now().Before(deadline) {
+			st := s.Stats()
+			if st.FlushedLSN >= st.AckedLSN {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

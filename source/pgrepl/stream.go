@@ -349,6 +349,9 @@ func (st *streamer) sendStatus(reply bool) error {
 		return fmt.Errorf("send standby status update: %w", err)
 	}
 	st.sentFlush = flushed
+	st.s.mu.Lock()
+	st.s.stats.FlushedLSN = flushed
+	st.s.mu.Unlock()
 	return nil
 }
 
