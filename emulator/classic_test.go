@@ -146,3 +146,30 @@ func TestLiveTraffic(t *testing.T) {
 		t.Errorf("events still appended after Close: %d → %d", n, s.Len())
 	}
 }
+
+// LiveClock: appended events carry the wall-clock time, still ascending.
+func TestLiveClock(t *testing.T) {
+	tests := []struct {
+		name      string
+		liveClock bool
+		wantNow   bool
+	}{
+		{"simulated time", false, false},
+		{"wall clock", true, true},
+	}
+	for _, tt := range tests {
+		s, _ := newTestServer(t, Config{Seed: 54, Events: 200, LiveClock: tt.liveClock})
+		before := time.Now().Add(-time.Second)
+		added := s.Append(50)
+		gotNow := !added[0].Timestamp.Before(before)
+		if gotNow != tt.wantNow {
+			t.Errorf("%s: first appended event at %s (now %s): wall clock %v, want %v", tt.name, added[0].Timestamp, before, gotNow, tt.wantNow)
+		}
+		evs := s.Events()
+		for i := 1; i < len(evs); i++ {
+			if evs[i].Timestamp.Before(evs[i-1].Timestamp) {
+				t.Fatalf("%s: event %d at %s before %s", tt.name, i, evs[i].Timestamp, evs[i-1].Timestamp)
+			}
+		}
+	}
+}

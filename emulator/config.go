@@ -87,6 +87,11 @@ type Config struct {
 	PGTable string
 	// Start is the simulated time of the first event (default 2024-01-01 UTC).
 	Start time.Time
+	// LiveClock stamps events appended after the preload (live traffic and
+	// Append) with the wall-clock time instead of the simulated time, never
+	// earlier than the last event, so that lag measured against the wall
+	// clock is meaningful. The stream then depends on when events are appended.
+	LiveClock bool
 	// ListenAddress is where `tributary emulate` listens.
 	ListenAddress string
 	// SignatureHeader is the webhook header carrying the HMAC-SHA256 of the
@@ -113,6 +118,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PGDSN, "pg.dsn", c.PGDSN, "PostgreSQL DSN: also write every event to a table there")
 	fs.StringVar(&c.PGTable, "pg.table", c.PGTable, "PostgreSQL table the events are written to")
 	fs.TimeVar(&c.Start, "emulator.start", c.Start, []string{time.RFC3339, "2006-01-02"}, "simulated time of the first event")
+	fs.BoolVar(&c.LiveClock, "emulator.live-clock", c.LiveClock, "stamp live and appended events with the wall clock (never earlier than the last event)")
 	fs.StringVar(&c.ListenAddress, "web.listen-address", c.ListenAddress, "address the HTTP server listens on")
 	fs.StringVar(&c.SignatureHeader, "emulator.webhook-signature-header", c.SignatureHeader, "header carrying a webhook body's HMAC-SHA256")
 	fs.DurationVar(&c.WebhookTimeout, "emulator.webhook-timeout", c.WebhookTimeout, "timeout of one webhook delivery")

@@ -32,8 +32,9 @@ type Server struct {
 	log *slog.Logger
 	st  *store
 
-	genMu sync.Mutex // serializes the simulation and appends
-	sim   *sim
+	genMu     sync.Mutex // serializes the simulation and appends
+	sim       *sim
+	preloaded bool // set once New has preloaded; guarded by genMu after that
 
 	tokenKey []byte
 	nonce    atomic.Uint64
@@ -95,6 +96,7 @@ func NewWithLogger(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("preload events: %w", err)
 		}
 	}
+	s.preloaded = true
 	return s, nil
 }
 
@@ -112,6 +114,9 @@ func (s *Server) appendN(n int) (int, error) {
 	defer s.genMu.Unlock()
 	recs, reqs := s.st.snapshot()
 	from := len(recs)
+	if s.cfg.LiveClock && s.preloaded {
+		s.sim.floorMS = time.Now().UnixMilli()
+	}
 	newRecs, newReqs := s.sim.generate(n, from, len(reqs))
 	if len(newRecs) == 0 {
 		return from, nil

@@ -159,7 +159,8 @@ type sim struct {
 	queue   actionQueue
 	seq     uint64
 	lastMS  int64
-	human   int // users[0] is the system; users[1:human+1] are people
+	human   int   // users[0] is the system; users[1:human+1] are people
+	floorMS int64 // no request starts earlier (the wall clock with LiveClock)
 
 	// Billing entities of the suite flavor, for the look-up endpoints.
 	invoices      map[string]*invoice
@@ -255,6 +256,9 @@ func (s *sim) generate(n, nextIdx, nextReq int) ([]record, []request) {
 
 // begin starts a request at (at least) time at, caused by user u.
 func (s *sim) begin(at int64, u uint8) {
+	if at < s.floorMS {
+		at = s.floorMS
+	}
 	if at <= s.lastMS {
 		at = s.lastMS + 1
 	}
