@@ -23,7 +23,7 @@ flavor=${DEMO_FLAVOR:-suite}
 seed=${DEMO_SEED:-1}
 tenant=7d2f8c3e-5b1a-4c6e-9f0d-2a4b6c8e0f13
 ch_port=${TRIBUTARY_TEST_CLICKHOUSE_ADDR##*:}
-ch_query() { clickhouse-client --host 127.0.0.1 --port "$ch_port" --database demo --format PrettyCompactMonoBlock --query "$1"; }
+ch_query() { clickhouse-client --host 127.0.0.1 --port "$ch_port" --database demo --format PrettyCompactNoEscapes --query "$1"; }
 
 free_port() {
 	local p
