@@ -318,3 +318,25 @@ func TestAuth(t *testing.T) {
 		}
 	}
 }
+
+// A token saved before a restart (same seed, shorter preload) still works:
+// caught up at first, then the events after its position.
+func TestPagingTokenSurvivesRestart(t *testing.T) {
+	for _, fl := range flavors {
+		t.Run(fl, func(t *testing.T) {
+			long, lhs := newTestServer(t, Config{Flavor: fl, Seed: 10, Events: 600})
+			_, tok := readAll(t, long, lhs, startQuery(long))
+			short, shs := newTestServer(t, Config{Flavor: fl, Seed: 10, Events: 100})
+			p := fetchPage(t, short, shs, url.Values{"pagingToken": {tok}})
+			if len(p.Events) != 0 {
+				t.Fatalf("token beyond the end returned %d events, want a caught-up page", len(p.Events))
+			}
+			short.Append(long.Len() - short.Len() + 200)
+			more, _ := readAll(t, short, shs, url.Values{"pagingToken": {tok}})
+			want := short.Events()[long.Len():]
+			if len(more) != len(want) || len(want) == 0 || more[0].key() != want[0].Locator {
+				t.Fatalf("after the restart the saved token returned %d events, want the %d after its position", len(more), len(want))
+			}
+		})
+	}
+}

@@ -533,10 +533,13 @@ func (s *Server) list(w *reply, r *http.Request, f draw, attributed bool) {
 			s.fail(w, http.StatusBadRequest, "invalid_paging_token", err.Error(), map[string]string{"pagingToken": "invalid"})
 			return
 		}
-		if c.pos > uint64(len(recs)) || c.size < 1 || c.size > s.cfg.PageSizeMax {
-			s.fail(w, http.StatusBadRequest, "invalid_paging_token", "invalid pagingToken: position beyond the stream", map[string]string{"pagingToken": "invalid"})
+		if c.size < 1 || c.size > s.cfg.PageSizeMax {
+			s.fail(w, http.StatusBadRequest, "invalid_paging_token", "invalid pagingToken: page size out of range", map[string]string{"pagingToken": "invalid"})
 			return
 		}
+		// A position beyond the end (a token from before a restart with the
+		// same seed and a shorter preload) is caught up: the stream is
+		// deterministic, so the events up to it were served already.
 		if f.duplicate > 0 {
 			c.pos -= min(c.pos, uint64(f.duplicate))
 		}
@@ -597,7 +600,7 @@ func (s *Server) list(w *reply, r *http.Request, f draw, attributed bool) {
 		b = append(b, `{"events":[`...)
 	}
 	i, n := int(c.pos), 0
-	if !typOK {
+	if !typOK && i < len(recs) {
 		i = len(recs) // no event has this type yet: all seen so far are skipped
 	}
 	for ; i < len(recs) && n < c.size; i++ {
