@@ -102,5 +102,9 @@ func emulate(ctx context.Context, stop func(), args []string, stderr io.Writer) 
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	if err := srv.Close(); err != nil {
+		log.Warn("close emulator", "err", err)
+	}
+	log.Info("emulator stopped")
 	return 0
 }
