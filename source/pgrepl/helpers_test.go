@@ -168,3 +168,5 @@ func lsnOf(t testing.TB, p source.Position) pglogrepl.LSN {
 }
 
 func filepathGlob(dir string) ([]string, error) { return filepath.Glob(filepath.Join(dir, "*")) }
+
+func testPosition(s string) source.Position { return source.Position(s) }

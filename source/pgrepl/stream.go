@@ -93,10 +93,38 @@ func (st *streamer) run(ctx context.Context) {
 	}
 }
 
+// maybeStatus sends a status update when one is due: every StatusInterval,
+// and within ackPoll of a new Ack, so that the slot (and a server shutdown
+// waiting for it) moves promptly.
+func (st *streamer) maybeStatus(now time.Time) error {
+	if !now.Before(st.nextStatus) {
+		return st.sendStatus(false)
+	}
+	if now.Before(st.pollAt) {
+		return nil
+	}
+	st.pollAt = now.Add(ackPoll)
+	st.s.mu.Lock()
+	acked := st.s.acked
+	st.s.mu.Unlock()
+	if acked != st.sentFlush {
+		return st.sendStatus(false)
+	}
+	return nil
+}
+
+// wakeAt is when maybeStatus has something to check next.
+func (st *streamer) wakeAt() time.Time {
+	if st.pollAt.Before(st.nextStatus) {
+		return st.pollAt
+	}
+	return st.nextStatus
+}
+
 // handOver blocks until Read takes it, sending status updates meanwhile.
 func (st *streamer) handOver(ctx context.Context, it item) error {
 	for {
-		wait := time.Until(st.nextStatus)
+		wait := time.Until(st.wakeAt())
 		if st.conn == nil {
 			wait = time.Hour
 		}
@@ -113,7 +141,7 @@ func (st *streamer) handOver(ctx context.Context, it item) error {
 			st.timer.Stop()
 			return ctx.Err()
 		case <-st.timer.C:
-			if err := st.sendStatus(false); err != nil {
+			if err := st.maybeStatus(time.Now()); err != nil {
 				return err
 			}
 		}
@@ -229,28 +257,10 @@ func (st *streamer) session(ctx context.Context) error {
 
 	for {
 		now := time.Now()
-		if !now.Before(st.nextStatus) {
-			if err := st.sendStatus(false); err != nil {
-				return err
-			}
+		if err := st.maybeStatus(now); err != nil {
+			return err
 		}
-		if !now.Before(st.pollAt) {
-			// A new Ack goes out within ackPoll rather than StatusInterval, so
-			// that the slot (and a server shutdown waiting for it) moves promptly.
-			st.pollAt = now.Add(ackPoll)
-			st.s.mu.Lock()
-			acked := st.s.acked
-			st.s.mu.Unlock()
-			if acked != st.sentFlush {
-				if err := st.sendStatus(false); err != nil {
-					return err
-				}
-			}
-		}
-		dl := st.nextStatus
-		if st.pollAt.Before(dl) {
-			dl = st.pollAt
-		}
+		dl := st.wakeAt()
 		if st.pendPos != 0 {
 			dl = now.Add(2 * time.Millisecond) // Read may be waiting for pend
 		}
