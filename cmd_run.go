@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ func init() {
 type runConfig struct {
 	source         string
 	checkpointFile string
+	memoryLimit    int64
 	pipeline       pipeline.Config
 	api            eventapi.Config
 	pg             pgrepl.Config
@@ -54,16 +56,18 @@ type runConfig struct {
 
 func runFlags() (*pflag.FlagSet, *runConfig) {
 	c := &runConfig{
-		source:     "api",
-		pipeline:   pipeline.DefaultConfig(),
-		pg:         pgrepl.DefaultConfig(),
-		clickhouse: chsink.DefaultConfig(),
-		web:        web.Default(),
-		log:        logging.Default(),
+		source:      "api",
+		memoryLimit: 160 << 20,
+		pipeline:    pipeline.DefaultConfig(),
+		pg:          pgrepl.DefaultConfig(),
+		clickhouse:  chsink.DefaultConfig(),
+		web:         web.Default(),
+		log:         logging.Default(),
 	}
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.StringVar(&c.source, "source", c.source, "where events come from: api (the event-stream API) or postgres (logical replication of a table)")
 	fs.StringVar(&c.checkpointFile, "checkpoint.file", "", "keep checkpoints in this local JSON file instead of the ClickHouse table _tributary_checkpoints")
+	fs.Int64Var(&c.memoryLimit, "runtime.memory-limit", c.memoryLimit, "soft limit of the Go heap in bytes (the garbage collector works harder near it; 0: none; GOMEMLIMIT, when set, wins)")
 	c.pipeline.RegisterFlags(fs)
 	c.api.RegisterFlags(fs)
 	c.pg.RegisterFlags(fs)
@@ -83,6 +87,9 @@ func (c *runConfig) validate() error {
 		errs = append(errs, c.pg.Validate())
 	default:
 		errs = append(errs, fmt.Errorf("--source must be api or postgres, got %q", c.source))
+	}
+	if c.memoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("--runtime.memory-limit must not be negative, got %d", c.memoryLimit))
 	}
 	errs = append(errs, c.pipeline.Validate(), c.clickhouse.Validate(), c.web.Validate(), c.log.Validate())
 	return errors.Join(errs...)
@@ -124,6 +131,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.memoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.memoryLimit)
+	}
 	ctx, stop := notifyShutdown(logger)
 	defer stop()
 	if err := run(ctx, cfg, logger); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -130,6 +131,8 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 			"--api.start", "2000-01-01T00:00:00Z", "--api.end", time.Now().UTC().Format(time.RFC3339),
 			"--clickhouse.addr", ch.Addr, "--clickhouse.database", runDB, "--pipeline.name", "bench",
 			"--web.listen-address", "", "--log.level", "warn")
+		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning experiments.
+		cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		begin = time.Now()
