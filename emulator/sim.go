@@ -769,7 +769,7 @@ func (s *sim) billingCycle(a *action) {
 			s.classicEv("invoice.issue", p, "invoiceLocator", inv.loc)
 		}
 	} else {
-		inv := s.newInvoice(acct, pols, a.at, acct.fleet)
+		inv := s.newInvoice(acct, pols, a.at, acct.fleet && len(pols) > 1)
 		invs = append(invs, inv)
 		s.invoiceEv("billing.invoice.generate", inv)
 	}

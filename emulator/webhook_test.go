@@ -370,3 +370,35 @@ func do(t *testing.T, hs *httptest.Server, method, path string) (int, []byte) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }
+
+// When deliveries fail for good, the alert endpoint hears about it once.
+func TestWebhookAlertEndpoint(t *testing.T) {
+	s, hs := newTestServer(t, Config{Seed: 36, Events: 10})
+	rc := newReceiver(t, func(w http.ResponseWriter, _ int) { w.WriteHeader(http.StatusBadGateway) })
+	alerts := make(chan alertJSON, 10)
+	alertSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alertJSON
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Errorf("alert body: %v", err)
+		}
+		alerts <- a
+	}))
+	defer alertSrv.Close()
+	f := fh("linear", 1, 2, []string{"5xx"}, true, false)
+	f["alertEndpoint"] = map[string]any{"url": alertSrv.URL}
+	wl := createWebhook(t, s, hs, hookRequest(rc.srv.URL, []string{"policy.quote.create"}, f))
+	e := firstOfType(t, s, "policy.quote.create")
+	select {
+	case a := <-alerts:
+		want := alertJSON{WebhookLocator: wl, EventLocator: e.Locator, FailureTrigger: "502", Diverted: true}
+		a.FailureMessage, a.FailureTimestamp = "", ""
+		if a != want {
+			t.Errorf("alert %+v, want %+v", a, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no alert")
+	}
+	if got := rc.count(e.Locator); got != 2 {
+		t.Errorf("%d deliveries before the alert, want 2", got)
+	}
+}

@@ -658,6 +658,56 @@ func (h *webhooks) worker(wh *webhook) {
 			wh.suspendedAt = time.Now()
 		}
 		wh.mu.Unlock()
+		if fh.AlertEndpoint.URL != "" {
+			h.alert(ctx, wh, fh.AlertEndpoint, h.s.st.locatorOf(&recs[idx]), trigger, msg, fh)
+		}
+	}
+}
+
+// alertJSON is what the alert endpoint receives when a delivery has failed
+// for good (the vendor does not publish this body; this is the emulator's).
+type alertJSON struct {
+	WebhookLocator   string `json:"webhookLocator"`
+	EventLocator     string `json:"eventLocator"`
+	FailureTrigger   string `json:"failureTrigger"`
+	FailureMessage   string `json:"failureMessage"`
+	FailureTimestamp string `json:"failureTimestamp"`
+	Diverted         bool   `json:"diverted"`
+	Suspended        bool   `json:"suspended"`
+}
+
+// alert posts one alertJSON to ep, once; a failing alert endpoint is logged.
+func (h *webhooks) alert(ctx context.Context, wh *webhook, ep endpointJSON, eventLoc, trigger, msg string, fh failureHandlingJSON) {
+	body, err := json.Marshal(alertJSON{WebhookLocator: wh.loc, EventLocator: eventLoc, FailureTrigger: trigger, FailureMessage: msg,
+		FailureTimestamp: isoMS(time.Now().UnixMilli()), Diverted: fh.Divert, Suspended: fh.Suspend})
+	if err != nil {
+		panic(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		h.s.log.Warn("webhook alert", "webhook", wh.loc, "err", err)
+		return
+	}
+	for k, vs := range ep.Headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if ep.Secret != "" {
+		m := hmac.New(sha256.New, []byte(ep.Secret))
+		m.Write(body)
+		req.Header.Set(h.s.cfg.SignatureHeader, "sha256="+hex.EncodeToString(m.Sum(nil)))
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.s.log.Warn("webhook alert", "webhook", wh.loc, "err", err)
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		h.s.log.Warn("webhook alert", "webhook", wh.loc, "status", resp.Status)
 	}
 }
 
