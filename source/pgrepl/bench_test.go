@@ -2,12 +2,14 @@ package pgrepl
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,4 +199,130 @@ func peakRSS(b testing.TB) int64 {
 	}
 	b.Fatal("VmHWM not found")
 	return 0
+}
+
+// BenchmarkEndToEndPostgres measures `tributary run --source postgres`
+// replicating 200,000 rows (2,000 transactions of 100) from its slot into
+// ClickHouse (process start to the last row in ClickHouse), beside
+// pg_recvlogical decoding the same rows from a slot created at the same point
+// (the ceiling). It reports both rates, their ratio and the process's peak RSS.
+func BenchmarkEndToEndPostgres(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		pg := testenv.Postgres(b)
+		ch := testenv.ClickHouse(b)
+		ctx := testenv.Context(b, 10*time.Minute)
+		recv := recvlogicalPath(b)
+		exec(b, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
+		cfg := DefaultConfig()
+		exec(b, pg.Conn, "CREATE PUBLICATION "+cfg.Publication+" FOR TABLE socotra_events")
+		ceilingSlot := testenv.Name("ceiling_")
+		for _, s := range []string{ceilingSlot, cfg.Slot} {
+			exec(b, pg.Conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s)
+		}
+		for first := 1; first <= benchRows; first += 100 {
+			exec(b, pg.Conn, insertSQL("socotra_events", first, first+99))
+		}
+		var endStr string
+		if err := pg.Conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&endStr); err != nil {
+			b.Fatal(err)
+		}
+		tributaryBinary(b) // built before the clock starts
+
+		b.ResetTimer()
+		t0 := time.Now()
+		cmd := osexec.CommandContext(ctx, recv, "-d", pg.DSN, "--slot", ceilingSlot, "--start", "--no-loop",
+			"-o", "proto_version=2", "-o", "streaming=on", "-o", "publication_names="+cfg.Publication,
+			"-E", endStr, "-f", "/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("pg_recvlogical: %v: %s", err, out)
+		}
+		ceiling := time.Since(t0)
+
+		t1 := time.Now()
+		p := run(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		var n uint64
+		for n < benchRows {
+			if p.exited() {
+				b.Fatalf("tributary exited (%v):\n%s", p.err, p.out.String())
+			}
+			if time.Since(t1) > 5*time.Minute {
+				b.Fatalf("timed out with %d of %d rows", n, benchRows)
+			}
+			time.Sleep(50 * time.Millisecond)
+			_ = ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+ch.Database+".events").Scan(&n)
+		}
+		e2e := time.Since(t1)
+		b.StopTimer()
+		peak := procPeakRSS(p.cmd.Process.Pid)
+		if err := p.signal(b, syscall.SIGTERM); err != nil {
+			b.Errorf("SIGTERM: %v", err)
+		}
+		b.ReportMetric(float64(benchRows)/ceiling.Seconds(), "recvlogical-rows/s")
+		b.ReportMetric(float64(benchRows)/e2e.Seconds(), "e2e-rows/s")
+		b.ReportMetric(ceiling.Seconds()/e2e.Seconds()*100, "%-of-ceiling")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+	}
+}
+
+// procPeakRSS returns VmHWM of process pid in bytes (0 when unreadable).
+func procPeakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkEndToEndLargeTransaction replicates one transaction of two million
+// rows through `tributary run --source postgres` (pipeline defaults) into
+// ClickHouse and reports the rate and the process's peak RSS, which must stay
+// under 300 MiB.
+func BenchmarkEndToEndLargeTransaction(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		pg := testenv.Postgres(b)
+		ch := testenv.ClickHouse(b)
+		exec(b, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
+		cfg := DefaultConfig()
+		exec(b, pg.Conn, "CREATE PUBLICATION "+cfg.Publication+" FOR TABLE socotra_events")
+		exec(b, pg.Conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", cfg.Slot)
+		pad := strings.Repeat("x", 180)
+		exec(b, pg.Conn, fmt.Sprintf(`INSERT INTO socotra_events (locator, tenant, flavor, type, occurred_at, data)
+			SELECT 'ev-' || lpad(i::text, 9, '0'), 't', 'suite', 'policy.issue', now(),
+			       ('{"i": ' || i || ', "pad": "%s"}')::json
+			FROM generate_series(1, %d) AS i`, pad, largeTxRows))
+		tributaryBinary(b)
+
+		b.ResetTimer()
+		t0 := time.Now()
+		p := run(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
+			"--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		var n uint64
+		for n < largeTxRows {
+			if p.exited() {
+				b.Fatalf("tributary exited (%v):\n%s", p.err, p.out.String())
+			}
+			if time.Since(t0) > 20*time.Minute {
+				b.Fatalf("timed out with %d of %d rows", n, largeTxRows)
+			}
+			time.Sleep(200 * time.Millisecond)
+			_ = ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+ch.Database+".events").Scan(&n)
+		}
+		took := time.Since(t0)
+		b.StopTimer()
+		peak := procPeakRSS(p.cmd.Process.Pid)
+		if err := p.signal(b, syscall.SIGTERM); err != nil {
+			b.Errorf("SIGTERM: %v", err)
+		}
+		b.ReportMetric(float64(largeTxRows)/took.Seconds(), "e2e-rows/s")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+		if peak > 300<<20 {
+			b.Errorf("peak RSS %d MiB, want < 300 MiB", peak>>20)
+		}
+	}
 }
