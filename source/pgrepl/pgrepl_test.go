@@ -234,7 +234,7 @@ func waitConfirmed(t testing.TB, f *fixture, slot string, want interface{ String
 }
 
 // TestReplyRequested: with periodic status updates due only every minute and
-// a wal_sender_timeout of 2s, an idle connection survives only by answering
+// a wal_sender_timeout of 3s, an idle connection survives only by answering
 // the server's reply requests at once; a new Ack still reaches the server
 // promptly.
 func TestReplyRequested(t *testing.T) {
@@ -242,7 +242,7 @@ func TestReplyRequested(t *testing.T) {
 	cfg := f.cfg
 	cfg.Snapshot = false
 	cfg.StatusInterval = time.Minute
-	cfg.replParams = map[string]string{"wal_sender_timeout": "2s"}
+	cfg.replParams = map[string]string{"wal_sender_timeout": "3s"}
 	src := f.open(t, cfg, "")
 	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 10))
 	var c collected
@@ -250,7 +250,7 @@ func TestReplyRequested(t *testing.T) {
 	if err := src.Ack(context.Background(), c.last); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(7 * time.Second)
 	waitConfirmed(t, f, cfg.Slot, lsnOf(t, c.last))
 	if n := src.Stats().Reconnects; n != 0 {
 		t.Errorf("reconnects: got %d, want 0 (the server timed the connection out)", n)

@@ -415,7 +415,7 @@ func (s *Source) Close(ctx context.Context) error {
 	if s.streaming {
 		// Give the last Ack a moment to reach the server (it goes out within
 		// ackPoll), so that the slot stands where the checkpoint does.
-		deadline := time.Now().Add(3 * ackPoll)
+		deadline := time.Now().Add(10 * ackPoll)
 		for time.Now().Before(deadline) {
 			st := s.Stats()
 			if st.FlushedLSN >= st.AckedLSN {
