@@ -32,6 +32,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary built for the end-to-end tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // tributaryBinary builds the binary once per run (without -race: it is killed
 // and restarted many times).
 func tributaryBinary(t testing.TB) string {
