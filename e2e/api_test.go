@@ -56,33 +56,27 @@ func TestAPIKillRestartExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
 	for kills < 10 {
-		p := start(t, args...)
+		p := testenv.Start(t, args...)
 		time.Sleep(time.Duration(300+rng.IntN(1700)) * time.Millisecond)
-		if err, done := p.exited(); done {
-			t.Fatalf("tributary exited on its own (%v):\n%s", err, p.out.String())
+		if err := p.Alive(); err != nil {
+			t.Fatal(err)
 		}
-		p.kill(t)
+		p.Kill(t)
 		kills++
-		n, _ := countEvents(context.Background(), ch.Conn, ch.Database)
+		n, _ := testenv.CountEvents(context.Background(), ch.Conn, ch.Database)
 		t.Logf("kill %d: %d events in ClickHouse", kills, n)
 	}
-	p := start(t, args...)
-	alive := func() error {
-		if err, done := p.exited(); done {
-			return fmt.Errorf("tributary exited (%v):\n%s", err, p.out.String())
-		}
-		return nil
-	}
-	waitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 4*time.Minute, alive)
-	code, took := p.stop(t)
+	p := testenv.Start(t, args...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 4*time.Minute, p.Alive)
+	code, took := p.Stop(t)
 	if code != 0 || took > 10*time.Second {
-		t.Errorf("SIGTERM: exit code %d after %s, want 0 within 10s; output:\n%s", code, took, p.out.String())
+		t.Errorf("SIGTERM: exit code %d after %s, want 0 within 10s; output:\n%s", code, took, p.Output())
 	}
 
 	wantDB := testenv.Name("want_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
 	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorSuite))
-	assertSameTables(t, ch.Conn, ch.Database, wantDB)
+	testenv.AssertSameTables(t, ch.Conn, ch.Database, wantDB, tableNames())
 
 	// Nothing beyond the emulator's events, and a checksum over locators.
 	var extra, sumGot, sumWant uint64
@@ -118,14 +112,8 @@ func TestAPILiveTail(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--web.listen-address", web)...)
-	alive := func() error {
-		if err, done := p.exited(); done {
-			return fmt.Errorf("tributary exited (%v):\n%s", err, p.out.String())
-		}
-		return nil
-	}
-	waitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, alive)
+	p := testenv.Start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--web.listen-address", web)...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, p.Alive)
 	checkWeb(t, "http://"+web, uint64(emu.Len()))
 	for round := range 5 {
 		added := emu.Append(50)
@@ -146,10 +134,10 @@ func TestAPILiveTail(t *testing.T) {
 		}
 		t.Logf("round %d: 50 new events arrived in %s", round, time.Since(begin).Round(time.Millisecond))
 	}
-	if code, took := p.stop(t); code != 0 {
-		t.Errorf("SIGTERM: exit code %d after %s; output:\n%s", code, took, p.out.String())
+	if code, took := p.Stop(t); code != 0 {
+		t.Errorf("SIGTERM: exit code %d after %s; output:\n%s", code, took, p.Output())
 	}
-	if n, err := countEvents(context.Background(), ch.Conn, ch.Database); err != nil || n != uint64(emu.Len()) {
+	if n, err := testenv.CountEvents(context.Background(), ch.Conn, ch.Database); err != nil || n != uint64(emu.Len()) {
 		t.Errorf("after the live rounds: %d events (%v), want %d", n, err, emu.Len())
 	}
 }

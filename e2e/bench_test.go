@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,13 +44,13 @@ func startEmulator(b *testing.B, n int) string {
 	b.Helper()
 	port := freePort(b)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := start(b, "emulate", "--emulator.flavor", "suite", "--emulator.tenant", benchTenant,
+	p := testenv.Start(b, "emulate", "--emulator.flavor", "suite", "--emulator.tenant", benchTenant,
 		"--emulator.events", strconv.Itoa(n), "--emulator.policies", strconv.Itoa(max(n/40, 200)),
 		"--emulator.seed", "3", "--web.listen-address", addr)
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
-		if err, done := p.exited(); done {
-			b.Fatalf("emulator exited (%v):\n%s", err, p.out.String())
+		if err := p.Alive(); err != nil {
+			b.Fatal(err)
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
@@ -127,13 +128,13 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 
 		// End to end: the binary, until --api.end is reached.
 		runDB := testenv.Name("brun_")
-		cmd := exec.Command(binary(b), "run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
+		cmd := exec.Command(testenv.Binary(b), "run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
 			"--api.start", "2000-01-01T00:00:00Z", "--api.end", time.Now().UTC().Format(time.RFC3339),
 			"--clickhouse.addr", ch.Addr, "--clickhouse.database", runDB, "--pipeline.name", "bench",
 			"--web.listen-address", "", "--log.level", "warn")
 		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning experiments.
 		cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)
-		out := &syncBuffer{}
+		out := &bytes.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		begin = time.Now()
 		if err := cmd.Run(); err != nil {

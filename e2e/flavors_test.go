@@ -20,15 +20,9 @@ import (
 func runToEnd(t *testing.T, args ...string) {
 	t.Helper()
 	args = append(args, "--api.end", time.Now().UTC().Format(time.RFC3339))
-	p := start(t, args...)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Fatalf("tributary run: %v\n%s", err, p.out.String())
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("tributary run did not finish within 2 minutes:\n%s", p.out.String())
+	p := testenv.Start(t, args...)
+	if code := p.Wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("tributary run exited %d:\n%s", code, p.Output())
 	}
 }
 
@@ -53,7 +47,7 @@ func TestClassicAttributedExact(t *testing.T) {
 	wantDB := testenv.Name("want_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
 	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorClassic))
-	assertSameTables(t, ch.Conn, ch.Database, wantDB)
+	testenv.AssertSameTables(t, ch.Conn, ch.Database, wantDB, tableNames())
 	var noUser uint64
 	if err := ch.Conn.QueryRow(context.Background(), "SELECT countIf(username = '') FROM "+ch.Database+".events FINAL").Scan(&noUser); err != nil {
 		t.Fatal(err)

@@ -90,8 +90,17 @@ func TestSmokePostgres(t *testing.T) {
 		}
 	}
 	rc.Close(ctx)
-	if _, err := pg.Conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-		t.Fatalf("drop slot: %v", err)
+	// The server's walsender may outlive the closed connection for a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := pg.Conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drop slot: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	var left int
 	if err := pg.Conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&left); err != nil || left != 0 {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -226,7 +225,7 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		if err := pg.Conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&endStr); err != nil {
 			b.Fatal(err)
 		}
-		tributaryBinary(b) // built before the clock starts
+		testenv.Binary(b) // built before the clock starts
 
 		b.ResetTimer()
 		t0 := time.Now()
@@ -239,11 +238,11 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		ceiling := time.Since(t0)
 
 		t1 := time.Now()
-		p := run(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
 		var n uint64
 		for n < benchRows {
-			if p.exited() {
-				b.Fatalf("tributary exited (%v):\n%s", p.err, p.out.String())
+			if err := p.Alive(); err != nil {
+				b.Fatal(err)
 			}
 			if time.Since(t1) > 5*time.Minute {
 				b.Fatalf("timed out with %d of %d rows", n, benchRows)
@@ -253,9 +252,9 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		}
 		e2e := time.Since(t1)
 		b.StopTimer()
-		peak := procPeakRSS(p.cmd.Process.Pid)
-		if err := p.signal(b, syscall.SIGTERM); err != nil {
-			b.Errorf("SIGTERM: %v", err)
+		peak := procPeakRSS(p.Pid())
+		if code, _ := p.Stop(b); code != 0 {
+			b.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
 		}
 		b.ReportMetric(float64(benchRows)/ceiling.Seconds(), "recvlogical-rows/s")
 		b.ReportMetric(float64(benchRows)/e2e.Seconds(), "e2e-rows/s")
@@ -296,16 +295,16 @@ func BenchmarkEndToEndLargeTransaction(b *testing.B) {
 			SELECT 'ev-' || lpad(i::text, 9, '0'), 't', 'suite', 'policy.issue', now(),
 			       ('{"i": ' || i || ', "pad": "%s"}')::json
 			FROM generate_series(1, %d) AS i`, pad, largeTxRows))
-		tributaryBinary(b)
+		testenv.Binary(b)
 
 		b.ResetTimer()
 		t0 := time.Now()
-		p := run(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
+		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
 			"--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
 		var n uint64
 		for n < largeTxRows {
-			if p.exited() {
-				b.Fatalf("tributary exited (%v):\n%s", p.err, p.out.String())
+			if err := p.Alive(); err != nil {
+				b.Fatal(err)
 			}
 			if time.Since(t0) > 20*time.Minute {
 				b.Fatalf("timed out with %d of %d rows", n, largeTxRows)
@@ -315,9 +314,9 @@ func BenchmarkEndToEndLargeTransaction(b *testing.B) {
 		}
 		took := time.Since(t0)
 		b.StopTimer()
-		peak := procPeakRSS(p.cmd.Process.Pid)
-		if err := p.signal(b, syscall.SIGTERM); err != nil {
-			b.Errorf("SIGTERM: %v", err)
+		peak := procPeakRSS(p.Pid())
+		if code, _ := p.Stop(b); code != 0 {
+			b.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
 		}
 		b.ReportMetric(float64(largeTxRows)/took.Seconds(), "e2e-rows/s")
 		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")

@@ -4,21 +4,14 @@ package pgrepl
 // binary, the pipeline, ClickHouse and the checkpoint store.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
-	"os"
-	osexec "os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tributary-cdc/tributary/emulator"
@@ -26,155 +19,12 @@ import (
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// TestMain removes the binary built for the end-to-end tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-// tributaryBinary builds the binary once per run (without -race: it is killed
-// and restarted many times).
-func tributaryBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pgrepl-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "tributary")
-		cmd := osexec.Command("go", "build", "-o", binPath, "../..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 {
-		l.b.Reset()
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// process is one running tributary.
-type process struct {
-	cmd  *osexec.Cmd
-	out  *lockedBuffer
-	done chan error
-	err  error
-	over bool
-}
-
-func run(t testing.TB, args ...string) *process {
-	t.Helper()
-	cmd := osexec.Command(tributaryBinary(t), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TRIBUTARY_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	p := &process{cmd: cmd, out: &lockedBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start tributary: %v", err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if !p.over {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-// exited reports whether the process ended on its own.
-func (p *process) exited() bool {
-	if p.over {
-		return true
-	}
-	select {
-	case p.err = <-p.done:
-		p.over = true
-	default:
-	}
-	return p.over
-}
-
-func (p *process) signal(t testing.TB, sig syscall.Signal) error {
-	t.Helper()
-	if p.exited() {
-		t.Fatalf("tributary ended before %v (%v):\n%s", sig, p.err, p.out.String())
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case p.err = <-p.done:
-		p.over = true
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tributary still running 20s after %v:\n%s", sig, p.out.String())
-	}
-	return p.err
-}
-
 func pgArgs(dsn, chAddr, db string, extra ...string) []string {
 	return append([]string{"run", "--source", "postgres", "--pg.dsn", dsn,
 		"--pg.status-interval", "1s", "--pg.reconnect-max", "1s",
 		"--clickhouse.addr", chAddr, "--clickhouse.database", db,
 		"--pipeline.name", "pg", "--pipeline.batch-events", "5000", "--pipeline.batch-age", "200ms",
 		"--web.listen-address", "", "--log.level", "info"}, extra...)
-}
-
-// chCount returns count() of db.events FINAL.
-func chCount(conn driver.Conn, db string) uint64 {
-	var n uint64
-	_ = conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".events FINAL").Scan(&n)
-	return n
-}
-
-// waitCount waits until db.events holds want events.
-func waitCount(t testing.TB, conn driver.Conn, db string, want uint64, timeout time.Duration, p *process) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var n uint64
-	for time.Now().Before(deadline) {
-		if n = chCount(conn, db); n >= want {
-			return
-		}
-		if p != nil && p.exited() {
-			t.Fatalf("tributary exited (%v) with %d of %d events:\n%s", p.err, n, want, p.out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s with %d of %d events in %s", timeout, n, want, db)
 }
 
 // TestPipelineKillRestartExact replicates 200,000 rows written while
@@ -209,18 +59,19 @@ func TestPipelineKillRestartExact(t *testing.T) {
 	args := pgArgs(pg.DSN, ch.Addr, ch.Database)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for kill := 1; kill <= 10; kill++ {
-		p := run(t, args...)
+		p := testenv.Start(t, args...)
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
-		_ = p.signal(t, syscall.SIGKILL)
-		t.Logf("kill %d: %d events in ClickHouse", kill, chCount(ch.Conn, ch.Database))
+		p.Kill(t)
+		n, _ := testenv.CountEvents(ctx, ch.Conn, ch.Database)
+		t.Logf("kill %d: %d events in ClickHouse", kill, n)
 	}
 	wg.Wait()
-	p := run(t, args...)
-	waitCount(t, ch.Conn, ch.Database, total, 3*time.Minute, p)
-	waitOutput(t, p, "replication started", 30*time.Second)
+	p := testenv.Start(t, args...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, total, 3*time.Minute, p.Alive)
+	p.WaitOutput(t, "replication started", 30*time.Second)
 	time.Sleep(500 * time.Millisecond)
-	if err := p.signal(t, syscall.SIGTERM); err != nil {
-		t.Errorf("SIGTERM: %v\n%s", err, p.out.String())
+	if code, took := p.Stop(t); code != 0 || took > 10*time.Second {
+		t.Errorf("SIGTERM: exit code %d after %s, want 0 within 10s:\n%s", code, took, p.Output())
 	}
 
 	var n, uniq, idSum, dataLen uint64
@@ -250,18 +101,6 @@ func TestPipelineKillRestartExact(t *testing.T) {
 	}
 }
 
-// waitOutput waits until the process has logged want.
-func waitOutput(t testing.TB, p *process, want string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.out.String(), want) {
-		if time.Now().After(deadline) || p.exited() {
-			t.Fatalf("no %q in the output:\n%s", want, p.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestSameRowsAsAPISource: the emulator writes its history into PostgreSQL and
 // serves it over HTTP; one pipeline per source replicates it (and events
 // appended live) into two ClickHouse databases, which end with identical rows
@@ -280,67 +119,24 @@ func TestSameRowsAsAPISource(t *testing.T) {
 
 	pgDB := testenv.Name("pg_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgDB) })
-	api := run(t, "run", "--source", "api", "--api.flavor", "suite", "--api.url", srv.URL, "--api.tenant", emu.Tenant(),
+	api := testenv.Start(t, "run", "--source", "api", "--api.flavor", "suite", "--api.url", srv.URL, "--api.tenant", emu.Tenant(),
 		"--api.start", "2000-01-01T00:00:00Z", "--api.page-size", "1000", "--api.poll-interval", "200ms",
 		"--clickhouse.addr", ch.Addr, "--clickhouse.database", ch.Database,
 		"--pipeline.name", "api", "--pipeline.batch-age", "200ms", "--web.listen-address", "", "--log.level", "info")
-	pgp := run(t, pgArgs(pg.DSN, ch.Addr, pgDB)...)
-	waitCount(t, ch.Conn, pgDB, preload, 2*time.Minute, pgp)
+	pgp := testenv.Start(t, pgArgs(pg.DSN, ch.Addr, pgDB)...)
+	testenv.WaitEvents(t, ch.Conn, pgDB, preload, 2*time.Minute, pgp.Alive)
 	emu.Append(live)
 	want := uint64(len(emu.Events()))
-	waitCount(t, ch.Conn, ch.Database, want, 2*time.Minute, api)
-	waitCount(t, ch.Conn, pgDB, want, 2*time.Minute, pgp)
-	for _, p := range []*process{api, pgp} {
-		if err := p.signal(t, syscall.SIGTERM); err != nil {
-			t.Errorf("SIGTERM: %v\n%s", err, p.out.String())
+	testenv.WaitEvents(t, ch.Conn, ch.Database, want, 2*time.Minute, api.Alive)
+	testenv.WaitEvents(t, ch.Conn, pgDB, want, 2*time.Minute, pgp.Alive)
+	for _, p := range []*testenv.Process{api, pgp} {
+		if code, _ := p.Stop(t); code != 0 {
+			t.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
 		}
 	}
+	var tables []string
 	for _, tbl := range mapping.DefaultSchema().Tables {
-		cols := dataCols(t, ch.Conn, ch.Database, tbl.Name)
-		a, b := tableSum(t, ch.Conn, ch.Database, tbl.Name, cols), tableSum(t, ch.Conn, pgDB, tbl.Name, cols)
-		if a != b {
-			t.Errorf("table %s: API source %v, PostgreSQL source %v (rows, checksum)", tbl.Name, a, b)
-			for _, c := range cols {
-				if x, y := tableSum(t, ch.Conn, ch.Database, tbl.Name, []string{c}), tableSum(t, ch.Conn, pgDB, tbl.Name, []string{c}); x != y {
-					t.Errorf("table %s: column %s differs", tbl.Name, c)
-				}
-			}
-		} else if a[0] == 0 && tbl.Name == "events" {
-			t.Errorf("table %s is empty", tbl.Name)
-		} else {
-			t.Logf("table %s: %d rows, identical", tbl.Name, a[0])
-		}
+		tables = append(tables, tbl.Name)
 	}
-}
-
-// dataCols lists the data columns of db.table (not the _bookkeeping ones).
-func dataCols(t testing.TB, conn driver.Conn, db, table string) []string {
-	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT name FROM system.columns WHERE database = ? AND table = ? ORDER BY name", db, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var cols []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(n, "_") {
-			cols = append(cols, n)
-		}
-	}
-	return cols
-}
-
-// tableSum is the deduplicated row count and a checksum of cols.
-func tableSum(t testing.TB, conn driver.Conn, db, table string, cols []string) [2]uint64 {
-	t.Helper()
-	var s [2]uint64
-	q := fmt.Sprintf("SELECT count(), sum(cityHash64(%s)) FROM %s.%s FINAL", strings.Join(cols, ", "), db, table)
-	if err := conn.QueryRow(context.Background(), q).Scan(&s[0], &s[1]); err != nil {
-		t.Fatalf("checksum of %s.%s: %v", db, table, err)
-	}
-	return s
+	testenv.AssertSameTables(t, ch.Conn, pgDB, ch.Database, tables)
 }
