@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,7 +35,8 @@ type Config struct {
 	Name            string        // pipeline name: the checkpoint key and the rows' _source
 	BatchEvents     int           // flush when this many events are pending
 	BatchAge        time.Duration // flush when the oldest pending event is this old
-	InFlight        int           // mapped batches queued for the writer at most
+	InFlight        int           // mapped batches queued for the writers at most
+	Writers         int           // batches written to the sink concurrently
 	ShutdownTimeout time.Duration // how long the drain on shutdown may take
 	RetryMax        time.Duration // the longest pause between retries of a failed write or save
 }
@@ -46,6 +48,7 @@ func DefaultConfig() Config {
 		BatchEvents:     10000,
 		BatchAge:        time.Second,
 		InFlight:        2,
+		Writers:         2,
 		ShutdownTimeout: 8 * time.Second,
 		RetryMax:        30 * time.Second,
 	}
@@ -57,6 +60,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.BatchEvents, "pipeline.batch-events", c.BatchEvents, "write a batch when this many events are pending")
 	fs.DurationVar(&c.BatchAge, "pipeline.batch-age", c.BatchAge, "write a batch when its oldest event has waited this long")
 	fs.IntVar(&c.InFlight, "pipeline.in-flight", c.InFlight, "mapped batches queued for writing at most (bounds memory)")
+	fs.IntVar(&c.Writers, "pipeline.writers", c.Writers, "batches written to ClickHouse concurrently; positions are still saved in order")
 	fs.DurationVar(&c.ShutdownTimeout, "pipeline.shutdown-timeout", c.ShutdownTimeout, "how long draining on SIGTERM may take before the process gives up")
 	fs.DurationVar(&c.RetryMax, "pipeline.retry-max", c.RetryMax, "the longest pause between retries of a failed write or checkpoint save")
 }
@@ -75,6 +79,9 @@ func (c Config) Validate() error {
 	}
 	if c.InFlight < 1 || c.InFlight > 64 {
 		errs = append(errs, fmt.Errorf("--pipeline.in-flight must be between 1 and 64, got %d", c.InFlight))
+	}
+	if c.Writers < 1 || c.Writers > 16 {
+		errs = append(errs, fmt.Errorf("--pipeline.writers must be between 1 and 16, got %d", c.Writers))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--pipeline.shutdown-timeout must be positive, got %s", c.ShutdownTimeout))
@@ -135,6 +142,7 @@ type pending struct {
 
 // mapped is a batch ready for the writer.
 type mapped struct {
+	seq       uint64 // batch number, from 0: positions are saved in this order
 	events    int
 	rows      *mapping.Rows
 	position  source.Position
@@ -284,6 +292,7 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<- mapped) error {
 	defer close(out)
 	var cur pending
+	var seq uint64
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
@@ -294,6 +303,8 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 		if err != nil {
 			return err
 		}
+		m.seq = seq
+		seq++
 		cur = pending{position: cur.position}
 		timer.Stop()
 		select {
@@ -363,41 +374,111 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (mapped, error) {
 	return m, nil
 }
 
-// write writes each mapped batch, then saves and acknowledges its position.
-// A failed write or save is retried with backoff until it succeeds, a
+// write writes the mapped batches with Writers concurrent writers, so that
+// building one batch's blocks overlaps with ClickHouse storing the previous
+// one. Positions are saved strictly in batch order: a position is saved (and
+// then acknowledged) only when its batch and every batch before it are
+// written. A failed write or save is retried with backoff until it succeeds, a
 // permanent error occurs, or ctx is done.
 func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Checkpoint) error {
-	for m := range in {
-		start := p.now()
-		if m.rows.Len() > 0 {
-			if err := p.retry(ctx, "sink", func() error { return p.snk.Write(ctx, m.rows) }); err != nil {
-				return fmt.Errorf("write %d events: %w", m.events, err)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	type written struct {
+		m    mapped
+		took time.Duration
+		err  error
+	}
+	results := make(chan written, p.cfg.Writers)
+	var wg sync.WaitGroup
+	for range p.cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var m mapped
+				var ok bool
+				select {
+				case m, ok = <-in:
+				case <-wctx.Done():
+					return
+				}
+				if !ok {
+					return
+				}
+				start := p.now()
+				var err error
+				if m.rows.Len() > 0 {
+					err = p.retry(wctx, "sink", func() error { return p.snk.Write(wctx, m.rows) })
+					if err != nil {
+						err = fmt.Errorf("write %d events: %w", m.events, err)
+					}
+				}
+				results <- written{m: m, took: p.now().Sub(start), err: err}
 			}
-		}
-		p.status.setSinkErr(nil)
-		if p.obs != nil && m.events > 0 {
-			p.obs.BatchWritten(m.events, m.rows, p.now().Sub(start), m.lastEvent)
-		}
-		if m.position == cp.Position && m.events == 0 {
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	var firstErr error
+	done := map[uint64]written{} // written batches waiting for an earlier one
+	next := uint64(0)            // the sequence number of the next batch to commit
+	for r := range results {
+		if r.err != nil || firstErr != nil {
+			if firstErr == nil {
+				firstErr = r.err
+				stop() // the other writers end; nothing after this batch is saved
+			}
 			continue
 		}
-		cp.Position = m.position
-		cp.Events += uint64(m.events)
-		cp.SavedAt = p.now().UTC()
-		if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, cp) }); err != nil {
-			return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
-		}
-		p.status.setCheckpoint(cp, p.now())
-		if p.obs != nil {
-			p.obs.CheckpointSaved(cp)
-		}
-		if err := p.src.Ack(ctx, cp.Position); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		done[r.m.seq] = r
+		advanced := false
+		for {
+			w, ok := done[next]
+			if !ok {
+				break
 			}
-			return fmt.Errorf("acknowledge position to source: %w", err)
+			delete(done, next)
+			next++
+			if p.obs != nil && w.m.events > 0 {
+				p.obs.BatchWritten(w.m.events, w.m.rows, w.took, w.m.lastEvent)
+			}
+			if w.m.position != cp.Position || w.m.events > 0 {
+				cp.Position = w.m.position
+				cp.Events += uint64(w.m.events)
+				advanced = true
+			}
+			p.log.Debug("batch written", "events", w.m.events, "rows", w.m.rows.Len(), "duration", w.took)
 		}
-		p.log.Debug("batch written", "events", m.events, "rows", m.rows.Len(), "total", cp.Events, "duration", p.now().Sub(start))
+		p.status.setSinkErr(nil)
+		if !advanced {
+			continue
+		}
+		if err := p.commit(wctx, &cp); err != nil {
+			firstErr = err
+			stop()
+		}
+	}
+	if firstErr != nil && ctx.Err() != nil && !IsPermanent(firstErr) {
+		return nil // shut down while retrying: the next start replays from the saved checkpoint
+	}
+	return firstErr
+}
+
+// commit saves cp and acknowledges its position to the source.
+func (p *Pipeline) commit(ctx context.Context, cp *checkpoint.Checkpoint) error {
+	cp.SavedAt = p.now().UTC()
+	if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, *cp) }); err != nil {
+		return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
+	}
+	p.status.setCheckpoint(*cp, p.now())
+	if p.obs != nil {
+		p.obs.CheckpointSaved(*cp)
+	}
+	if err := p.src.Ack(ctx, cp.Position); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("acknowledge position to source: %w", err)
 	}
 	return nil
 }

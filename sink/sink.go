@@ -14,8 +14,8 @@ type Sink interface {
 	// It is idempotent.
 	Ensure(ctx context.Context, schema mapping.Schema) error
 	// Write makes rows durable before it returns. On error nothing can be
-	// assumed about which rows landed; writing them again is safe. Write may be
-	// called from one goroutine at a time.
+	// assumed about which rows landed; writing them again is safe. Write is
+	// safe for concurrent use: the pipeline writes several batches at once.
 	Write(ctx context.Context, rows *mapping.Rows) error
 	// Close releases the connection.
 	Close() error

@@ -22,7 +22,8 @@ import (
 var _ sink.Sink = (*Sink)(nil)
 
 // Sink writes mapped rows to ClickHouse. Ensure must run before Write; Write
-// is called from one goroutine at a time, Stats from any.
+// and Stats are safe for concurrent use (each INSERT takes its own connection
+// from the driver's pool).
 type Sink struct {
 	cfg     Config
 	conn    driver.Conn
