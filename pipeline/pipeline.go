@@ -45,9 +45,9 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Name:            "default",
-		BatchEvents:     10000,
+		BatchEvents:     5000,
 		BatchAge:        time.Second,
-		InFlight:        2,
+		InFlight:        1,
 		Writers:         2,
 		ShutdownTimeout: 8 * time.Second,
 		RetryMax:        30 * time.Second,
