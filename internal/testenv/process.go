@@ -179,3 +179,39 @@ func (p *Process) WaitOutput(t testing.TB, want string, timeout time.Duration) {
 
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// PeakRSS returns the peak resident set size (VmHWM) of process pid in bytes,
+// or 0 when it cannot be read (the process is gone). Unlike the rusage of a
+// child, it does not count memory of the parent shared before exec.
+func PeakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// WatchPeakRSS samples PeakRSS of the process every interval until it ends,
+// and returns the last value read (VmHWM only grows).
+func (p *Process) WatchPeakRSS(interval time.Duration) int64 {
+	var peak int64
+	for {
+		if v := PeakRSS(p.Pid()); v > peak {
+			peak = v
+		}
+		select {
+		case <-p.done:
+			return peak
+		case <-time.After(interval):
+		}
+	}
+}
