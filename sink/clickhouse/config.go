@@ -42,6 +42,10 @@ type Config struct {
 	// Dialect forces the DDL dialect ("modern" or "legacy"); "auto" (or
 	// empty) detects it from the server's version.
 	Dialect string
+	// Compression is the native protocol's block compression: "lz4" (the
+	// default, for networks) or "none" (for a server on the same host, where
+	// compressing costs both sides CPU and saves nothing).
+	Compression string
 	// DialTimeout bounds connecting; WriteTimeout bounds one insert attempt.
 	DialTimeout, WriteTimeout time.Duration
 	// MaxRetries is how many times a transiently failed insert is retried
@@ -69,6 +73,7 @@ func DefaultConfig() Config {
 		User:            "default",
 		CreateSchema:    true,
 		Dialect:         "auto",
+		Compression:     "lz4",
 		DialTimeout:     10 * time.Second,
 		WriteTimeout:    2 * time.Minute,
 		MaxRetries:      5,
@@ -96,6 +101,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.TLSInsecureSkipVerify, "clickhouse.tls-insecure-skip-verify", c.TLSInsecureSkipVerify, "do not verify the server's certificate (tests only)")
 	fs.BoolVar(&c.CreateSchema, "clickhouse.create-schema", c.CreateSchema, "create the database, tables and views and add missing columns; false: only check them")
 	fs.StringVar(&c.Dialect, "clickhouse.dialect", c.Dialect, "DDL dialect: auto (from the server version), modern or legacy")
+	fs.StringVar(&c.Compression, "clickhouse.compression", c.Compression, "block compression of the native protocol: lz4, or none for a server on the same host")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", c.DialTimeout, "timeout of connecting to ClickHouse")
 	fs.DurationVar(&c.WriteTimeout, "clickhouse.write-timeout", c.WriteTimeout, "timeout of one insert attempt")
 	fs.IntVar(&c.MaxRetries, "clickhouse.max-retries", c.MaxRetries, "retries of an insert that failed transiently (network, timeout, overload)")
@@ -142,6 +148,11 @@ func (c Config) Validate() error {
 	if (c.TLSServerName != "" || c.TLSInsecureSkipVerify) && !c.TLS {
 		errs = append(errs, errors.New("--clickhouse.tls-server-name and --clickhouse.tls-insecure-skip-verify need --clickhouse.tls"))
 	}
+	switch c.Compression {
+	case "lz4", "none", "":
+	default:
+		errs = append(errs, fmt.Errorf("--clickhouse.compression: %q is not lz4 or none", c.Compression))
+	}
 	switch c.Dialect {
 	case "", "auto", string(Modern), string(Legacy):
 	default:
@@ -177,6 +188,14 @@ func (c Config) password() (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
+// compression returns the driver's compression setting for c.Compression.
+func (c Config) compression() *clickhouse.Compression {
+	if c.Compression == "none" {
+		return &clickhouse.Compression{Method: clickhouse.CompressionNone}
+	}
+	return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+}
+
 // options builds the driver's options; the database is not selected, so
 // that the connection works before the database exists.
 func (c Config) options() (*clickhouse.Options, error) {
@@ -190,7 +209,7 @@ func (c Config) options() (*clickhouse.Options, error) {
 		Auth:        clickhouse.Auth{Username: c.User, Password: pw},
 		DialTimeout: c.DialTimeout,
 		ReadTimeout: c.WriteTimeout,
-		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression: c.compression(),
 		ClientInfo: clickhouse.ClientInfo{Products: []struct {
 			Name    string
 			Version string
