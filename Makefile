@@ -23,6 +23,7 @@ vet:
 
 # check is what `make test` runs inside the private servers' environment.
 check: fmt vet
+	$(GO) test -race -count=1 -v -run '^TestSmoke' ./internal/testenv
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 # test starts a private ClickHouse and PostgreSQL (installing ClickHouse when
