@@ -72,7 +72,11 @@ echo "== Events by type (top 12)"
 ch_query "SELECT type, count() AS events FROM events FINAL GROUP BY type ORDER BY events DESC, type LIMIT 12"
 echo
 echo "== Policies by current status"
-ch_query "SELECT status, count() AS policies FROM policy_current_status ARRAY JOIN statuses AS status GROUP BY status ORDER BY policies DESC"
+if [ "$flavor" = classic ]; then
+	echo "(the classic event stream has no policy status events; see docs/schema.md)"
+else
+	ch_query "SELECT status, count() AS policies FROM policy_current_status ARRAY JOIN statuses AS status GROUP BY status ORDER BY policies DESC"
+fi
 echo
 echo "== Invoices per month (last 12 months of the history)"
 ch_query "SELECT month, invoices FROM (SELECT toStartOfMonth(timestamp) AS month, uniqExact(invoice_locator) AS invoices FROM events FINAL WHERE type IN ('billing.invoice.generate', 'invoice.issue') GROUP BY month ORDER BY month DESC LIMIT 12) ORDER BY month"
