@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +14,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tributary-cdc/tributary/emulator"
-	"github.com/tributary-cdc/tributary/internal/cli"
 )
 
 func init() {
@@ -39,36 +36,23 @@ func emulateFlags() (*pflag.FlagSet, *emulator.Config) {
 func runEmulate(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return emulate(ctx, stop, args, stderr)
+	return emulate(ctx, stop, args, stdout, stderr)
 }
+
+const emulateUsage = `Usage: tributary emulate [FLAGS]
+
+Serves an emulated Socotra event stream (suite or classic) until SIGINT or
+SIGTERM; see docs/emulator.md.`
 
 // emulate serves the emulator until ctx ends; stop restores default signal
 // handling once shutdown begins, so that a second signal ends the process.
-func emulate(ctx context.Context, stop func(), args []string, stderr io.Writer) int {
+func emulate(ctx context.Context, stop func(), args []string, stdout, stderr io.Writer) int {
 	fs, cfg := emulateFlags()
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: tributary emulate [FLAGS]\n\nServes an emulated Socotra event stream; see docs/emulator.md.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "tributary emulate: %v\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tributary emulate: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	if err := cli.ApplyEnv(fs, nil); err != nil {
-		fmt.Fprintf(stderr, "tributary emulate: %v\n", err)
-		return 2
+	if code, done := parseFlags("emulate", emulateUsage, fs, args, stdout, stderr); done {
+		return code
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "tributary emulate: invalid configuration:\n%v\n", err)
-		return 2
+		return invalidConfig("emulate", err, stderr)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	srv, err := emulator.NewWithLogger(*cfg, log)

@@ -18,7 +18,7 @@ func TestEmulateCommand(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- emulate(ctx, func() {}, []string{"--web.listen-address", "127.0.0.1:0", "--emulator.events", "300", "--emulator.seed", "5", "--emulator.token", "tk"}, pw)
+		done <- emulate(ctx, func() {}, []string{"--web.listen-address", "127.0.0.1:0", "--emulator.events", "300", "--emulator.seed", "5", "--emulator.token", "tk"}, io.Discard, pw)
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)
@@ -87,7 +87,7 @@ func TestEmulateInvalidConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var errOut strings.Builder
-		code := emulate(context.Background(), func() {}, tt.args, &errOut)
+		code := emulate(context.Background(), func() {}, tt.args, io.Discard, &errOut)
 		if code != 2 {
 			t.Errorf("%q: exit code %d, want 2", tt.args, code)
 		}

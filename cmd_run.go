@@ -18,8 +18,6 @@ import (
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/checkpoint/chstore"
 	"github.com/tributary-cdc/tributary/checkpoint/filestore"
-	"github.com/tributary-cdc/tributary/internal/cli"
-	"github.com/tributary-cdc/tributary/internal/flagdoc"
 	"github.com/tributary-cdc/tributary/internal/logging"
 	"github.com/tributary-cdc/tributary/internal/web"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -104,26 +102,11 @@ second signal exits at once. Every flag has a TRIBUTARY_* environment twin
 
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := runFlags()
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stdout, runUsage)
-			fmt.Fprintln(stdout)
-			flagdoc.GroupedUsage(stdout, flagdoc.ByComponent(fs))
-			return 0
-		}
-		fmt.Fprintf(stderr, "tributary run: %v\nRun 'tributary run --help' for the flags.\n", err)
-		return 2
+	if code, done := parseFlags("run", runUsage, fs, args, stdout, stderr); done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tributary run: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	envErr := cli.ApplyEnv(fs, nil)
-	if err := errors.Join(envErr, cfg.validate()); err != nil {
-		fmt.Fprintf(stderr, "tributary run: invalid configuration:\n%s\n", indentLines(err.Error()))
-		return 2
+	if err := cfg.validate(); err != nil {
+		return invalidConfig("run", err, stderr)
 	}
 	logger, err := logging.New(cfg.log, stderr)
 	if err != nil {

@@ -44,29 +44,19 @@ type classicEvent struct {
 // The token is required: the API always returns one.
 func decodePage(flavor, tenant string, body []byte) ([]source.Event, string, error) {
 	if flavor == source.FlavorClassic {
-		var p struct {
-			Events      []classicEvent `json:"events"`
-			PagingToken *string        `json:"pagingToken"`
-		}
-		if err := json.Unmarshal(body, &p); err != nil {
-			return nil, "", err
-		}
-		if p.PagingToken == nil || *p.PagingToken == "" {
-			return nil, "", errors.New("no pagingToken")
-		}
-		evs := make([]source.Event, len(p.Events))
-		for i := range p.Events {
-			ev, err := p.Events[i].event(tenant)
-			if err != nil {
-				return nil, "", fmt.Errorf("event %d of the page: %w", i, err)
-			}
-			evs[i] = ev
-		}
-		return evs, *p.PagingToken, nil
+		return decodeEvents[classicEvent](tenant, body)
 	}
+	return decodeEvents[suiteEvent](tenant, body)
+}
+
+// decodeEvents parses a page whose events have the wire form E.
+func decodeEvents[E any, P interface {
+	*E
+	event(tenant string) (source.Event, error)
+}](tenant string, body []byte) ([]source.Event, string, error) {
 	var p struct {
-		Events      []suiteEvent `json:"events"`
-		PagingToken *string      `json:"pagingToken"`
+		Events      []E     `json:"events"`
+		PagingToken *string `json:"pagingToken"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, "", err
@@ -76,7 +66,7 @@ func decodePage(flavor, tenant string, body []byte) ([]source.Event, string, err
 	}
 	evs := make([]source.Event, len(p.Events))
 	for i := range p.Events {
-		ev, err := p.Events[i].event(tenant)
+		ev, err := P(&p.Events[i]).event(tenant)
 		if err != nil {
 			return nil, "", fmt.Errorf("event %d of the page: %w", i, err)
 		}
