@@ -97,10 +97,15 @@ func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error 
 }
 
 // sendOnce runs one INSERT of the prepared columns, bounded by WriteTimeout.
+//
+// The batch gets ctx itself, not a per-attempt timeout context: clickhouse-go
+// closes a batch's TCP connection when its context ends, from a watchdog
+// goroutine that can still fire after Send has returned the connection to the
+// pool, so cancelling a short-lived context right after Send could close a
+// connection another insert is already using ("use of closed network
+// connection"). Stalls are bounded by the driver's ReadTimeout (WriteTimeout).
 func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error {
-	actx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-	defer cancel()
-	batch, err := s.conn.PrepareBatch(actx, tw.insert)
+	batch, err := s.conn.PrepareBatch(ctx, tw.insert)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
