@@ -259,6 +259,7 @@ func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logge
 			health.observe(status)
 		}
 		acfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSource, reason) }
+		acfg.OnLookup = func(result string) { m.EnrichLookups.WithLabelValues(result).Inc() }
 		client, err := eventapi.New(acfg)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("event-stream API source: %w", err)

@@ -103,6 +103,10 @@ type Config struct {
 	// OnRetry, if set, is called before every retry with its reason: one of
 	// ReasonNetwork, Reason5xx, Reason429, ReasonMalformed.
 	OnRetry func(reason string)
+	// OnLookup, if set, is called for every look-up the Enricher makes, with
+	// its result: "hit" (from the cache), "miss" (fetched), "not_found" or
+	// "error". It must be cheap and safe for concurrent use.
+	OnLookup func(result string)
 	// OnPage, if set, is called for every page fetched, with its event count.
 	OnPage func(events int)
 }

@@ -276,6 +276,7 @@ func (e *Enricher) lookup(ctx context.Context, kind, loc string, v any) (bool, e
 // however many callers ask at the same time, and caches a successful one.
 func (e *Enricher) cached(ctx context.Context, key string, f func() ([]string, bool, error)) ([]string, bool, error) {
 	if pols, ok := e.cache.get(key); ok {
+		e.observe("hit")
 		return pols, true, nil
 	}
 	e.mu.Lock()
@@ -292,7 +293,13 @@ func (e *Enricher) cached(ctx context.Context, key string, f func() ([]string, b
 	e.inflight[key] = c
 	e.mu.Unlock()
 	c.pols, c.ok, c.err = f()
-	if c.err == nil && c.ok {
+	switch {
+	case c.err != nil:
+		e.observe("error")
+	case !c.ok:
+		e.observe("not_found")
+	default:
+		e.observe("miss")
 		e.cache.put(key, c.pols)
 	}
 	e.mu.Lock()
@@ -300,6 +307,13 @@ func (e *Enricher) cached(ctx context.Context, key string, f func() ([]string, b
 	e.mu.Unlock()
 	close(c.done)
 	return c.pols, c.ok, c.err
+}
+
+// observe reports one look-up's result to Config.OnLookup, if set.
+func (e *Enricher) observe(result string) {
+	if f := e.doer.cfg.OnLookup; f != nil {
+		f(result)
+	}
 }
 
 // union returns the sorted distinct locators of a and b.

@@ -237,3 +237,29 @@ func TestLRUBounded(t *testing.T) {
 		t.Errorf("len = %d, want 2", got)
 	}
 }
+
+func TestEnricherReportsLookups(t *testing.T) {
+	_, cfg := newBilling(t)
+	var mu sync.Mutex
+	got := map[string]int{}
+	cfg.OnLookup = func(result string) { mu.Lock(); got[result]++; mu.Unlock() }
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := []string{"P1", "P2", "P3", "P4", "P5"}
+	events := []source.Event{
+		billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+		billingEvent("e7", "billing.invoice.generate", "invoiceLocator", "I404", false, five...),
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	for range 2 {
+		if _, err := e.Complete(ctx, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]int{"miss": 1, "hit": 1, "not_found": 2}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("look-up results %v, want %v", got, want)
+	}
+}
