@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -101,6 +105,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 			b.Fatalf("source read %d events, want %d", len(events), n)
 		}
 
+		settle(b, ch.Conn)
 		// Ceiling 2: the sink alone, the same events' rows.
 		sinkDB := testenv.Name("bsink_")
 		scfg := chsink.DefaultConfig()
@@ -146,6 +151,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		snk.Close()
 		_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+sinkDB)
 		events = nil
+		settle(b, ch.Conn)
 
 		// End to end: the binary, until --api.end is reached.
 		runDB := testenv.Name("brun_")
@@ -186,4 +192,25 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// settle lets the previous phase's work end before the next is timed: this
+// process's garbage is collected and returned, and ClickHouse has no merge
+// running (up to a minute).
+func settle(b *testing.B, conn driver.Conn) {
+	b.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		var merges uint64
+		if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.merges").Scan(&merges); err != nil {
+			b.Fatalf("system.merges: %v", err)
+		}
+		if merges == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
 }
