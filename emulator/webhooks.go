@@ -676,17 +676,12 @@ type alertJSON struct {
 	Suspended        bool   `json:"suspended"`
 }
 
-// alert posts one alertJSON to ep, once; a failing alert endpoint is logged.
-func (h *webhooks) alert(ctx context.Context, wh *webhook, ep endpointJSON, eventLoc, trigger, msg string, fh failureHandlingJSON) {
-	body, err := json.Marshal(alertJSON{WebhookLocator: wh.loc, EventLocator: eventLoc, FailureTrigger: trigger, FailureMessage: msg,
-		FailureTimestamp: isoMS(time.Now().UnixMilli()), Diverted: fh.Divert, Suspended: fh.Suspend})
-	if err != nil {
-		panic(err)
-	}
+// newRequest builds a POST of the JSON body to ep, with ep's headers and, when
+// ep has a secret, the HMAC-SHA256 signature header.
+func (h *webhooks) newRequest(ctx context.Context, ep endpointJSON, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
-		h.s.log.Warn("webhook alert", "webhook", wh.loc, "err", err)
-		return
+		return nil, err
 	}
 	for k, vs := range ep.Headers {
 		for _, v := range vs {
@@ -698,6 +693,21 @@ func (h *webhooks) alert(ctx context.Context, wh *webhook, ep endpointJSON, even
 		m := hmac.New(sha256.New, []byte(ep.Secret))
 		m.Write(body)
 		req.Header.Set(h.s.cfg.SignatureHeader, "sha256="+hex.EncodeToString(m.Sum(nil)))
+	}
+	return req, nil
+}
+
+// alert posts one alertJSON to ep, once; a failing alert endpoint is logged.
+func (h *webhooks) alert(ctx context.Context, wh *webhook, ep endpointJSON, eventLoc, trigger, msg string, fh failureHandlingJSON) {
+	body, err := json.Marshal(alertJSON{WebhookLocator: wh.loc, EventLocator: eventLoc, FailureTrigger: trigger, FailureMessage: msg,
+		FailureTimestamp: isoMS(time.Now().UnixMilli()), Diverted: fh.Divert, Suspended: fh.Suspend})
+	if err != nil {
+		panic(err)
+	}
+	req, err := h.newRequest(ctx, ep, body)
+	if err != nil {
+		h.s.log.Warn("webhook alert", "webhook", wh.loc, "err", err)
+		return
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -740,20 +750,9 @@ func (h *webhooks) deliver(ctx context.Context, wh *webhook, idx int) (trigger, 
 	wh.mu.Lock()
 	ep := wh.cfg.Endpoint
 	wh.mu.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	req, err := h.newRequest(ctx, ep, body)
 	if err != nil {
 		return "timeout", "build request: " + err.Error()
-	}
-	for k, vs := range ep.Headers {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if ep.Secret != "" {
-		m := hmac.New(sha256.New, []byte(ep.Secret))
-		m.Write(body)
-		req.Header.Set(h.s.cfg.SignatureHeader, "sha256="+hex.EncodeToString(m.Sum(nil)))
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
