@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/mapping"
 	"github.com/tributary-cdc/tributary/sink"
 	"github.com/tributary-cdc/tributary/source"
@@ -516,21 +516,9 @@ func (p *Pipeline) retried(component string, err error, attempt int) {
 	p.log.Warn("retrying", "component", component, "attempt", attempt+1, "err", err)
 }
 
-// sleep waits an exponential backoff with full jitter for attempt, capped at RetryMax.
+// sleep waits the backoff of attempt, at most RetryMax, or until ctx is done.
 func (p *Pipeline) sleep(ctx context.Context, attempt int) error {
-	d := 100 * time.Millisecond << min(attempt, 10)
-	if d > p.cfg.RetryMax {
-		d = p.cfg.RetryMax
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return backoff.Sleep(ctx, backoff.Delay(attempt, 100*time.Millisecond, p.cfg.RetryMax))
 }
 
 // retryReason classifies err into the bounded reasons of the retry metric.

@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/cli"
 	"github.com/tributary-cdc/tributary/mapping"
 )
@@ -182,7 +183,7 @@ func TestBackoff(t *testing.T) {
 	for attempt, full := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
 		full *= time.Millisecond
 		for range 50 {
-			got := backoff(attempt, base, max)
+			got := backoff.Delay(attempt, base, max)
 			if got < full/2 || got > full {
 				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, got, full/2, full)
 			}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
@@ -83,14 +84,14 @@ func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error 
 		if attempt >= s.cfg.MaxRetries {
 			return fmt.Errorf("giving up after %d retries: %w", attempt, err)
 		}
-		wait := backoff(attempt, s.cfg.RetryBackoff, s.cfg.RetryMaxBackoff)
+		wait := backoff.Delay(attempt, s.cfg.RetryBackoff, s.cfg.RetryMaxBackoff)
 		s.retries.Add(1)
 		if s.cfg.OnRetry != nil {
 			s.cfg.OnRetry(reason)
 		}
 		s.log.Warn("ClickHouse insert failed, retrying", "table", tw.name, "rows", len(rows),
 			"attempt", attempt+1, "reason", reason, "wait", wait, "err", err)
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("retry cancelled: %w", err)
 		}
 	}

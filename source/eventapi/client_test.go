@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/cli"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/source"
@@ -758,7 +759,7 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 	}
 	for attempt, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second} {
 		for range 20 {
-			if got := backoff(attempt, time.Second); got < want/2 || got > want {
+			if got := backoff.Delay(attempt, minBackoff, time.Second); got < want/2 || got > want {
 				t.Errorf("backoff(%d) = %v, want in [%v, %v]", attempt, got, want/2, want)
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tributary-cdc/tributary/internal/backoff"
 )
 
 // Retry reasons passed to Config.OnRetry.
@@ -186,7 +187,7 @@ func (d *httpDoer) getJSON(ctx context.Context, path string, query url.Values, d
 		} else {
 			malformed = 0
 		}
-		wait := backoff(attempt, d.cfg.MaxBackoff)
+		wait := backoff.Delay(attempt, minBackoff, d.cfg.MaxBackoff)
 		if retryAfter > 0 {
 			wait = retryAfter
 		}
@@ -315,21 +316,6 @@ func retryAfter(h string, now time.Time) time.Duration {
 		return time.Millisecond
 	}
 	return min(d, maxRetryAfter)
-}
-
-// backoff returns the delay before retry number attempt (from 0): exponential
-// from minBackoff, capped at maxWait, with jitter in [d/2, d].
-func backoff(attempt int, maxWait time.Duration) time.Duration {
-	d := minBackoff
-	for i := 0; i < attempt && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // parseErrorBody fills e's message from the body of an error answer: the
