@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -183,6 +184,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer stopReading()
 	writeCtx, cancelWrite := context.WithCancel(context.Background())
 	defer cancelWrite()
+	var timedOut atomic.Bool
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -191,6 +193,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			defer t.Stop()
 			select {
 			case <-t.C:
+				timedOut.Store(true)
 				cancelWrite()
 			case <-writeCtx.Done():
 			}
@@ -221,6 +224,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if timedOut.Load() {
+		return fmt.Errorf("shutdown: drain not finished within --pipeline.shutdown-timeout %s; the batches not written are read again on the next start (checkpoint at %d events)",
+			p.cfg.ShutdownTimeout, p.status.get().Checkpoint.Events)
 	}
 	if ctx.Err() != nil {
 		p.log.Info("drained and checkpointed", "pipeline", p.cfg.Name, "events", p.status.get().Checkpoint.Events)

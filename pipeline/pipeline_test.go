@@ -400,3 +400,41 @@ func TestConcurrentWritersSaveInOrder(t *testing.T) {
 		t.Log("writes happened to finish in order this time")
 	}
 }
+
+// hangSink blocks every Write until its context ends: a ClickHouse that
+// stopped answering.
+type hangSink struct{}
+
+func (hangSink) Ensure(context.Context, mapping.Schema) error { return nil }
+func (hangSink) Close() error                                 { return nil }
+func (hangSink) Write(ctx context.Context, _ *mapping.Rows) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestShutdownTimeoutIsAnError: when the drain cannot finish within
+// ShutdownTimeout, Run gives up, saves nothing further and says so.
+func TestShutdownTimeoutIsAnError(t *testing.T) {
+	j := &journal{}
+	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 20), Position: "p1"}}}
+	cfg := testConfig()
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	store := &memStore{j: j}
+	p := New(cfg, src, hangSink{}, store, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "shutdown-timeout") {
+			t.Errorf("Run = %v, want an error naming --pipeline.shutdown-timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not give up after the shutdown timeout")
+	}
+	if store.cp != nil {
+		t.Errorf("checkpoint saved although nothing was written: %+v", *store.cp)
+	}
+}
