@@ -6,6 +6,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/tributary-cdc/tributary/internal/jsonscan"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -67,12 +68,12 @@ func FuzzScan(f *testing.F) {
 		}
 		got := map[string]string{}
 		var p payload
-		trimmed := trimSpace(data)
-		eachMember(trimmed, func(k, v string) {
+		trimmed := jsonscan.TrimSpace(data)
+		jsonscan.EachMember(trimmed, func(k, v string) {
 			got[k] = v
 			_ = p.str(k, v) // must not panic on any kind of value
 			if v[0] == '[' {
-				eachElement(v, func(string) {})
+				jsonscan.EachElement(v, func(string) {})
 			}
 		})
 		if len(got) != len(want) {
@@ -85,7 +86,7 @@ func FuzzScan(f *testing.F) {
 			}
 			var ws string
 			if json.Unmarshal(raw, &ws) == nil {
-				if gs := unquote(v); gs != ws {
+				if gs := jsonscan.Unquote(v); gs != ws {
 					t.Fatalf("%q: member %q got %q, want %q", data, k, gs, ws)
 				}
 			}

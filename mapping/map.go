@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tributary-cdc/tributary/internal/jsonscan"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -367,7 +368,7 @@ func (p *payload) errorf(format string, args ...any) {
 // parse reads data, recording in p.errs every way it departs from what the
 // event types define.
 func (p *payload) parse(eventType, data string) {
-	trimmed := trimSpace(data)
+	trimmed := jsonscan.TrimSpace(data)
 	switch {
 	case trimmed == "":
 		p.errorf("data is empty")
@@ -376,10 +377,10 @@ func (p *payload) parse(eventType, data string) {
 		p.errorf("data is not valid JSON")
 		return
 	case trimmed[0] != '{':
-		p.errorf("data is %s, not an object", jsonKind(trimmed))
+		p.errorf("data is %s, not an object", jsonscan.Kind(trimmed))
 		return
 	}
-	eachMember(trimmed, p.member)
+	jsonscan.EachMember(trimmed, p.member)
 	p.applyInferred(eventType)
 }
 
@@ -468,11 +469,11 @@ func (b byKey) Swap(i, j int) {
 func (p *payload) str(key, val string) string {
 	switch val[0] {
 	case '"':
-		return unquote(val)
+		return jsonscan.Unquote(val)
 	case 'n':
 		return ""
 	}
-	p.errorf("data.%s is %s, not a string", key, jsonKind(val))
+	p.errorf("data.%s is %s, not a string", key, jsonscan.Kind(val))
 	return ""
 }
 
@@ -483,11 +484,11 @@ func (p *payload) list(key, val string, dst []string) (items []string, completed
 		return dst, true
 	case '{':
 	default:
-		p.errorf("data.%s is %s, not an object", key, jsonKind(val))
+		p.errorf("data.%s is %s, not an object", key, jsonscan.Kind(val))
 		return dst, false
 	}
 	sawCompleted := false
-	eachMember(val, func(k, v string) {
+	jsonscan.EachMember(val, func(k, v string) {
 		switch k {
 		case "listCompleted":
 			switch v {
@@ -495,21 +496,21 @@ func (p *payload) list(key, val string, dst []string) (items []string, completed
 				sawCompleted = true
 				completed = v == "true"
 			default:
-				p.errorf("data.%s.listCompleted is %s, not a boolean", key, jsonKind(v))
+				p.errorf("data.%s.listCompleted is %s, not a boolean", key, jsonscan.Kind(v))
 			}
 		case "items":
 			if v[0] != '[' {
 				if v[0] != 'n' {
-					p.errorf("data.%s.items is %s, not an array", key, jsonKind(v))
+					p.errorf("data.%s.items is %s, not an array", key, jsonscan.Kind(v))
 				}
 				return
 			}
-			eachElement(v, func(el string) {
+			jsonscan.EachElement(v, func(el string) {
 				if el[0] != '"' {
-					p.errorf("data.%s.items has %s, not a string", key, jsonKind(el))
+					p.errorf("data.%s.items has %s, not a string", key, jsonscan.Kind(el))
 					return
 				}
-				dst = appendUnique(dst, unquote(el))
+				dst = appendUnique(dst, jsonscan.Unquote(el))
 			})
 		}
 	})

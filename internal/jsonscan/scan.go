@@ -1,4 +1,10 @@
-package mapping
+// Package jsonscan walks JSON that encoding/json has already validated
+// (json.Valid): it finds the members of an object and the elements of an
+// array as substrings of the document, without building a generic tree, so
+// that extracting a few keys costs no reflection and almost no allocation.
+// Every function assumes valid JSON; on invalid input it returns garbage but
+// never panics or loops (mapping's FuzzScan checks both).
+package jsonscan
 
 import (
 	"encoding/json"
@@ -6,15 +12,8 @@ import (
 	"unicode/utf8"
 )
 
-// This file walks JSON that encoding/json has already validated (json.Valid):
-// it finds the members of an object and the elements of an array as
-// substrings of the document, without building a generic tree, so that
-// extracting a few keys from a payload costs no reflection and almost no
-// allocation. Every function here assumes valid JSON; on invalid input it
-// returns garbage but never panics or loops (FuzzScan checks both).
-
-// jsonKind names the kind of the JSON value starting at v[0], for messages.
-func jsonKind(v string) string {
+// Kind names the kind of the JSON value starting at v[0], for messages.
+func Kind(v string) string {
 	if v == "" {
 		return "nothing"
 	}
@@ -35,8 +34,8 @@ func jsonKind(v string) string {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// trimSpace trims JSON whitespace (not Unicode's) from both ends of s.
-func trimSpace(s string) string {
+// TrimSpace trims JSON whitespace (not Unicode's) from both ends of s.
+func TrimSpace(s string) string {
 	i, j := 0, len(s)
 	for i < j && isSpace(s[i]) {
 		i++
@@ -70,8 +69,8 @@ func skipString(s string, i int) int {
 	return len(s)
 }
 
-// skipValue returns the index just after the value starting at s[i].
-func skipValue(s string, i int) int {
+// SkipValue returns the index just after the value starting at s[i].
+func SkipValue(s string, i int) int {
 	if i >= len(s) {
 		return len(s)
 	}
@@ -107,10 +106,10 @@ func skipValue(s string, i int) int {
 	return len(s)
 }
 
-// unquote returns the Go string of the JSON string literal q (quotes
+// Unquote returns the Go string of the JSON string literal q (quotes
 // included). Literals without escapes and with valid UTF-8 are returned as a
 // substring of q, without copying; others are decoded by encoding/json.
-func unquote(q string) string {
+func Unquote(q string) string {
 	if len(q) < 2 {
 		return ""
 	}
@@ -125,19 +124,19 @@ func unquote(q string) string {
 	return out
 }
 
-// eachMember calls fn with the unquoted key and the raw value of every member
+// EachMember calls fn with the unquoted key and the raw value of every member
 // of the JSON object obj, in document order. obj must start with '{'.
-func eachMember(obj string, fn func(key, val string)) {
+func EachMember(obj string, fn func(key, val string)) {
 	i := skipSpace(obj, 1)
 	for i < len(obj) && obj[i] == '"' {
 		end := skipString(obj, i)
-		key := unquote(obj[i:end])
+		key := Unquote(obj[i:end])
 		i = skipSpace(obj, end)
 		if i >= len(obj) || obj[i] != ':' {
 			return
 		}
 		i = skipSpace(obj, i+1)
-		vend := skipValue(obj, i)
+		vend := SkipValue(obj, i)
 		if vend <= i {
 			return
 		}
@@ -150,12 +149,12 @@ func eachMember(obj string, fn func(key, val string)) {
 	}
 }
 
-// eachElement calls fn with the raw value of every element of the JSON array
+// EachElement calls fn with the raw value of every element of the JSON array
 // arr, in order. arr must start with '['.
-func eachElement(arr string, fn func(val string)) {
+func EachElement(arr string, fn func(val string)) {
 	i := skipSpace(arr, 1)
 	for i < len(arr) && arr[i] != ']' {
-		vend := skipValue(arr, i)
+		vend := SkipValue(arr, i)
 		if vend <= i {
 			return
 		}
