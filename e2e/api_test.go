@@ -160,17 +160,27 @@ func checkWeb(t *testing.T, base string, written uint64) {
 			t.Errorf("GET %s = %d %q, want 200", path, code, body)
 		}
 	}
-	_, body := get("/metrics")
+	// The counters follow the writes by a moment (the committer records a
+	// batch after ClickHouse acknowledged it), so poll a little.
+	var body string
 	var sum float64
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, "tributary_sink_events_written_total{") {
-			f := strings.Fields(line)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, body = get("/metrics")
+		sum = 0
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "tributary_sink_events_written_total{") {
+				f := strings.Fields(line)
+				v, err := strconv.ParseFloat(f[len(f)-1], 64)
+				if err != nil {
+					t.Fatalf("metric line %q: %v", line, err)
+				}
+				sum += v
 			}
-			sum += v
 		}
+		if sum >= float64(written) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if sum < float64(written) {
 		t.Errorf("tributary_sink_events_written_total sums to %v, want at least %d", sum, written)
