@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tributary-cdc/tributary/internal/flagdoc"
 )
 
 // Flavors of the event stream the emulator serves.
@@ -117,6 +119,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.PageSizeMax, "emulator.page-size-max", c.PageSizeMax, "largest page size accepted")
 	fs.StringVar(&c.PGDSN, "pg.dsn", c.PGDSN, "PostgreSQL DSN: also write every event to a table there")
 	fs.StringVar(&c.PGTable, "pg.table", c.PGTable, "PostgreSQL table the events are written to")
+	for _, name := range []string{"pg.dsn", "pg.table"} {
+		_ = fs.SetAnnotation(name, flagdoc.TitleAnnotation, []string{"PostgreSQL copy of the stream"})
+	}
 	fs.TimeVar(&c.Start, "emulator.start", c.Start, []string{time.RFC3339, "2006-01-02"}, "simulated time of the first event")
 	fs.BoolVar(&c.LiveClock, "emulator.live-clock", c.LiveClock, "stamp live and appended events with the wall clock (never earlier than the last event)")
 	fs.StringVar(&c.ListenAddress, "web.listen-address", c.ListenAddress, "address the HTTP server listens on")

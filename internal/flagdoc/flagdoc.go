@@ -68,6 +68,11 @@ func rank(name string) int {
 	return len(known)
 }
 
+// TitleAnnotation, set on a flag (pflag's SetAnnotation) with one value,
+// overrides the title of its component's group: the emulator's --pg.* flags
+// are its PostgreSQL copy, not the PostgreSQL source.
+const TitleAnnotation = "flagdoc-title"
+
 // Component returns the component of a flag name.
 func Component(flag string) string {
 	if i := strings.IndexByte(flag, '.'); i > 0 {
@@ -84,11 +89,15 @@ func ByComponent(fs *pflag.FlagSet) []Group {
 		return nil
 	}
 	byName := map[string]*pflag.FlagSet{}
+	titles := map[string]string{}
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Hidden {
 			return
 		}
 		c := Component(f.Name)
+		if t := f.Annotations[TitleAnnotation]; len(t) == 1 {
+			titles[c] = t[0]
+		}
 		if byName[c] == nil {
 			byName[c] = pflag.NewFlagSet(c, pflag.ContinueOnError)
 			byName[c].SortFlags = true
@@ -97,7 +106,11 @@ func ByComponent(fs *pflag.FlagSet) []Group {
 	})
 	groups := make([]Group, 0, len(byName))
 	for name, set := range byName {
-		groups = append(groups, Group{Name: name, Title: Title(name), Flags: set})
+		title := Title(name)
+		if t, ok := titles[name]; ok {
+			title = t
+		}
+		groups = append(groups, Group{Name: name, Title: title, Flags: set})
 	}
 	sort.Slice(groups, func(i, j int) bool {
 		ri, rj := rank(groups[i].Name), rank(groups[j].Name)

@@ -159,3 +159,19 @@ func TestCommandUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestTitleAnnotation(t *testing.T) {
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.String("pg.dsn", "", "where the copy goes")
+	fs.String("api.url", "", "the API")
+	if err := fs.SetAnnotation("pg.dsn", TitleAnnotation, []string{"PostgreSQL copy"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, g := range ByComponent(fs) {
+		got[g.Name] = g.Title
+	}
+	if got["pg"] != "PostgreSQL copy" || got["api"] != Title("api") {
+		t.Errorf("titles %v, want pg → PostgreSQL copy and api → %s", got, Title("api"))
+	}
+}
