@@ -18,6 +18,7 @@ import (
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/checkpoint/chstore"
 	"github.com/tributary-cdc/tributary/checkpoint/filestore"
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/logging"
 	"github.com/tributary-cdc/tributary/internal/web"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -227,11 +228,9 @@ func connectSink(ctx context.Context, cfg chsink.Config, logger *slog.Logger) (*
 		if pipeline.IsPermanent(err) || ctx.Err() != nil || attempt >= 9 {
 			return nil, fmt.Errorf("connect to ClickHouse at %v: %w", cfg.Addr, err)
 		}
-		wait := min(time.Duration(1<<attempt)*500*time.Millisecond, 15*time.Second)
+		wait := backoff.Delay(attempt, 500*time.Millisecond, 15*time.Second)
 		logger.Warn("ClickHouse unreachable, retrying", "addr", cfg.Addr, "attempt", attempt+1, "in", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil, fmt.Errorf("connect to ClickHouse at %v: %w", cfg.Addr, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -204,7 +205,6 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 // connectSQLRetry connects, retrying errors that may pass (the server
 // starting or restarting) for about half a minute.
 func (s *Source) connectSQLRetry(ctx context.Context) (*pgx.Conn, error) {
-	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		conn, err := s.connectSQL(ctx)
 		if err == nil {
@@ -216,13 +216,11 @@ func (s *Source) connectSQLRetry(ctx context.Context) (*pgx.Conn, error) {
 			}
 			return nil, err
 		}
+		wait := backoff.Delay(attempt-1, 200*time.Millisecond, s.cfg.ReconnectMax)
 		s.log.Warn("PostgreSQL unreachable, retrying", "attempt", attempt, "in", wait, "err", err)
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil, err
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, s.cfg.ReconnectMax)
 	}
 }
 

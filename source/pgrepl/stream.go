@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -65,7 +66,7 @@ const ackPoll = 100 * time.Millisecond
 // pass; a permanent error is handed to Read.
 func (st *streamer) run(ctx context.Context) {
 	defer st.dropSpills()
-	backoff := 100 * time.Millisecond
+	attempt := 0 // reconnections since the last session that lasted
 	for {
 		began := time.Now()
 		err := st.session(ctx)
@@ -78,18 +79,17 @@ func (st *streamer) run(ctx context.Context) {
 			return
 		}
 		if time.Since(began) > 30*time.Second {
-			backoff = 100 * time.Millisecond
+			attempt = 0
 		}
-		st.s.log.Warn("replication connection lost; reconnecting", "err", err, "resume", st.resume.String(), "backoff", backoff)
+		wait := backoff.Delay(attempt, 100*time.Millisecond, st.s.cfg.ReconnectMax)
+		attempt++
+		st.s.log.Warn("replication connection lost; reconnecting", "err", err, "resume", st.resume.String(), "backoff", wait)
 		st.s.mu.Lock()
 		st.s.stats.Reconnects++
 		st.s.mu.Unlock()
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, st.s.cfg.ReconnectMax)
 	}
 }
 
