@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -45,3 +46,6 @@ func invalidConfig(name string, err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "tributary %s: invalid configuration:\n%s\n", name, indentLines(err.Error()))
 	return 2
 }
+
+// indentLines turns the lines of s into an indented list.
+func indentLines(s string) string { return "  - " + strings.ReplaceAll(s, "\n", "\n  - ") }

@@ -307,13 +307,3 @@ func (h *requestHealth) check(grace time.Duration) error {
 	return fmt.Errorf("event-stream API requests failing for %s (last: %s)", time.Since(h.failingSince).Round(time.Second), last)
 }
 
-func indentLines(s string) string {
-	out := "  - "
-	for _, r := range s {
-		out += string(r)
-		if r == '\n' {
-			out += "  - "
-		}
-	}
-	return out
-}

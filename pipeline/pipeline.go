@@ -137,8 +137,7 @@ func New(cfg Config, src source.Source, snk sink.Sink, store checkpoint.Store, e
 type pending struct {
 	events   []source.Event
 	position source.Position
-	started  time.Time // when its first source batch arrived
-	moved    bool      // position advanced since the last flush
+	moved    bool // position advanced since the last flush
 }
 
 // mapped is a batch ready for the writer.
@@ -328,7 +327,6 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 				return flush()
 			}
 			if len(cur.events) == 0 && !cur.moved {
-				cur.started = p.now()
 				timer.Reset(p.cfg.BatchAge)
 			}
 			cur.events = append(cur.events, b.Events...)
