@@ -306,4 +306,3 @@ func (h *requestHealth) check(grace time.Duration) error {
 	}
 	return fmt.Errorf("event-stream API requests failing for %s (last: %s)", time.Since(h.failingSince).Round(time.Second), last)
 }
-
