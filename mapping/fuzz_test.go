@@ -32,11 +32,11 @@ func FuzzMap(f *testing.F) {
 		e := suiteEvent(typ, data)
 		rows := NewRows()
 		st := Map(source.Batch{Events: []source.Event{e}}, Options{FullPolicyLocators: map[string][]string{e.Locator: {"X"}}}, rows)
-		if st.Events != 1 || len(rows.ByTable[TableEvents]) != 1 {
-			t.Fatalf("got %d events, %d rows", st.Events, len(rows.ByTable[TableEvents]))
+		if st.Events != 1 || rows.ByTable[TableEvents].Len() != 1 {
+			t.Fatalf("got %d events, %d rows", st.Events, rows.ByTable[TableEvents].Len())
 		}
 		checkRowTypes(t, rows)
-		row := rows.ByTable[TableEvents][0]
+		row := rows.ByTable[TableEvents].Row(0)
 		if row[evData] != data {
 			t.Fatalf("data: got %q, want %q", row[evData], data)
 		}

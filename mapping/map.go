@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,29 +34,6 @@ type Stats struct {
 	ByClass     map[string]int // events per TypeClass
 }
 
-// Reusable boxed values: boxing an empty slice into an interface allocates,
-// boxing a shared one does not. The shared slices are empty, so no caller can
-// alias data through them.
-var (
-	emptyStrings any = []string{}
-	boxedTrue    any = true
-	boxedFalse   any = false
-)
-
-func boxBool(b bool) any {
-	if b {
-		return boxedTrue
-	}
-	return boxedFalse
-}
-
-func boxStrings(s []string) any {
-	if len(s) == 0 {
-		return emptyStrings
-	}
-	return s
-}
-
 // Map appends the rows of every event of b to rows: one events row per event,
 // one event_policies row per policy the event concerns, and one
 // policy_status_changes row per status a policy.status.update added or
@@ -64,34 +42,37 @@ func boxStrings(s []string) any {
 // returned Stats; Map never drops an event and never panics. Map is pure: the
 // same batch and options give the same rows.
 //
-// Row values follow each table's Columns with the Go types schema.go
-// documents; times are UTC with millisecond precision, slices are never nil.
+// Values follow each table's Columns with the Go types schema.go documents;
+// times are UTC with millisecond precision. A table gets an entry in
+// rows.ByTable only when it has rows.
 func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	st := Stats{ByClass: map[string]int{}}
 	if len(b.Events) == 0 {
 		return st
 	}
-	if rows.ByTable == nil {
-		rows.ByTable = map[string][][]any{}
-	}
 	ingested := millis(opts.IngestedAt)
 	if opts.IngestedAt.IsZero() {
 		ingested = time.Unix(0, 0).UTC()
 	}
-	var boxedIngested any = ingested
-	var boxedSource any = opts.Pipeline
-	var tenants, flavors, types boxCache
 	var ar arena
 
-	// One backing array for every events row of the batch.
-	backing := make([]any, len(b.Events)*evColumnCount)
-	events := rows.ByTable[TableEvents]
-	policies := rows.ByTable[TableEventPolicies]
-	changes := rows.ByTable[TablePolicyStatusChanges]
+	evt := rows.Table(defaultTables[0])
+	evt.grow(len(b.Events))
+	ev := evt.Values
+	ept := rows.Table(defaultTables[1])
+	ep := ept.Values
+	sct := rows.Table(defaultTables[2])
+	sc := sct.Values
+	defer func() {
+		for _, t := range []*TableRows{ept, sct} {
+			if t.n == 0 {
+				delete(rows.ByTable, t.Table.Name)
+			}
+		}
+	}()
 	var p payload
 	for i := range b.Events {
 		e := &b.Events[i]
-		row := backing[i*evColumnCount : (i+1)*evColumnCount : (i+1)*evColumnCount]
 		p.reset(&ar)
 		dataStr := string(e.Data)
 		p.parse(e.Type, dataStr)
@@ -122,127 +103,111 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		}
 
 		ts := millis(e.Timestamp)
-		var boxedTS any = ts
 		version := e.Seq&(1<<63-1)<<1 | b2u(complete)
-		var boxedVersion any = version
-		boxedTenant := tenants.box(e.Tenant)
-		boxedType := types.box(e.Type)
-		boxedClass := classBoxes[class]
-		boxedFlavor := flavors.box(e.Flavor)
-		var boxedLocator any = e.Locator
 
-		row[evLocator] = boxedLocator
-		row[evRequestID] = e.RequestID
-		row[evUserLocator] = e.UserLocator
-		row[evUsername] = e.Username
-		row[evTransactionID] = e.TransactionID
-		row[evTenant] = boxedTenant
-		row[evType] = boxedType
-		row[evTypeClass] = boxedClass
-		row[evKnownType] = boxBool(known)
-		row[evTimestamp] = boxedTS
-		row[evFlavor] = boxedFlavor
-		row[evData] = dataStr
-		row[evParseError] = strings.Join(p.errs, "; ")
+		ev[evLocator].str(e.Locator)
+		ev[evRequestID].str(e.RequestID)
+		ev[evUserLocator].str(e.UserLocator)
+		ev[evUsername].str(e.Username)
+		ev[evTransactionID].str(e.TransactionID)
+		ev[evTenant].str(e.Tenant)
+		ev[evType].str(e.Type)
+		ev[evTypeClass].str(class)
+		ev[evKnownType].bool(known)
+		ev[evTimestamp].time(ts)
+		ev[evFlavor].str(e.Flavor)
+		ev[evData].str(dataStr)
+		ev[evParseError].str(strings.Join(p.errs, "; "))
 		for j := range namedLocators {
-			row[evNamed+j] = p.named[j]
+			ev[evNamed+j].str(p.named[j])
 		}
-		row[evReferenceType] = p.referenceType
+		ev[evReferenceType].str(p.referenceType)
 		keys, values := p.locatorColumns()
-		row[evLocatorKeys] = boxStrings(keys)
-		row[evLocatorValues] = boxStrings(values)
-		row[evPolicyLocators] = boxStrings(list)
-		row[evPolicyLocatorsComplete] = boxBool(complete)
-		row[evNewStatuses] = boxStrings(p.newStatuses)
-		row[evRemovedStatuses] = boxStrings(p.removedStatuses)
-		row[evCancellationName] = p.cancellationName
-		row[evReminderName] = p.reminderName
-		row[evSource] = boxedSource
-		row[evPosition] = position(e)
-		row[evVersion] = boxedVersion
-		row[evIngestedAt] = boxedIngested
-		events = append(events, row)
+		ev[evLocatorKeys].list(keys)
+		ev[evLocatorValues].list(values)
+		ev[evPolicyLocators].list(list)
+		ev[evPolicyLocatorsComplete].bool(complete)
+		ev[evNewStatuses].list(p.newStatuses)
+		ev[evRemovedStatuses].list(p.removedStatuses)
+		ev[evCancellationName].str(p.cancellationName)
+		ev[evReminderName].str(p.reminderName)
+		ev[evSource].str(opts.Pipeline)
+		ev[evPosition].str(position(e))
+		ev[evVersion].uint64(version)
+		ev[evIngestedAt].time(ingested)
+		evt.n++
 
-		childBacking := make([]any, (len(list)+len(p.newStatuses)+len(p.removedStatuses))*max(epColumnCount, scColumnCount))
-		child := func(n int) []any {
-			r := childBacking[:n:n]
-			childBacking = childBacking[n:]
-			return r
-		}
 		for _, pol := range list {
-			r := child(epColumnCount)
-			r[epTenant] = boxedTenant
-			r[epPolicyLocator] = pol
-			r[epEventLocator] = boxedLocator
-			r[epType] = boxedType
-			r[epTypeClass] = boxedClass
-			r[epTimestamp] = boxedTS
-			r[epFlavor] = boxedFlavor
-			r[epListComplete] = boxBool(complete)
-			r[epSource] = boxedSource
-			r[epVersion] = boxedVersion
-			r[epIngestedAt] = boxedIngested
-			policies = append(policies, r)
+			ep[epTenant].str(e.Tenant)
+			ep[epPolicyLocator].str(pol)
+			ep[epEventLocator].str(e.Locator)
+			ep[epType].str(e.Type)
+			ep[epTypeClass].str(class)
+			ep[epTimestamp].time(ts)
+			ep[epFlavor].str(e.Flavor)
+			ep[epListComplete].bool(complete)
+			ep[epSource].str(opts.Pipeline)
+			ep[epVersion].uint64(version)
+			ep[epIngestedAt].time(ingested)
+			ept.n++
 		}
 
 		if pl := p.named[idxPolicy]; pl != "" {
-			var boxedPolicy any = pl
-			add := func(statuses []string, change any, listComplete bool) {
+			add := func(statuses []string, change string, listComplete bool) {
 				for _, s := range statuses {
-					r := child(scColumnCount)
-					r[scTenant] = boxedTenant
-					r[scPolicyLocator] = boxedPolicy
-					r[scEventLocator] = boxedLocator
-					r[scStatus] = s
-					r[scChange] = change
-					r[scTimestamp] = boxedTS
-					r[scType] = boxedType
-					r[scListComplete] = boxBool(listComplete)
-					r[scSource] = boxedSource
-					r[scVersion] = boxedVersion
-					r[scIngestedAt] = boxedIngested
-					changes = append(changes, r)
+					sc[scTenant].str(e.Tenant)
+					sc[scPolicyLocator].str(pl)
+					sc[scEventLocator].str(e.Locator)
+					sc[scStatus].str(s)
+					sc[scChange].str(change)
+					sc[scTimestamp].time(ts)
+					sc[scType].str(e.Type)
+					sc[scListComplete].bool(listComplete)
+					sc[scSource].str(opts.Pipeline)
+					sc[scVersion].uint64(version)
+					sc[scIngestedAt].time(ingested)
+					sct.n++
 				}
 			}
-			add(p.newStatuses, boxedAdded, p.newComplete)
-			add(p.removedStatuses, boxedRemoved, p.removedComplete)
+			add(p.newStatuses, ChangeAdded, p.newComplete)
+			add(p.removedStatuses, ChangeRemoved, p.removedComplete)
 		}
-	}
-	rows.ByTable[TableEvents] = events
-	if len(policies) > 0 {
-		rows.ByTable[TableEventPolicies] = policies
-	}
-	if len(changes) > 0 {
-		rows.ByTable[TablePolicyStatusChanges] = changes
 	}
 	return st
 }
 
-var (
-	boxedAdded   any = ChangeAdded
-	boxedRemoved any = ChangeRemoved
-	classBoxes       = func() map[string]any {
-		m := make(map[string]any, len(Classes))
-		for _, c := range Classes {
-			m[c] = c
+// defaultTables are DefaultSchema's tables, in the order Map fills them.
+var defaultTables = DefaultSchema().Tables
+
+func (v *Values) str(s string)     { v.Strings = append(v.Strings, s) }
+func (v *Values) bool(b bool)      { v.Bools = append(v.Bools, b) }
+func (v *Values) time(t time.Time) { v.Times = append(v.Times, t) }
+func (v *Values) uint64(n uint64)  { v.UInt64s = append(v.UInt64s, n) }
+func (v *Values) list(l []string)  { v.Lists = append(v.Lists, l) }
+
+// grow makes room for n more rows in every column.
+func (t *TableRows) grow(n int) {
+	for i, c := range t.Table.Columns {
+		v := &t.Values[i]
+		switch c.Type {
+		case String, LowString:
+			v.Strings = slices.Grow(v.Strings, n)
+		case Time:
+			v.Times = slices.Grow(v.Times, n)
+		case UInt64:
+			v.UInt64s = slices.Grow(v.UInt64s, n)
+		case UInt32:
+			v.UInt32s = slices.Grow(v.UInt32s, n)
+		case Bool:
+			v.Bools = slices.Grow(v.Bools, n)
+		case ArrayString, ArrayLowString:
+			v.Lists = slices.Grow(v.Lists, n)
+		case NullableString:
+			v.NullStrings = slices.Grow(v.NullStrings, n)
+		case NullableTime:
+			v.NullTimes = slices.Grow(v.NullTimes, n)
 		}
-		return m
-	}()
-)
-
-// boxCache boxes a string once for a run of equal values (tenant, flavor and
-// often type repeat from one event to the next), sparing an allocation each.
-type boxCache struct {
-	s  string
-	v  any
-	ok bool
-}
-
-func (c *boxCache) box(s string) any {
-	if !c.ok || c.s != s {
-		c.s, c.v, c.ok = s, s, true
 	}
-	return c.v
 }
 
 // arena hands out small string slices carved from one larger allocation. Each

@@ -76,7 +76,7 @@ func checkRowTypes(t testing.TB, rows *Rows) {
 		if !ok {
 			t.Fatalf("rows for unknown table %q", name)
 		}
-		for _, r := range rs {
+		for _, r := range rs.AllRows() {
 			if len(r) != len(tb.Columns) {
 				t.Fatalf("%s row has %d values, want %d", name, len(r), len(tb.Columns))
 			}
@@ -305,10 +305,10 @@ func TestMapEvents(t *testing.T) {
 			tc.opts.Pipeline = "p1"
 			st := Map(source.Batch{Events: []source.Event{tc.event}, Position: "tok"}, tc.opts, rows)
 			checkRowTypes(t, rows)
-			if st.Events != 1 || len(rows.ByTable[TableEvents]) != 1 {
-				t.Fatalf("got %d events and %d rows, want 1 and 1", st.Events, len(rows.ByTable[TableEvents]))
+			if st.Events != 1 || rows.ByTable[TableEvents].Len() != 1 {
+				t.Fatalf("got %d events and %d rows, want 1 and 1", st.Events, rows.ByTable[TableEvents].Len())
 			}
-			row := rows.ByTable[TableEvents][0]
+			row := rows.ByTable[TableEvents].Row(0)
 			for col, want := range tc.want {
 				if got := value(t, TableEvents, row, col); !reflect.DeepEqual(got, want) {
 					t.Errorf("%s: got %#v, want %#v", col, got, want)
@@ -380,7 +380,7 @@ func TestMapChildRows(t *testing.T) {
 			Map(source.Batch{Events: []source.Event{tc.event}}, tc.opts, rows)
 			checkRowTypes(t, rows)
 			var gotPolicies [][2]any
-			for _, r := range rows.ByTable[TableEventPolicies] {
+			for _, r := range rows.ByTable[TableEventPolicies].AllRows() {
 				gotPolicies = append(gotPolicies, [2]any{r[epPolicyLocator], r[epListComplete]})
 				if r[epEventLocator] != tc.event.Locator || r[epTenant] != tc.event.Tenant || r[epType] != tc.event.Type {
 					t.Errorf("event_policies row %v does not name its event", r)
@@ -390,7 +390,7 @@ func TestMapChildRows(t *testing.T) {
 				t.Errorf("event_policies: got %v, want %v", gotPolicies, tc.wantPolicies)
 			}
 			var gotChanges [][3]any
-			for _, r := range rows.ByTable[TablePolicyStatusChanges] {
+			for _, r := range rows.ByTable[TablePolicyStatusChanges].AllRows() {
 				gotChanges = append(gotChanges, [3]any{r[scStatus], r[scChange], r[scListComplete]})
 				if r[scPolicyLocator] != "P9" || r[scEventLocator] != tc.event.Locator {
 					t.Errorf("policy_status_changes row %v does not name its policy and event", r)
@@ -399,9 +399,9 @@ func TestMapChildRows(t *testing.T) {
 			if !reflect.DeepEqual(gotChanges, tc.wantChanges) {
 				t.Errorf("policy_status_changes: got %v, want %v", gotChanges, tc.wantChanges)
 			}
-			ev := rows.ByTable[TableEvents][0]
+			ev := rows.ByTable[TableEvents].Row(0)
 			for _, table := range []string{TableEventPolicies, TablePolicyStatusChanges} {
-				for _, r := range rows.ByTable[table] {
+				for _, r := range rows.ByTable[table].AllRows() {
 					if got, want := value(t, table, r, "_version"), ev[evVersion]; got != want {
 						t.Errorf("%s._version: got %v, want the event's %v", table, got, want)
 					}
@@ -423,12 +423,12 @@ func TestMapDeterministic(t *testing.T) {
 	if !reflect.DeepEqual(a, c) {
 		t.Fatal("two mappings of one batch differ")
 	}
-	if got := a.ByTable[TableEvents][0][evIngestedAt]; got != millis(testTime) {
+	if got := a.ByTable[TableEvents].Row(0)[evIngestedAt]; got != millis(testTime) {
 		t.Errorf("_ingested_at: got %v, want %v", got, millis(testTime))
 	}
 	z := NewRows()
 	Map(b, Options{}, z)
-	if got, want := z.ByTable[TableEvents][0][evIngestedAt], time.Unix(0, 0).UTC(); got != want {
+	if got, want := z.ByTable[TableEvents].Row(0)[evIngestedAt], time.Unix(0, 0).UTC(); got != want {
 		t.Errorf("_ingested_at without IngestedAt: got %v, want %v", got, want)
 	}
 }
@@ -451,10 +451,10 @@ func TestMapAppendsAndCounts(t *testing.T) {
 	if st2.Events != 1 {
 		t.Errorf("second stats: got %+v, want 1 event", st2)
 	}
-	if got := len(rows.ByTable[TableEvents]); got != 6 {
+	if got := rows.ByTable[TableEvents].Len(); got != 6 {
 		t.Errorf("events rows after two calls: got %d, want 6", got)
 	}
-	if got := len(rows.ByTable[TableEventPolicies]); got != 2 {
+	if got := rows.ByTable[TableEventPolicies].Len(); got != 2 {
 		t.Errorf("event_policies rows: got %d, want 2", got)
 	}
 	if got := rows.Len(); got != 8 {
@@ -473,13 +473,13 @@ func TestMapRowsAreIndependent(t *testing.T) {
 		suiteEvent("policy.status.update", `{"policyLocator":"P1","newStatuses":{"listCompleted":true,"items":["onRisk"]},"removedStatuses":{"listCompleted":true,"items":[]}}`),
 		suiteEvent("policy.quote.create", `{"quoteLocator":"Q2"}`),
 	}}, Options{}, rows)
-	rows.ByTable[TableEvents][0][evLocatorValues].([]string)[0] = "changed"
+	rows.ByTable[TableEvents].Row(0)[evLocatorValues].([]string)[0] = "changed"
 	for _, col := range []int{evLocatorKeys, evLocatorValues, evPolicyLocators, evNewStatuses} {
-		s := rows.ByTable[TableEvents][0][col].([]string)
+		s := rows.ByTable[TableEvents].Row(0)[col].([]string)
 		_ = append(s[:len(s):cap(s)], "appended", "appended", "appended", "appended")
 		_ = append(s, "appended", "appended", "appended", "appended")
 	}
-	if got := rows.ByTable[TableEvents][1]; !reflect.DeepEqual(got[evLocatorValues], []string{"Q2"}) ||
+	if got := rows.ByTable[TableEvents].Row(1); !reflect.DeepEqual(got[evLocatorValues], []string{"Q2"}) ||
 		!reflect.DeepEqual(got[evLocatorKeys], []string{"quoteLocator"}) || len(got[evPolicyLocators].([]string)) != 0 {
 		t.Errorf("second row changed through the first: %v %v %v", got[evLocatorKeys], got[evLocatorValues], got[evPolicyLocators])
 	}
@@ -564,7 +564,7 @@ func TestSuiteTypesFromOpenAPI(t *testing.T) {
 		rows := NewRows()
 		st := Map(source.Batch{Events: []source.Event{suiteEvent(typ, string(raw))}}, Options{}, rows)
 		checkRowTypes(t, rows)
-		row := rows.ByTable[TableEvents][0]
+		row := rows.ByTable[TableEvents].Row(0)
 		if st.Unknown != 0 || st.ParseErrors != 0 {
 			t.Errorf("%s %s: unknown %d, parse error %q", typ, raw, st.Unknown, row[evParseError])
 		}

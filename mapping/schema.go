@@ -51,24 +51,3 @@ type Schema struct {
 	Tables []Table
 	Views  []View
 }
-
-// Rows holds mapped rows per table name; each row's values follow the order of
-// that table's Columns.
-type Rows struct {
-	ByTable map[string][][]any
-}
-
-// NewRows returns an empty Rows.
-func NewRows() *Rows { return &Rows{ByTable: map[string][][]any{}} }
-
-// Add appends row to table.
-func (r *Rows) Add(table string, row []any) { r.ByTable[table] = append(r.ByTable[table], row) }
-
-// Len returns the number of rows over all tables.
-func (r *Rows) Len() int {
-	n := 0
-	for _, rows := range r.ByTable {
-		n += len(rows)
-	}
-	return n
-}

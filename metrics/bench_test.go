@@ -22,7 +22,7 @@ func BenchmarkObserverBatch(b *testing.B) {
 		evs[i] = source.Event{Type: types[i%len(types)], Timestamp: time.Now()}
 		byClass[mapping.TypeClass(evs[i].Type)]++
 	}
-	rows := &mapping.Rows{ByTable: map[string][][]any{"events": make([][]any, len(evs)), "event_policies": make([][]any, 6000)}}
+	rows := map[string]int{"events": len(evs), "event_policies": 6000}
 	o := New("v", "c").PipelineObserver()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -58,7 +58,7 @@ func (o *PipelineObserver) Mapped(stats mapping.Stats) {
 
 // BatchWritten counts the events and rows ClickHouse accepted and records
 // the batch's size, write duration and end-to-end lag.
-func (o *PipelineObserver) BatchWritten(events int, rows *mapping.Rows, d time.Duration, lastEvent time.Time) {
+func (o *PipelineObserver) BatchWritten(events int, tableRows map[string]int, d time.Duration, lastEvent time.Time) {
 	o.mu.Lock()
 	var byClass map[string]int
 	if len(o.pending) > 0 {
@@ -73,10 +73,8 @@ func (o *PipelineObserver) BatchWritten(events int, rows *mapping.Rows, d time.D
 	if counted < events {
 		o.m.SinkEventsWritten.WithLabelValues(mapping.ClassOther).Add(float64(events - counted))
 	}
-	if rows != nil {
-		for table, r := range rows.ByTable {
-			o.m.SinkRowsWritten.WithLabelValues(table).Add(float64(len(r)))
-		}
+	for table, n := range tableRows {
+		o.m.SinkRowsWritten.WithLabelValues(table).Add(float64(n))
 	}
 	o.m.ObserveBatch(events, d, lastEvent)
 }

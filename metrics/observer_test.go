@@ -18,7 +18,7 @@ import (
 type observer interface {
 	BatchRead(events []source.Event)
 	Mapped(stats mapping.Stats)
-	BatchWritten(events int, rows *mapping.Rows, d time.Duration, lastEvent time.Time)
+	BatchWritten(events int, tableRows map[string]int, d time.Duration, lastEvent time.Time)
 	CheckpointSaved(cp checkpoint.Checkpoint)
 	Retry(component, reason string)
 	Error(component string)
@@ -51,7 +51,7 @@ func TestPipelineObserverCountsByClass(t *testing.T) {
 	o.Mapped(mapping.Stats{})
 	o.BatchRead(b2)
 	o.Mapped(mapping.Stats{Events: 1, Unknown: 1, ParseErrors: 1, ByClass: map[string]int{mapping.TypeClass("quote.create"): 1}})
-	o.BatchWritten(3, rows1, 40*time.Millisecond, now.Add(-30*time.Second))
+	o.BatchWritten(3, rows1.Counts(), 40*time.Millisecond, now.Add(-30*time.Second))
 	o.BatchWritten(1, nil, 10*time.Millisecond, now.Add(-10*time.Second))
 	o.CheckpointSaved(checkpoint.Checkpoint{Events: 4, SavedAt: now.Add(-5 * time.Second)})
 	o.Retry(ComponentSink, "error")
@@ -67,7 +67,7 @@ func TestPipelineObserverCountsByClass(t *testing.T) {
 		{"read " + billing, testutil.ToFloat64(m.SourceEventsRead.WithLabelValues(billing)), 1},
 		{"written " + policy, testutil.ToFloat64(m.SinkEventsWritten.WithLabelValues(policy)), 2},
 		{"written " + quote, testutil.ToFloat64(m.SinkEventsWritten.WithLabelValues(quote)), 1},
-		{"rows events", testutil.ToFloat64(m.SinkRowsWritten.WithLabelValues("events")), float64(len(rows1.ByTable["events"]))},
+		{"rows events", testutil.ToFloat64(m.SinkRowsWritten.WithLabelValues("events")), float64(rows1.ByTable["events"].Len())},
 		{"unknown", testutil.ToFloat64(m.MappingUnknownEvents), 1},
 		{"parse errors", testutil.ToFloat64(m.MappingParseErrors), 1},
 		{"batches", testutil.ToFloat64(m.PipelineBatches), 2},
@@ -83,8 +83,8 @@ func TestPipelineObserverCountsByClass(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
 		}
 	}
-	if len(rows1.ByTable["events"]) != 3 {
-		t.Errorf("mapping produced %d events rows for 3 events", len(rows1.ByTable["events"]))
+	if rows1.ByTable["events"].Len() != 3 {
+		t.Errorf("mapping produced %d events rows for 3 events", rows1.ByTable["events"].Len())
 	}
 }
 

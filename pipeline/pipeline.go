@@ -104,7 +104,7 @@ type Enricher interface {
 type Observer interface {
 	BatchRead(events []source.Event)
 	Mapped(stats mapping.Stats)
-	BatchWritten(events int, rows *mapping.Rows, d time.Duration, lastEvent time.Time)
+	BatchWritten(events int, tableRows map[string]int, d time.Duration, lastEvent time.Time)
 	CheckpointSaved(cp checkpoint.Checkpoint)
 	Retry(component, reason string)
 	Error(component string)
@@ -144,7 +144,8 @@ type pending struct {
 type mapped struct {
 	seq       uint64 // batch number, from 0: positions are saved in this order
 	events    int
-	rows      *mapping.Rows
+	rows      *mapping.Rows  // dropped once written
+	tableRows map[string]int // rows per table, kept for the observer
 	position  source.Position
 	lastEvent time.Time
 }
@@ -418,6 +419,9 @@ func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Ch
 						err = fmt.Errorf("write %d events: %w", m.events, err)
 					}
 				}
+				// The rows are in ClickHouse (or failed): let them go now
+				// rather than when every earlier batch is written too.
+				m.tableRows, m.rows = m.rows.Counts(), nil
 				results <- written{m: m, took: p.now().Sub(start), err: err}
 			}
 		}()
@@ -445,14 +449,14 @@ func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Ch
 			delete(done, next)
 			next++
 			if p.obs != nil && w.m.events > 0 {
-				p.obs.BatchWritten(w.m.events, w.m.rows, w.took, w.m.lastEvent)
+				p.obs.BatchWritten(w.m.events, w.m.tableRows, w.took, w.m.lastEvent)
 			}
 			if w.m.position != cp.Position || w.m.events > 0 {
 				cp.Position = w.m.position
 				cp.Events += uint64(w.m.events)
 				advanced = true
 			}
-			p.log.Debug("batch written", "events", w.m.events, "rows", w.m.rows.Len(), "duration", w.took)
+			p.log.Debug("batch written", "events", w.m.events, "rows", sum(w.m.tableRows), "duration", w.took)
 		}
 		p.status.setSinkErr(nil)
 		if !advanced {
@@ -548,4 +552,13 @@ func IsPermanent(err error) bool {
 		return pe.Permanent()
 	}
 	return false
+}
+
+// sum adds up the values of m.
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

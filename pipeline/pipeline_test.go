@@ -91,7 +91,7 @@ func (s *recordSink) Write(_ context.Context, rows *mapping.Rows) error {
 		s.j.add("write failed")
 		return s.err
 	}
-	n := len(rows.ByTable["events"])
+	n := rows.ByTable["events"].Len()
 	s.events += n
 	s.j.add("write %d", n)
 	return nil
@@ -339,7 +339,7 @@ func (s *slowSink) Ensure(context.Context, mapping.Schema) error { return nil }
 func (s *slowSink) Close() error                                 { return nil }
 func (s *slowSink) Write(_ context.Context, rows *mapping.Rows) error {
 	time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
-	s.j.add("write %d", len(rows.ByTable["events"]))
+	s.j.add("write %d", rows.ByTable["events"].Len())
 	return nil
 }
 

@@ -24,10 +24,10 @@ func BenchmarkInsertEvents(b *testing.B) {
 	all := mapping.NewRows()
 	mapping.Map(sampleBatch(n), mapping.Options{Pipeline: "bench", IngestedAt: time.Now()}, all)
 	events := all.ByTable[mapping.TableEvents]
-	if len(events) != n {
-		b.Fatalf("mapped %d events rows, want %d", len(events), n)
+	if events.Len() != n {
+		b.Fatalf("mapped %d events rows, want %d", events.Len(), n)
 	}
-	rows := &mapping.Rows{ByTable: map[string][][]any{mapping.TableEvents: events}}
+	rows := &mapping.Rows{ByTable: map[string]*mapping.TableRows{mapping.TableEvents: events}}
 
 	// The raw baseline's rows: the same values, converted beforehand.
 	tw := s.tables[mapping.TableEvents]

@@ -28,17 +28,23 @@ func permanent(format string, args ...any) error {
 	return &permanentError{err: fmt.Errorf(format, args...)}
 }
 
-// toColumns turns rows (values in the order of the table's logical columns)
-// into one typed slice per physical column, in the INSERT's column order.
-func (tw *tableWriter) toColumns(rows [][]any) ([]any, error) {
-	for i, r := range rows {
-		if len(r) != tw.width {
-			return nil, permanent("table %s row %d has %d values, want %d", tw.name, i, len(r), tw.width)
-		}
+// toColumns turns a table's mapped rows into one typed slice per physical
+// column, in the INSERT's column order. String, integer, list and nullable
+// string columns are passed on as they are; booleans and times are converted.
+func (tw *tableWriter) toColumns(rows *mapping.TableRows) ([]any, error) {
+	if err := rows.Check(); err != nil {
+		return nil, permanent("%w", err)
+	}
+	cols := rows.Table.Columns
+	if len(cols) != tw.width {
+		return nil, permanent("table %s rows have %d columns, want %d", tw.name, len(cols), tw.width)
 	}
 	out := make([]any, len(tw.cols))
 	for ci, c := range tw.cols {
-		col, err := buildColumn(c, tw.dialect, rows)
+		if got := cols[c.src]; got.Type != c.logical {
+			return nil, permanent("table %s column %s: rows hold a %s column, want %s", tw.name, c.Name, typeName(got.Type), typeName(c.logical))
+		}
+		col, err := buildColumn(c, tw.dialect, &rows.Values[c.src])
 		if err != nil {
 			return nil, permanent("table %s column %s: %w", tw.name, c.Name, err)
 		}
@@ -47,30 +53,39 @@ func (tw *tableWriter) toColumns(rows [][]any) ([]any, error) {
 	return out, nil
 }
 
-func timeValue(v any, nullable bool) (t time.Time, null bool, err error) {
-	switch x := v.(type) {
-	case time.Time:
-		t = x
-	case *time.Time:
-		if x == nil {
-			if !nullable {
-				return t, false, fmt.Errorf("nil *time.Time in a non-nullable time column")
-			}
-			return t, true, nil
-		}
-		t = *x
-	case nil:
-		if !nullable {
-			return t, false, fmt.Errorf("nil in a non-nullable time column")
-		}
-		return t, true, nil
-	default:
-		return t, false, fmt.Errorf("got %T, want time.Time", v)
+// typeName names a logical column type in error messages.
+func typeName(t mapping.ColumnType) string {
+	switch t {
+	case mapping.String:
+		return "String"
+	case mapping.LowString:
+		return "LowString"
+	case mapping.Time:
+		return "Time"
+	case mapping.UInt64:
+		return "UInt64"
+	case mapping.UInt32:
+		return "UInt32"
+	case mapping.Bool:
+		return "Bool"
+	case mapping.ArrayString:
+		return "ArrayString"
+	case mapping.ArrayLowString:
+		return "ArrayLowString"
+	case mapping.NullableString:
+		return "NullableString"
+	case mapping.NullableTime:
+		return "NullableTime"
 	}
+	return fmt.Sprintf("type %d", int(t))
+}
+
+// utc returns t in UTC, the zero time as the epoch.
+func utc(t time.Time) time.Time {
 	if t.IsZero() {
-		return epoch, false, nil
+		return epoch
 	}
-	return t.UTC(), false, nil
+	return t.UTC()
 }
 
 func legacySeconds(t time.Time) (time.Time, error) {
@@ -80,132 +95,85 @@ func legacySeconds(t time.Time) (time.Time, error) {
 	return t.Truncate(time.Second), nil
 }
 
-// buildColumn converts one physical column of rows.
-func buildColumn(c physCol, d Dialect, rows [][]any) (any, error) {
-	n := len(rows)
+// buildColumn converts one physical column's values.
+func buildColumn(c physCol, d Dialect, v *mapping.Values) (any, error) {
 	switch c.logical {
 	case mapping.String, mapping.LowString:
-		out := make([]string, n)
-		for i, r := range rows {
-			s, ok := r[c.src].(string)
-			if !ok {
-				return nil, fmt.Errorf("row %d: got %T, want string", i, r[c.src])
-			}
-			out[i] = s
-		}
-		return out, nil
+		return v.Strings, nil
 	case mapping.UInt64:
-		out := make([]uint64, n)
-		for i, r := range rows {
-			v, ok := r[c.src].(uint64)
-			if !ok {
-				return nil, fmt.Errorf("row %d: got %T, want uint64", i, r[c.src])
-			}
-			out[i] = v
-		}
-		return out, nil
+		return v.UInt64s, nil
 	case mapping.UInt32:
-		out := make([]uint32, n)
-		for i, r := range rows {
-			v, ok := r[c.src].(uint32)
-			if !ok {
-				return nil, fmt.Errorf("row %d: got %T, want uint32", i, r[c.src])
-			}
-			out[i] = v
-		}
-		return out, nil
+		return v.UInt32s, nil
 	case mapping.Bool:
-		out := make([]uint8, n)
-		for i, r := range rows {
-			v, ok := r[c.src].(bool)
-			if !ok {
-				return nil, fmt.Errorf("row %d: got %T, want bool", i, r[c.src])
-			}
-			if v {
+		out := make([]uint8, len(v.Bools))
+		for i, b := range v.Bools {
+			if b {
 				out[i] = 1
 			}
 		}
 		return out, nil
 	case mapping.ArrayString, mapping.ArrayLowString:
-		out := make([][]string, n)
-		for i, r := range rows {
-			switch v := r[c.src].(type) {
-			case []string:
-				if v == nil {
-					v = []string{}
-				}
-				out[i] = v
-			case nil:
-				out[i] = []string{}
-			default:
-				return nil, fmt.Errorf("row %d: got %T, want []string", i, r[c.src])
-			}
-		}
-		return out, nil
+		return v.Lists, nil
 	case mapping.NullableString:
-		out := make([]*string, n)
-		for i, r := range rows {
-			switch v := r[c.src].(type) {
-			case *string:
-				out[i] = v
-			case nil:
-			default:
-				return nil, fmt.Errorf("row %d: got %T, want *string", i, r[c.src])
-			}
-		}
-		return out, nil
-	case mapping.Time, mapping.NullableTime:
-		return buildTimeColumn(c, d, rows)
+		return v.NullStrings, nil
+	case mapping.Time:
+		return buildTimeColumn(c, d, v.Times)
+	case mapping.NullableTime:
+		return buildNullTimeColumn(c, d, v.NullTimes)
 	}
 	return nil, fmt.Errorf("unknown logical type %d", int(c.logical))
 }
 
-func buildTimeColumn(c physCol, d Dialect, rows [][]any) (any, error) {
-	n := len(rows)
-	nullable := c.logical == mapping.NullableTime
+// timeConv returns how d stores a time: whole seconds (legacy, checked
+// against DateTime's range) or milliseconds.
+func timeConv(d Dialect) func(time.Time) (time.Time, error) {
+	if d == Legacy {
+		return legacySeconds
+	}
+	return func(t time.Time) (time.Time, error) { return t.Truncate(time.Millisecond), nil }
+}
+
+func buildTimeColumn(c physCol, d Dialect, times []time.Time) (any, error) {
 	if c.part == millis {
-		out := make([]uint16, n)
-		for i, r := range rows {
-			t, _, err := timeValue(r[c.src], nullable)
-			if err != nil {
-				return nil, fmt.Errorf("row %d: %w", i, err)
-			}
-			out[i] = uint16(t.Nanosecond() / int(time.Millisecond))
+		out := make([]uint16, len(times))
+		for i, t := range times {
+			out[i] = uint16(utc(t).Nanosecond() / int(time.Millisecond))
 		}
 		return out, nil
 	}
-	conv := func(t time.Time) (time.Time, error) {
-		if d == Legacy {
-			return legacySeconds(t)
-		}
-		return t.Truncate(time.Millisecond), nil
-	}
-	if !nullable {
-		out := make([]time.Time, n)
-		for i, r := range rows {
-			t, _, err := timeValue(r[c.src], false)
-			if err == nil {
-				t, err = conv(t)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("row %d: %w", i, err)
-			}
-			out[i] = t
-		}
-		return out, nil
-	}
-	out := make([]*time.Time, n)
-	for i, r := range rows {
-		t, null, err := timeValue(r[c.src], true)
-		if err == nil && !null {
-			t, err = conv(t)
-		}
+	conv := timeConv(d)
+	out := make([]time.Time, len(times))
+	for i, t := range times {
+		t, err := conv(utc(t))
 		if err != nil {
 			return nil, fmt.Errorf("row %d: %w", i, err)
 		}
-		if !null {
-			out[i] = &t
+		out[i] = t
+	}
+	return out, nil
+}
+
+func buildNullTimeColumn(c physCol, d Dialect, times []*time.Time) (any, error) {
+	if c.part == millis {
+		out := make([]uint16, len(times))
+		for i, t := range times {
+			if t != nil {
+				out[i] = uint16(utc(*t).Nanosecond() / int(time.Millisecond))
+			}
 		}
+		return out, nil
+	}
+	conv := timeConv(d)
+	out := make([]*time.Time, len(times))
+	for i, t := range times {
+		if t == nil {
+			continue
+		}
+		v, err := conv(utc(*t))
+		if err != nil {
+			return nil, fmt.Errorf("row %d: %w", i, err)
+		}
+		out[i] = &v
 	}
 	return out, nil
 }

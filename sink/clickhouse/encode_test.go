@@ -19,13 +19,13 @@ func TestColumnsFitDriverTypes(t *testing.T) {
 	schema := mapping.DefaultSchema()
 	schema.Tables = append(schema.Tables, testSchema().Tables...)
 	for i := range 40 {
-		rows.Add("things", testRow(i, time.Date(2026, 1, 1, 0, 0, i, 7e6, time.UTC)))
+		appendRow(rows, testSchema().Tables[0], testRow(i, time.Date(2026, 1, 1, 0, 0, i, 7e6, time.UTC)))
 	}
 	sc := &column.ServerContext{Revision: 54460, VersionMajor: 24, VersionMinor: 8, Timezone: time.UTC}
 	for _, d := range []Dialect{Modern, Legacy} {
 		for _, tbl := range schema.Tables {
 			in := rows.ByTable[tbl.Name]
-			if len(in) == 0 {
+			if in.Len() == 0 {
 				t.Fatalf("no mapped rows for table %s", tbl.Name)
 			}
 			tw := newTableWriter(tbl, "db", d)
@@ -42,7 +42,7 @@ func TestColumnsFitDriverTypes(t *testing.T) {
 					t.Errorf("%s %s.%s (%s): driver refused %T: %v", d, tbl.Name, pc.Name, pc.Type, cols[i], err)
 					continue
 				}
-				if got, want := dc.Rows(), len(in); got != want {
+				if got, want := dc.Rows(), in.Len(); got != want {
 					t.Errorf("%s %s.%s: driver column holds %d rows, want %d", d, tbl.Name, pc.Name, got, want)
 				}
 			}

@@ -44,7 +44,7 @@ func newTestSink(t testing.TB, edit func(c *Config)) (*Sink, *testenv.ClickHouse
 func rowsOf(n int, base time.Time) *mapping.Rows {
 	r := mapping.NewRows()
 	for i := range n {
-		r.Add("things", testRow(i, base.Add(time.Duration(i)*time.Millisecond*1001)))
+		appendRow(r, testSchema().Tables[0], testRow(i, base.Add(time.Duration(i)*time.Millisecond*1001)))
 	}
 	return r
 }
@@ -267,7 +267,7 @@ func TestWritePermanentErrorsReturnAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rowsOf(1, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	r.Add("zzz_unknown_table", []any{"x"})
+	appendRow(r, mapping.Table{Name: "zzz_unknown_table", Columns: []mapping.Column{{Name: "x", Type: mapping.String}}}, []any{"x"})
 	if err := s.Write(ctx, r); err == nil || !strings.Contains(err.Error(), "not part of the ensured schema") || !isPermanent(err) {
 		t.Errorf("Write to an unknown table = %v, want a permanent error", err)
 	}
@@ -526,7 +526,7 @@ func TestConcurrentWrites(t *testing.T) {
 			r := mapping.NewRows()
 			for i := range perWriter {
 				n := w*perWriter + i
-				r.Add("things", testRow(n, base.Add(time.Duration(n)*time.Second)))
+				appendRow(r, testSchema().Tables[0], testRow(n, base.Add(time.Duration(n)*time.Second)))
 			}
 			errs <- s.Write(ctx, r)
 		}()

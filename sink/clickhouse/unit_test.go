@@ -241,23 +241,55 @@ func TestTableDialect(t *testing.T) {
 }
 
 func TestToColumnsRejectsBadRows(t *testing.T) {
-	tw := newTableWriter(testSchema().Tables[0], "db", Legacy)
+	table := testSchema().Tables[0]
+	tw := newTableWriter(table, "db", Legacy)
 	good := testRow(1, time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC))
+
+	// Rows of the wrong shape or type never get into Rows.
+	r := mapping.NewRows()
+	if err := r.Table(table).AppendRow(good[:3]); err == nil || !strings.Contains(err.Error(), "row has 3 values, want 10") {
+		t.Errorf("short row: AppendRow error %v", err)
+	}
+	bad := append([]any(nil), good...)
+	bad[0] = 7
+	if err := r.Table(table).AppendRow(bad); err == nil || !strings.Contains(err.Error(), "column id: got int, want string") {
+		t.Errorf("wrong type: AppendRow error %v", err)
+	}
+	if n := r.Table(table).Len(); n != 0 {
+		t.Errorf("refused rows left %d rows behind", n)
+	}
+
 	tests := []struct {
 		name string
-		row  func() []any
+		rows func() *mapping.TableRows
 		want string
 	}{
-		{"short row", func() []any { return good[:3] }, "has 3 values, want 10"},
-		{"wrong type", func() []any { r := append([]any(nil), good...); r[0] = 7; return r }, "column id: row 0: got int, want string"},
-		{"before 1970 on legacy", func() []any {
-			r := append([]any(nil), good...)
-			r[2] = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)
-			return r
+		{"before 1970 on legacy", func() *mapping.TableRows {
+			row := append([]any(nil), good...)
+			row[2] = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)
+			return tableRows(table, row)
 		}, "outside what DateTime holds"},
+		{"ragged columns", func() *mapping.TableRows {
+			tr := tableRows(table, good)
+			tr.Values[0].Strings = nil
+			return tr
+		}, "column id holds 0 values, want 1"},
+		{"another column type", func() *mapping.TableRows {
+			other := table
+			other.Columns = append([]mapping.Column(nil), table.Columns...)
+			other.Columns[3].Type = mapping.UInt64
+			row := append([]any(nil), good...)
+			row[3] = uint64(1)
+			return tableRows(other, row)
+		}, "column n32: rows hold a UInt64 column, want UInt32"},
+		{"fewer columns", func() *mapping.TableRows {
+			other := table
+			other.Columns = table.Columns[:9]
+			return tableRows(other, good[:9])
+		}, "rows have 9 columns, want 10"},
 	}
 	for _, tt := range tests {
-		_, err := tw.toColumns([][]any{tt.row()})
+		_, err := tw.toColumns(tt.rows())
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: toColumns error %v, want it to contain %q", tt.name, err, tt.want)
 		}
@@ -265,6 +297,15 @@ func TestToColumnsRejectsBadRows(t *testing.T) {
 			t.Errorf("%s: classified transient, want permanent", tt.name)
 		}
 	}
+}
+
+// tableRows returns the rows of table holding rows.
+func tableRows(table mapping.Table, rows ...[]any) *mapping.TableRows {
+	r := mapping.NewRows()
+	for _, row := range rows {
+		appendRow(r, table, row)
+	}
+	return r.Table(table)
 }
 
 // testSchema has one column of every logical type; the tests write it.
@@ -308,4 +349,12 @@ func testRow(i int, ts time.Time) []any {
 	}
 	return []any{fmt.Sprintf("id-%06d", i), "kind-" + fmt.Sprint(i%3), ts, uint32(i), i%2 == 0,
 		[]string{"a", fmt.Sprint(i)}, []string{"onRisk"}, note, ended, uint64(7)}
+}
+
+// appendRow appends row to table's rows in r; a row that does not fit the
+// table is a mistake in the test itself, so it panics (also in goroutines).
+func appendRow(r *mapping.Rows, table mapping.Table, row []any) {
+	if err := r.Table(table).AppendRow(row); err != nil {
+		panic(err)
+	}
 }

@@ -34,7 +34,7 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 	s.mu.Unlock()
 	names := make([]string, 0, len(rows.ByTable))
 	for name, rs := range rows.ByTable {
-		if len(rs) > 0 {
+		if rs.Len() > 0 {
 			names = append(names, name)
 		}
 	}
@@ -47,10 +47,13 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 	for _, name := range names {
 		tw := tables[name]
 		all := rows.ByTable[name]
-		for start := 0; start < len(all); start += s.cfg.BatchRows {
-			chunk := all[start:min(start+s.cfg.BatchRows, len(all))]
+		for start := 0; start < all.Len(); start += s.cfg.BatchRows {
+			chunk := all
+			if start > 0 || all.Len() > s.cfg.BatchRows {
+				chunk = all.Slice(start, min(start+s.cfg.BatchRows, all.Len()))
+			}
 			if err := s.insert(ctx, tw, chunk); err != nil {
-				return fmt.Errorf("write %d rows to %s.%s: %w", len(chunk), s.cfg.Database, name, err)
+				return fmt.Errorf("write %d rows to %s.%s: %w", chunk.Len(), s.cfg.Database, name, err)
 			}
 		}
 	}
@@ -58,7 +61,7 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 }
 
 // insert sends one chunk, retrying transient failures.
-func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error {
+func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows *mapping.TableRows) error {
 	cols, err := tw.toColumns(rows)
 	if err != nil {
 		return err
@@ -69,12 +72,12 @@ func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error 
 		if err == nil {
 			took := time.Since(start)
 			s.inserts.Add(1)
-			s.rows.Add(uint64(len(rows)))
+			s.rows.Add(uint64(rows.Len()))
 			s.insertNanos.Add(int64(took))
 			if s.cfg.OnInsert != nil {
-				s.cfg.OnInsert(tw.name, len(rows), took)
+				s.cfg.OnInsert(tw.name, rows.Len(), took)
 			}
-			s.log.Debug("inserted rows", "table", tw.name, "rows", len(rows), "took", took)
+			s.log.Debug("inserted rows", "table", tw.name, "rows", rows.Len(), "took", took)
 			return nil
 		}
 		reason, transient := classify(err)
@@ -89,7 +92,7 @@ func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows [][]any) error 
 		if s.cfg.OnRetry != nil {
 			s.cfg.OnRetry(reason)
 		}
-		s.log.Warn("ClickHouse insert failed, retrying", "table", tw.name, "rows", len(rows),
+		s.log.Warn("ClickHouse insert failed, retrying", "table", tw.name, "rows", rows.Len(),
 			"attempt", attempt+1, "reason", reason, "wait", wait, "err", err)
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("retry cancelled: %w", err)
