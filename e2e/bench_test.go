@@ -70,7 +70,9 @@ func startEmulator(b *testing.B, n int) string {
 // pages (no sink), and the rate at which the sink alone writes the same
 // events' rows (no source). It reports events/s of each, the ratio of the end
 // to end rate to the lower ceiling, and the run's peak RSS. The sink's
-// ceiling maps and writes with the run's default batch size and writers.
+// ceiling maps and writes with the run's default batch size and writers. It
+// also reports how many cores were busy in each phase and, from that, the
+// highest end-to-end rate the machine's CPU allows (see below).
 func BenchmarkEndToEndAPI(b *testing.B) {
 	n := benchEvents(b)
 	ch := testenv.ClickHouse(b)
@@ -88,6 +90,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 			b.Fatal(err)
 		}
 		var events []source.Event
+		cpu0 := testenv.ReadCPU()
 		begin := time.Now()
 		for {
 			batch, err := client.Read(ctx, 10000)
@@ -99,7 +102,9 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 				b.Fatalf("read: %v", err)
 			}
 		}
-		sourceRate := float64(len(events)) / time.Since(begin).Seconds()
+		sourceTime := time.Since(begin)
+		sourceCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
+		sourceRate := float64(len(events)) / sourceTime.Seconds()
 		_ = client.Close(ctx)
 		if len(events) < n {
 			b.Fatalf("source read %d events, want %d", len(events), n)
@@ -122,6 +127,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		pcfg := pipeline.DefaultConfig()
 		work := make(chan []source.Event)
 		errs := make(chan error, pcfg.Writers)
+		cpu0 = testenv.ReadCPU()
 		begin = time.Now()
 		for range pcfg.Writers {
 			go func() {
@@ -147,7 +153,9 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		sinkRate := float64(len(events)) / time.Since(begin).Seconds()
+		sinkTime := time.Since(begin)
+		sinkCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
+		sinkRate := float64(len(events)) / sinkTime.Seconds()
 		snk.Close()
 		_ = ch.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+sinkDB)
 		events = nil
@@ -161,10 +169,12 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 			"--web.listen-address", "", "--log.level", "warn"}
 		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning experiments.
 		args = append(args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)
+		cpu0 = testenv.ReadCPU()
 		begin = time.Now()
 		p := testenv.Start(b, args...)
 		peak := p.WatchPeakRSS(20 * time.Millisecond)
 		e2eRate := float64(n) / time.Since(begin).Seconds()
+		e2eCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
 		if code := p.Wait(b, time.Second); code != 0 {
 			b.Fatalf("tributary run exited %d:\n%s", code, p.Output())
 		}
@@ -180,6 +190,20 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		b.ReportMetric(e2eRate, "e2e_events/s")
 		b.ReportMetric(e2eRate/min(sourceRate, sinkRate)*100, "%_of_lower_ceiling")
 		b.ReportMetric(rss, "peak_rss_MiB")
+		// How busy the machine's cores were in each phase (every process:
+		// this one, the emulator, ClickHouse), and the end-to-end rate the
+		// CPU allows at most: the core-seconds per event of the two
+		// ceilings added up, spread over every core. When both ceilings keep
+		// every core busy, the end to end run cannot beat this bound.
+		b.ReportMetric(sourceCores, "source_busy_cores")
+		b.ReportMetric(sinkCores, "sink_busy_cores")
+		b.ReportMetric(e2eCores, "e2e_busy_cores")
+		if sourceCores > 0 && sinkCores > 0 {
+			perEvent := (sourceCores*sourceTime.Seconds() + sinkCores*sinkTime.Seconds()) / float64(n)
+			bound := float64(runtime.NumCPU()) / perEvent
+			b.ReportMetric(bound, "cpu_bound_e2e_events/s")
+			b.ReportMetric(bound/min(sourceRate, sinkRate)*100, "%_cpu_bound_of_lower_ceiling")
+		}
 	}
 }
 

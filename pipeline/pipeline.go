@@ -296,10 +296,18 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 // batch assembles source batches into batches of BatchEvents or BatchAge,
 // enriches and maps them, and queues them for the writer. When in is closed
 // it flushes what it has and closes out.
+//
+// The end of a backlog is not held back for BatchAge: while the pipeline is
+// working through a backlog (at start, and after a batch filled up), an
+// empty source batch (the source has caught up: an idle WAL, a caught-up
+// paging token) flushes what is pending at once. Once caught up, a trickle of
+// new events is batched by BatchAge again, so ClickHouse does not get one
+// INSERT per event.
 func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<- mapped) error {
 	defer close(out)
 	var cur pending
 	var seq uint64
+	draining := true // working through a backlog
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
@@ -335,12 +343,20 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 				cur.moved = true
 			}
 			cur.position = b.Position
-			if len(cur.events) >= p.cfg.BatchEvents {
+			switch {
+			case len(cur.events) >= p.cfg.BatchEvents:
+				draining = true
+				if err := flush(); err != nil {
+					return err
+				}
+			case len(b.Events) == 0 && draining && len(cur.events) > 0:
+				draining = false // the source caught up: write the backlog's tail now
 				if err := flush(); err != nil {
 					return err
 				}
 			}
 		case <-timer.C:
+			draining = false
 			if err := flush(); err != nil {
 				return err
 			}

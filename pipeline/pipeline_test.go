@@ -255,7 +255,9 @@ func TestAgeFlushesSmallBatchAndEmptyPositionAdvances(t *testing.T) {
 	j := &journal{}
 	src := &scriptSource{j: j, batches: []source.Batch{
 		{Events: events(0, 2), Position: "p1"},
-		{Position: "p2"}, // caught up: no events, the position moved
+		{Position: "p2"},                       // caught up: no events, the position moved
+		{Events: events(2, 2), Position: "p3"}, // a trickle: only BatchAge flushes it
+		{Position: "p4"},
 	}}
 	store := &memStore{j: j}
 	p := New(testConfig(), src, &recordSink{j: j}, store, nil, nil, nil)
@@ -264,15 +266,15 @@ func TestAgeFlushesSmallBatchAndEmptyPositionAdvances(t *testing.T) {
 	go func() { _ = p.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if s := p.Status(); s.Checkpoint.Position == "p2" {
-			if s.Checkpoint.Events != 2 {
-				t.Errorf("events = %d, want 2", s.Checkpoint.Events)
+		if s := p.Status(); s.Checkpoint.Position == "p4" {
+			if s.Checkpoint.Events != 4 {
+				t.Errorf("events = %d, want 4", s.Checkpoint.Events)
 			}
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("position p2 never checkpointed; operations: %v", j.list())
+	t.Fatalf("position p4 never checkpointed; operations: %v", j.list())
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
@@ -436,5 +438,68 @@ func TestShutdownTimeoutIsAnError(t *testing.T) {
 	}
 	if store.cp != nil {
 		t.Errorf("checkpoint saved although nothing was written: %+v", *store.cp)
+	}
+}
+
+// chanSource serves the batches sent on ch, blocking in between.
+type chanSource struct {
+	scriptSource
+	ch chan source.Batch
+}
+
+func (s *chanSource) Read(ctx context.Context, _ int) (source.Batch, error) {
+	select {
+	case b := <-s.ch:
+		return b, nil
+	case <-ctx.Done():
+		return source.Batch{}, ctx.Err()
+	}
+}
+
+func TestBacklogTailIsWrittenWhenTheSourceCatchesUp(t *testing.T) {
+	j := &journal{}
+	src := &chanSource{scriptSource: scriptSource{j: j}, ch: make(chan source.Batch)}
+	cfg := testConfig()
+	cfg.BatchAge = time.Hour // no age flush in this test
+	store := &memStore{j: j}
+	p := New(cfg, src, &recordSink{j: j}, store, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor := func(pos source.Position, events uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if s := p.Status(); s.Checkpoint.Position == pos {
+				if s.Checkpoint.Events != events {
+					t.Fatalf("checkpoint %s holds %d events, want %d", pos, s.Checkpoint.Events, events)
+				}
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("position %s never checkpointed; operations: %v", pos, j.list())
+	}
+
+	// A backlog: a full batch, then its tail, then the source catches up.
+	src.ch <- source.Batch{Events: events(0, 12), Position: "p1"}
+	waitFor("p1", 12)
+	src.ch <- source.Batch{Events: events(12, 3), Position: "p2"}
+	src.ch <- source.Batch{Position: "p3"}
+	waitFor("p3", 15) // at once, not after BatchAge
+
+	// Caught up: a trickle waits for BatchAge (here: for the shutdown).
+	src.ch <- source.Batch{Events: events(15, 2), Position: "p4"}
+	src.ch <- source.Batch{Position: "p5"}
+	time.Sleep(200 * time.Millisecond)
+	if s := p.Status(); s.Checkpoint.Position != "p3" {
+		t.Errorf("a caught-up trickle was flushed before BatchAge: checkpoint %s; operations: %v", s.Checkpoint.Position, j.list())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if store.cp == nil || store.cp.Position != "p5" || store.cp.Events != 17 {
+		t.Errorf("after shutdown: checkpoint %+v, want p5 with 17 events", store.cp)
 	}
 }

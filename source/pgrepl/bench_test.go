@@ -228,6 +228,7 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		testenv.Binary(b) // built before the clock starts
 
 		b.ResetTimer()
+		cpu0 := testenv.ReadCPU()
 		t0 := time.Now()
 		cmd := osexec.CommandContext(ctx, recv, "-d", pg.DSN, "--slot", ceilingSlot, "--start", "--no-loop",
 			"-o", "proto_version=2", "-o", "streaming=on", "-o", "publication_names="+cfg.Publication,
@@ -236,7 +237,9 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 			b.Fatalf("pg_recvlogical: %v: %s", err, out)
 		}
 		ceiling := time.Since(t0)
+		ceilingCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
 
+		cpu1 := testenv.ReadCPU()
 		t1 := time.Now()
 		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
 		var n uint64
@@ -251,6 +254,7 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 			_ = ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+ch.Database+".events").Scan(&n)
 		}
 		e2e := time.Since(t1)
+		e2eCores := testenv.BusyCores(cpu1, testenv.ReadCPU())
 		b.StopTimer()
 		peak := testenv.PeakRSS(p.Pid())
 		if code, _ := p.Stop(b); code != 0 {
@@ -260,5 +264,9 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		b.ReportMetric(float64(benchRows)/e2e.Seconds(), "e2e-rows/s")
 		b.ReportMetric(ceiling.Seconds()/e2e.Seconds()*100, "%-of-ceiling")
 		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+		// Cores busy (every process of the machine) while each ran: the
+		// walsender and pg_recvlogical; the walsender, tributary and ClickHouse.
+		b.ReportMetric(ceilingCores, "recvlogical-busy-cores")
+		b.ReportMetric(e2eCores, "e2e-busy-cores")
 	}
 }
