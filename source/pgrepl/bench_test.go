@@ -270,3 +270,51 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		b.ReportMetric(e2eCores, "e2e-busy-cores")
 	}
 }
+
+// BenchmarkEndToEndLargeTransaction replicates one transaction of two million
+// rows through `tributary run --source postgres` (pipeline defaults) into
+// ClickHouse and reports the rate and the process's peak RSS, which must stay
+// under 300 MiB.
+func BenchmarkEndToEndLargeTransaction(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		pg := testenv.Postgres(b)
+		ch := testenv.ClickHouse(b)
+		exec(b, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
+		cfg := DefaultConfig()
+		exec(b, pg.Conn, "CREATE PUBLICATION "+cfg.Publication+" FOR TABLE socotra_events")
+		exec(b, pg.Conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", cfg.Slot)
+		pad := strings.Repeat("x", 180)
+		exec(b, pg.Conn, fmt.Sprintf(`INSERT INTO socotra_events (locator, tenant, flavor, type, occurred_at, data)
+			SELECT 'ev-' || lpad(i::text, 9, '0'), 't', 'suite', 'policy.issue', now(),
+			       ('{"i": ' || i || ', "pad": "%s"}')::json
+			FROM generate_series(1, %d) AS i`, pad, largeTxRows))
+		testenv.Binary(b)
+
+		b.ResetTimer()
+		t0 := time.Now()
+		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
+			"--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		var n uint64
+		for n < largeTxRows {
+			if err := p.Alive(); err != nil {
+				b.Fatal(err)
+			}
+			if time.Since(t0) > 20*time.Minute {
+				b.Fatalf("timed out with %d of %d rows", n, largeTxRows)
+			}
+			time.Sleep(200 * time.Millisecond)
+			_ = ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+ch.Database+".events").Scan(&n)
+		}
+		took := time.Since(t0)
+		b.StopTimer()
+		peak := testenv.PeakRSS(p.Pid())
+		if code, _ := p.Stop(b); code != 0 {
+			b.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
+		}
+		b.ReportMetric(float64(largeTxRows)/took.Seconds(), "e2e-rows/s")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+		if peak > 300<<20 {
+			b.Errorf("peak RSS %d MiB, want < 300 MiB", peak>>20)
+		}
+	}
+}
