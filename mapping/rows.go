@@ -189,6 +189,33 @@ func fits(t ColumnType, v any) bool {
 	return false
 }
 
+// String names the column type as its constant does, for error messages.
+func (t ColumnType) String() string {
+	switch t {
+	case String:
+		return "String"
+	case LowString:
+		return "LowString"
+	case Time:
+		return "Time"
+	case UInt64:
+		return "UInt64"
+	case UInt32:
+		return "UInt32"
+	case Bool:
+		return "Bool"
+	case ArrayString:
+		return "ArrayString"
+	case ArrayLowString:
+		return "ArrayLowString"
+	case NullableString:
+		return "NullableString"
+	case NullableTime:
+		return "NullableTime"
+	}
+	return fmt.Sprintf("ColumnType(%d)", int(t))
+}
+
 func goType(t ColumnType) string {
 	switch t {
 	case String, LowString:

@@ -42,7 +42,7 @@ func (tw *tableWriter) toColumns(rows *mapping.TableRows) ([]any, error) {
 	out := make([]any, len(tw.cols))
 	for ci, c := range tw.cols {
 		if got := cols[c.src]; got.Type != c.logical {
-			return nil, permanent("table %s column %s: rows hold a %s column, want %s", tw.name, c.Name, typeName(got.Type), typeName(c.logical))
+			return nil, permanent("table %s column %s: rows hold a %s column, want %s", tw.name, c.Name, got.Type, c.logical)
 		}
 		col, err := buildColumn(c, tw.dialect, &rows.Values[c.src])
 		if err != nil {
@@ -51,33 +51,6 @@ func (tw *tableWriter) toColumns(rows *mapping.TableRows) ([]any, error) {
 		out[ci] = col
 	}
 	return out, nil
-}
-
-// typeName names a logical column type in error messages.
-func typeName(t mapping.ColumnType) string {
-	switch t {
-	case mapping.String:
-		return "String"
-	case mapping.LowString:
-		return "LowString"
-	case mapping.Time:
-		return "Time"
-	case mapping.UInt64:
-		return "UInt64"
-	case mapping.UInt32:
-		return "UInt32"
-	case mapping.Bool:
-		return "Bool"
-	case mapping.ArrayString:
-		return "ArrayString"
-	case mapping.ArrayLowString:
-		return "ArrayLowString"
-	case mapping.NullableString:
-		return "NullableString"
-	case mapping.NullableTime:
-		return "NullableTime"
-	}
-	return fmt.Sprintf("type %d", int(t))
 }
 
 // utc returns t in UTC, the zero time as the epoch.
@@ -133,11 +106,14 @@ func timeConv(d Dialect) func(time.Time) (time.Time, error) {
 	return func(t time.Time) (time.Time, error) { return t.Truncate(time.Millisecond), nil }
 }
 
+// millisOf returns the milliseconds (0-999) of t, stored in a legacy _ms twin.
+func millisOf(t time.Time) uint16 { return uint16(utc(t).Nanosecond() / int(time.Millisecond)) }
+
 func buildTimeColumn(c physCol, d Dialect, times []time.Time) (any, error) {
 	if c.part == millis {
 		out := make([]uint16, len(times))
 		for i, t := range times {
-			out[i] = uint16(utc(t).Nanosecond() / int(time.Millisecond))
+			out[i] = millisOf(t)
 		}
 		return out, nil
 	}
@@ -158,7 +134,7 @@ func buildNullTimeColumn(c physCol, d Dialect, times []*time.Time) (any, error) 
 		out := make([]uint16, len(times))
 		for i, t := range times {
 			if t != nil {
-				out[i] = uint16(utc(*t).Nanosecond() / int(time.Millisecond))
+				out[i] = millisOf(*t)
 			}
 		}
 		return out, nil

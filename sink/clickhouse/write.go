@@ -49,7 +49,7 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 		all := rows.ByTable[name]
 		for start := 0; start < all.Len(); start += s.cfg.BatchRows {
 			chunk := all
-			if start > 0 || all.Len() > s.cfg.BatchRows {
+			if all.Len() > s.cfg.BatchRows {
 				chunk = all.Slice(start, min(start+s.cfg.BatchRows, all.Len()))
 			}
 			if err := s.insert(ctx, tw, chunk); err != nil {
