@@ -75,8 +75,10 @@ type permanentErr struct{ error }
 
 func (permanentErr) Permanent() bool { return true }
 
-// recordSink fails the first failures writes with err, then succeeds.
+// recordSink fails the first failures writes with err, then succeeds. The
+// pipeline's writers call Write concurrently, so its counters are locked.
 type recordSink struct {
+	mu       sync.Mutex
 	j        *journal
 	failures int
 	err      error
@@ -86,6 +88,8 @@ type recordSink struct {
 func (s *recordSink) Ensure(context.Context, mapping.Schema) error { return nil }
 
 func (s *recordSink) Write(_ context.Context, rows *mapping.Rows) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.failures > 0 {
 		s.failures--
 		s.j.add("write failed")
@@ -246,8 +250,11 @@ func TestShutdownDrainsAndCheckpoints(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	if store.cp == nil || store.cp.Position != "p1" || snk.events != 3 {
-		t.Errorf("after shutdown: checkpoint %+v, %d events written; want p1 and 3", store.cp, snk.events)
+	snk.mu.Lock()
+	written := snk.events
+	snk.mu.Unlock()
+	if store.cp == nil || store.cp.Position != "p1" || written != 3 {
+		t.Errorf("after shutdown: checkpoint %+v, %d events written; want p1 and 3", store.cp, written)
 	}
 }
 
