@@ -311,3 +311,39 @@ func TestStreamedTransactions(t *testing.T) {
 		t.Errorf("spill files left behind: %v", left)
 	}
 }
+
+// TestCaughtUpIsSignalled: once the stream has delivered everything the
+// server has, Read returns an empty batch promptly (the pipeline writes a
+// backlog's tail on it instead of waiting for --pipeline.batch-age), and does
+// so again after each later burst.
+func TestCaughtUpIsSignalled(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.Snapshot = false
+	cfg.StatusInterval = time.Minute // no status traffic that could wake the walsender
+	src := f.open(t, cfg, "")
+	var c collected
+	for round, last := 0, 0; round < 3; round++ {
+		first := last + 1
+		last += 1000 * (round + 1)
+		for i := first; i <= last; i += 500 {
+			exec(t, f.pg.Conn, insertSQL("socotra_events", i, min(i+499, last)))
+		}
+		readUntil(t, src, 1_000_000, 30*time.Second, &c, hasN(last))
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b, err := src.Read(ctx, 1_000_000)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: Read after the last event: %v (want an empty batch: caught up)", round, err)
+		}
+		if len(b.Events) != 0 || lsnOf(t, b.Position) < lsnOf(t, c.last) {
+			t.Fatalf("round %d: after the last event Read gave %d events at %s (before: %s); want none", round, len(b.Events), b.Position, c.last)
+		}
+		if took := time.Since(t0); took > time.Second {
+			t.Errorf("round %d: caught-up batch after %s, want well under a second", round, took)
+		}
+		c.last = b.Position
+		wantExactly(t, &c, 1, last)
+	}
+}

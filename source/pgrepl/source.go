@@ -37,11 +37,14 @@ type Stats struct {
 }
 
 // item is what the streaming goroutine hands to Read: events, and when pos is
-// non-zero, the resumable position just after them.
+// non-zero, the resumable position just after them. idle says the stream has
+// caught up with the server after these events: Read returns what it has
+// and then an empty batch, which tells the pipeline a backlog has ended.
 type item struct {
 	events     []source.Event
 	pos        pglogrepl.LSN
 	commitTime time.Time
+	idle       bool
 	err        error
 }
 
@@ -65,6 +68,7 @@ type Source struct {
 	curOff    int           // events of cur already returned
 	curLive   bool          // cur holds an unconsumed item
 	readErr   error         // an error to return on the next Read
+	idleNext  bool          // the stream caught up after the last batch: the next Read returns an empty one at once
 	fatal     error         // the streaming goroutine stopped with this error
 	streamAt  pglogrepl.LSN // where streaming starts
 	streaming bool
@@ -316,10 +320,15 @@ func (s *Source) Read(ctx context.Context, max int) (source.Batch, error) {
 }
 
 func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) {
+	if s.idleNext {
+		s.idleNext = false
+		return source.Batch{Position: s.pos.encode()}, nil
+	}
 	var events []source.Event
 	advanced := false
+	idle := false
 	var lastCommit time.Time
-	for len(events) < max {
+	for len(events) < max && !idle {
 		if !s.curLive {
 			var it item
 			if len(events) == 0 && !advanced {
@@ -364,8 +373,12 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 			if !s.cur.commitTime.IsZero() {
 				lastCommit = s.cur.commitTime
 			}
+			idle = s.cur.idle
 			s.cur, s.curLive = item{}, false
 		}
+	}
+	if idle && len(events) > 0 {
+		s.idleNext = true
 	}
 	s.mu.Lock()
 	s.stats.Events += uint64(len(events))

@@ -48,6 +48,11 @@ type streamer struct {
 	pendPos       pglogrepl.LSN  // the position after pend[:pendCommitted], 0 when none
 	pendTime      time.Time
 
+	// Telling Read that the stream caught up (see item.idle).
+	idleOwed bool      // caught up: the next hand-over, or an item of its own, says so
+	handed   bool      // events were handed over since Read was last told
+	lastData time.Time // when the last XLogData arrived
+
 	nextStatus time.Time
 	pollAt     time.Time     // next check for a new Ack to report early
 	sentFlush  pglogrepl.LSN // the flushed position last reported
@@ -61,6 +66,10 @@ func newStreamer(s *Source, start pglogrepl.LSN) *streamer {
 
 // ackPoll is how often the streaming goroutine looks for a new Ack to report.
 const ackPoll = 100 * time.Millisecond
+
+// quietIdle is how long the stream must be silent, with nothing in progress,
+// for Read to be told it caught up when no keepalive said so.
+const quietIdle = 50 * time.Millisecond
 
 // run streams until ctx ends, reconnecting with backoff after errors that may
 // pass; a permanent error is handed to Read.
@@ -153,34 +162,70 @@ func (st *streamer) tryHandOver() {
 	if st.pendPos == 0 || len(st.s.items) > 0 {
 		return
 	}
-	it := item{events: st.pend[:st.pendCommitted:st.pendCommitted], pos: st.pendPos, commitTime: st.pendTime}
+	it := st.committedItem()
 	select {
 	case st.s.items <- it:
-		st.dropCommitted()
+		st.dropCommitted(it)
 	default:
 	}
+}
+
+// committedItem is the complete part of pend, marked idle when the stream
+// has caught up and nothing follows it.
+func (st *streamer) committedItem() item {
+	return item{
+		events: st.pend[:st.pendCommitted:st.pendCommitted], pos: st.pendPos, commitTime: st.pendTime,
+		idle: st.idleOwed && st.pendCommitted == len(st.pend),
+	}
+}
+
+// tryIdle tells a waiting Read that the stream has caught up, when it owes
+// that and has nothing pending (pending events carry it themselves).
+func (st *streamer) tryIdle() {
+	if !st.idleOwed || st.pendPos != 0 || len(st.pend) > 0 {
+		return
+	}
+	select {
+	case st.s.items <- item{idle: true}:
+		st.idleOwed, st.handed = false, false
+	default:
+	}
+}
+
+// caughtUp reports whether nothing is in progress: no open transaction and
+// no streamed one.
+func (st *streamer) caughtUp() bool {
+	return !st.inTx && !st.inStream && len(st.spills) == 0
 }
 
 // flushPend hands over everything pending, blocking: first the complete
 // transactions with their position, then the open one's events without.
 func (st *streamer) flushPend(ctx context.Context) error {
 	if st.pendPos != 0 {
-		it := item{events: st.pend[:st.pendCommitted:st.pendCommitted], pos: st.pendPos, commitTime: st.pendTime}
+		it := st.committedItem()
 		if err := st.handOver(ctx, it); err != nil {
 			return err
 		}
-		st.dropCommitted()
+		st.dropCommitted(it)
 	}
 	if len(st.pend) > 0 {
 		if err := st.handOver(ctx, item{events: st.pend}); err != nil {
 			return err
 		}
 		st.pend = nil
+		st.handed = true
 	}
 	return nil
 }
 
-func (st *streamer) dropCommitted() {
+// dropCommitted removes it, the complete part of pend just handed over.
+func (st *streamer) dropCommitted(it item) {
+	switch {
+	case it.idle:
+		st.idleOwed, st.handed = false, false
+	case len(it.events) > 0:
+		st.handed = true
+	}
 	rest := st.pend[st.pendCommitted:]
 	st.pend = nil
 	if len(rest) > 0 {
@@ -251,6 +296,7 @@ func (st *streamer) session(ctx context.Context) error {
 	st.pend = st.pend[:st.pendCommitted]
 	st.relations = map[uint32]*relInfo{}
 	st.inTx, st.inStream = false, false
+	st.idleOwed = false
 	st.dropSpills()
 	st.nextStatus = time.Now()
 	st.deadline = time.Time{}
@@ -261,8 +307,14 @@ func (st *streamer) session(ctx context.Context) error {
 			return err
 		}
 		dl := st.wakeAt()
-		if st.pendPos != 0 {
+		switch {
+		case st.pendPos != 0 || st.idleOwed:
 			dl = now.Add(2 * time.Millisecond) // Read may be waiting for pend
+		case st.handed:
+			// Wake when the stream has been quiet for quietIdle (see below).
+			if quiet := st.lastData.Add(quietIdle); quiet.After(now) && quiet.Before(dl) {
+				dl = quiet
+			}
 		}
 		if !dl.Equal(st.deadline) {
 			if err := conn.Conn().SetReadDeadline(dl); err != nil {
@@ -282,6 +334,10 @@ func (st *streamer) session(ctx context.Context) error {
 						return err
 					}
 				}
+				if st.handed && len(st.pend) == 0 && st.caughtUp() && !time.Now().Before(st.lastData.Add(quietIdle)) {
+					st.idleOwed = true // quiet for a while: the server has nothing more
+				}
+				st.tryIdle()
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
@@ -298,11 +354,18 @@ func (st *streamer) session(ctx context.Context) error {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
 				st.receivedUpTo(ka.ServerWALEnd)
+				if st.caughtUp() && ka.ServerWALEnd >= st.resume {
+					// The walsender sends a keepalive when it has sent all
+					// the WAL there is: tell Read, so the end of a backlog
+					// is written without waiting for the batch age.
+					st.idleOwed = true
+				}
 				if !st.inTx && ka.ServerWALEnd > st.resume {
 					// Nothing is open: everything before the server's end is
 					// handed over or queued, so the idle slot may advance.
 					st.complete(ka.ServerWALEnd, time.Time{})
 				}
+				st.tryIdle()
 				if ka.ReplyRequested {
 					if err := st.sendStatus(false); err != nil {
 						return err
@@ -314,6 +377,7 @@ func (st *streamer) session(ctx context.Context) error {
 					return fmt.Errorf("parse XLogData: %w", err)
 				}
 				st.receivedUpTo(xld.WALStart)
+				st.idleOwed, st.lastData = false, time.Now()
 				if err := st.handle(ctx, xld.WALData); err != nil {
 					return err
 				}
