@@ -338,6 +338,11 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 			if len(cur.events) == 0 && !cur.moved {
 				timer.Reset(p.cfg.BatchAge)
 			}
+			if cur.events == nil && len(b.Events) > 0 {
+				// Sized for a whole batch: a backlog fills it without
+				// growing (and copying) it on the way.
+				cur.events = make([]source.Event, 0, max(p.cfg.BatchEvents, len(b.Events)))
+			}
 			cur.events = append(cur.events, b.Events...)
 			if b.Position != cur.position || len(b.Events) > 0 {
 				cur.moved = true

@@ -24,7 +24,8 @@ type tuple struct {
 }
 
 // decodeChange decodes an Insert or Update message; ri is looked up from the
-// relation id. ok is false when the relation is not the events table.
+// relation id. newT is nil when the relation is not the events table. The
+// tuples are the streamer's own, valid until the next call.
 func (st *streamer) decodeChange(msg string) (xid uint32, newT, oldT *tuple, ri *relInfo, err error) {
 	p := 1
 	if st.inStream {
@@ -48,12 +49,12 @@ func (st *streamer) decodeChange(msg string) (xid uint32, newT, oldT *tuple, ri 
 	}
 	if msg[0] == 'U' && (msg[p] == 'K' || msg[p] == 'O') {
 		full := msg[p] == 'O'
-		var t tuple
-		if p, err = decodeTuple(msg, p+1, ri, &t); err != nil {
+		st.oldTuple = tuple{}
+		if p, err = decodeTuple(msg, p+1, ri, &st.oldTuple); err != nil {
 			return 0, nil, nil, nil, err
 		}
 		if full {
-			oldT = &t
+			oldT = &st.oldTuple
 		}
 		if len(msg) <= p {
 			return 0, nil, nil, nil, errShort
@@ -62,7 +63,8 @@ func (st *streamer) decodeChange(msg string) (xid uint32, newT, oldT *tuple, ri 
 	if msg[p] != 'N' {
 		return 0, nil, nil, nil, fmt.Errorf("expected a new tuple, got %q", msg[p])
 	}
-	newT = &tuple{}
+	st.newTuple = tuple{}
+	newT = &st.newTuple
 	if _, err = decodeTuple(msg, p+1, ri, newT); err != nil {
 		return 0, nil, nil, nil, err
 	}

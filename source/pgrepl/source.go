@@ -324,14 +324,17 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 		s.idleNext = false
 		return source.Batch{Position: s.pos.encode()}, nil
 	}
+	// A call returns the events of one hand-over at most (up to chunkSize):
+	// the pipeline assembles its batches, and merging chunks here would copy
+	// every event once more. Position-only hand-overs before them are taken
+	// along.
 	var events []source.Event
-	advanced := false
-	idle := false
+	advanced, idle := false, false
 	var lastCommit time.Time
-	for len(events) < max && !idle {
+	for len(events) == 0 && !idle {
 		if !s.curLive {
 			var it item
-			if len(events) == 0 && !advanced {
+			if !advanced {
 				select {
 				case it = <-s.items:
 				case <-ctx.Done():
@@ -349,7 +352,7 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 				}
 			}
 			if it.err != nil {
-				if len(events) > 0 || advanced {
+				if advanced {
 					s.readErr = it.err
 					break
 				}
@@ -358,12 +361,8 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 			}
 			s.cur, s.curOff, s.curLive = it, 0, true
 		}
-		n := min(max-len(events), len(s.cur.events)-s.curOff)
-		if events == nil && n == len(s.cur.events) {
-			events = s.cur.events
-		} else if n > 0 {
-			events = append(events, s.cur.events[s.curOff:s.curOff+n]...)
-		}
+		n := min(max, len(s.cur.events)-s.curOff)
+		events = s.cur.events[s.curOff : s.curOff+n : s.curOff+n]
 		s.curOff += n
 		if s.curOff == len(s.cur.events) {
 			if s.cur.pos > s.pos.lsn {

@@ -36,6 +36,8 @@ type streamer struct {
 	v2       bool
 
 	relations map[uint32]*relInfo
+	newTuple  tuple // decodeChange's results, reused for every change
+	oldTuple  tuple
 	inTx      bool
 	txSeq     uint64    // commit LSN of the open transaction
 	txTime    time.Time // its commit time
@@ -44,6 +46,7 @@ type streamer struct {
 	spills    map[uint32]*spill
 
 	pend          []source.Event // events not handed over yet
+	lastChunk     int            // how many events the last hand-over held
 	pendCommitted int            // how many of pend belong to complete transactions
 	pendPos       pglogrepl.LSN  // the position after pend[:pendCommitted], 0 when none
 	pendTime      time.Time
@@ -212,6 +215,7 @@ func (st *streamer) flushPend(ctx context.Context) error {
 		if err := st.handOver(ctx, item{events: st.pend}); err != nil {
 			return err
 		}
+		st.lastChunk = len(st.pend)
 		st.pend = nil
 		st.handed = true
 	}
@@ -220,6 +224,7 @@ func (st *streamer) flushPend(ctx context.Context) error {
 
 // dropCommitted removes it, the complete part of pend just handed over.
 func (st *streamer) dropCommitted(it item) {
+	st.lastChunk = len(it.events)
 	switch {
 	case it.idle:
 		st.idleOwed, st.handed = false, false
@@ -237,7 +242,9 @@ func (st *streamer) dropCommitted(it item) {
 // add queues one event of the open transaction.
 func (st *streamer) add(ctx context.Context, ev source.Event) error {
 	if st.pend == nil {
-		st.pend = make([]source.Event, 0, 64)
+		// As large as the last hand-over: a backlog fills whole chunks
+		// without growing, a trickle keeps small ones.
+		st.pend = make([]source.Event, 0, min(chunkSize, max(64, st.lastChunk)))
 	}
 	st.pend = append(st.pend, ev)
 	if len(st.pend) >= chunkSize {
