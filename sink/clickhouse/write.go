@@ -114,7 +114,11 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	defer batch.Close()
+	bcols := batch.Columns()
 	for i, c := range cols {
+		if v, ok := c.([]string); ok && i < len(bcols) {
+			presizeStrings(bcols[i], v)
+		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()
 			return permanent("append column %s: %w", tw.cols[i].Name, err)
