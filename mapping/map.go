@@ -71,14 +71,24 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		}
 	}()
 	var p payload
+	// A batch holds few distinct types: classify each once.
+	type typeInfo struct {
+		class string
+		known bool
+	}
+	types := map[string]typeInfo{}
 	for i := range b.Events {
 		e := &b.Events[i]
 		p.reset(&ar)
 		dataStr := string(e.Data)
 		p.parse(e.Type, dataStr)
 
-		class := TypeClass(e.Type)
-		known := KnownType(e.Type)
+		ti, seen := types[e.Type]
+		if !seen {
+			ti = typeInfo{TypeClass(e.Type), KnownType(e.Type)}
+			types[e.Type] = ti
+		}
+		class, known := ti.class, ti.known
 		st.Events++
 		st.ByClass[class]++
 		if !known {

@@ -1,6 +1,7 @@
 package pgrepl
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,54 @@ func TestParseTime(t *testing.T) {
 	if _, err := parseTime("infinity"); err == nil {
 		t.Error("parseTime(infinity): got no error")
 	}
+}
+
+// TestParseUTCTimeAgreesWithTimeParse compares the fast path with the
+// general layouts on generated values: every form it accepts must give the
+// layouts' result, and it must refuse what they refuse.
+func TestParseUTCTimeAgreesWithTimeParse(t *testing.T) {
+	slow := func(s string) (time.Time, bool) {
+		for _, l := range timeLayouts {
+			if v, err := time.Parse(l, s); err == nil {
+				return v.UTC().Truncate(time.Millisecond), true
+			}
+		}
+		return time.Time{}, false
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := []string{
+		"2024-02-29 23:59:59", "2023-02-29 00:00:00", "2024-13-01 00:00:00", "2024-00-10 00:00:00",
+		"2024-04-31 12:00:00", "2024-01-01 24:00:00", "2024-01-01 00:60:00", "2024-01-01 00:00:60",
+		"0001-01-01 00:00:00", "9999-12-31 23:59:59", "2024-1-01 00:00:00", "2024-01-01T00:00:00",
+		"2024-01-01 00:00:0a", "",
+	}
+	suffixes := []string{"", ".", ".1", ".123", ".123456", ".1234567891", "+00", "+00:00", "+01", "-00", "Z", ".5+00", ".999999+00:00", " ", "+0"}
+	cases := 0
+	check := func(s string) {
+		cases++
+		fast, ok := parseUTCTime(s)
+		want, wantOK := slow(s)
+		if ok && (!wantOK || !fast.Equal(want) || fast.Location() != time.UTC) {
+			t.Errorf("parseUTCTime(%q) = %v; time.Parse gives %v, %v", s, fast, want, wantOK)
+		}
+		if got, err := parseTime(s); (err == nil) != wantOK || (wantOK && !got.Equal(want)) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v, ok %v", s, got, err, want, wantOK)
+		}
+	}
+	for _, b := range base {
+		for _, suf := range suffixes {
+			check(b + suf)
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		v := time.Unix(rng.Int64N(400*365*86400)-100*365*86400, rng.Int64N(1e9)).UTC()
+		check(v.Format("2006-01-02 15:04:05.999999") + suffixes[rng.IntN(len(suffixes))])
+	}
+	// The fast path must take the form PostgreSQL prints, or it is no faster.
+	if _, ok := parseUTCTime("2024-01-02 03:04:05.123456+00"); !ok {
+		t.Error("the fast path refused the UTC session's own form")
+	}
+	t.Logf("%d inputs compared", cases)
 }
 
 func TestToEvent(t *testing.T) {
