@@ -5,9 +5,15 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tributary
-# Packages whose benchmarks make bench runs; BENCH filters them.
-BENCH     ?= .
-BENCHTIME ?= 1x
+# Packages whose benchmarks make bench runs; BENCH filters them, BENCHCOUNT
+# repeats each.
+BENCH      ?= .
+BENCHTIME  ?= 1x
+BENCHCOUNT ?= 1
+# Where make bench keeps the servers' data: memory (/dev/shm) when it has
+# 8 GiB free, so ClickHouse's part files and PostgreSQL's WAL do not measure
+# the machine's file system (see docs/benchmarks.md); otherwise TMPDIR.
+BENCH_TMPDIR ?= $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 > 8 * 1024 * 1024 { print "/dev/shm" }')
 
 .PHONY: build test check unit bench demo clean fmt vet
 
@@ -33,7 +39,8 @@ test:
 
 # bench runs the benchmarks against private servers; numbers go to docs/benchmarks.md.
 bench:
-	bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout 60m ./...
+	@echo "bench: servers' data under $(or $(BENCH_TMPDIR),$${TMPDIR:-/tmp})"
+	TMPDIR=$(or $(BENCH_TMPDIR),$${TMPDIR:-/tmp}) bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./...
 
 # demo replicates the emulator's history into a private ClickHouse and prints a summary.
 demo: build
