@@ -340,8 +340,8 @@ func TestCaughtUpIsSignalled(t *testing.T) {
 		if len(b.Events) != 0 || lsnOf(t, b.Position) < lsnOf(t, c.last) {
 			t.Fatalf("round %d: after the last event Read gave %d events at %s (before: %s); want none", round, len(b.Events), b.Position, c.last)
 		}
-		if took := time.Since(t0); took > time.Second {
-			t.Errorf("round %d: caught-up batch after %s, want well under a second", round, took)
+		if took := time.Since(t0); took > 3*time.Second {
+			t.Errorf("round %d: caught-up batch after %s, want it within a few milliseconds (at most 3 s)", round, took)
 		}
 		c.last = b.Position
 		wantExactly(t, &c, 1, last)
