@@ -147,6 +147,12 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		ev[evIngestedAt].time(ingested)
 		evt.n++
 
+		if len(list) > 0 && ept.n == 0 {
+			// Room for one policy per remaining event, taken when the
+			// batch's first policy shows up: no growing copies for the
+			// usual batch, nothing for a batch without policies.
+			ept.grow(len(b.Events) - i + len(list) - 1)
+		}
 		for _, pol := range list {
 			ep[epTenant].str(e.Tenant)
 			ep[epPolicyLocator].str(pol)
