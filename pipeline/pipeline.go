@@ -293,6 +293,10 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 	}
 }
 
+// presizeEvents bounds the capacity a new batch starts with, so that a huge
+// --pipeline.batch-events does not allocate its full size for every trickle.
+const presizeEvents = 16 << 10
+
 // batch assembles source batches into batches of BatchEvents or BatchAge,
 // enriches and maps them, and queues them for the writer. When in is closed
 // it flushes what it has and closes out.
@@ -339,9 +343,9 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 				timer.Reset(p.cfg.BatchAge)
 			}
 			if cur.events == nil && len(b.Events) > 0 {
-				// Sized for a whole batch: a backlog fills it without
-				// growing (and copying) it on the way.
-				cur.events = make([]source.Event, 0, max(p.cfg.BatchEvents, len(b.Events)))
+				// Sized for a whole batch (up to presizeEvents): a backlog
+				// fills it without growing (and copying) it on the way.
+				cur.events = make([]source.Event, 0, max(min(p.cfg.BatchEvents, presizeEvents), len(b.Events)))
 			}
 			cur.events = append(cur.events, b.Events...)
 			if b.Position != cur.position || len(b.Events) > 0 {
