@@ -315,8 +315,11 @@ func (st *streamer) session(ctx context.Context) error {
 		}
 		dl := st.wakeAt()
 		switch {
-		case st.pendPos != 0 || st.idleOwed:
-			dl = now.Add(2 * time.Millisecond) // Read may be waiting for pend
+		case st.pendPos != 0, st.idleOwed && len(st.s.items) < cap(st.s.items):
+			// Read may be waiting for pend or the caught-up signal. (With
+			// the hand-over queue full, Read is busy: the signal is retried
+			// at the next regular wake-up instead of polling.)
+			dl = now.Add(2 * time.Millisecond)
 		case st.handed:
 			// Wake when the stream has been quiet for quietIdle (see below).
 			if quiet := st.lastData.Add(quietIdle); quiet.After(now) && quiet.Before(dl) {
