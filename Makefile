@@ -14,6 +14,7 @@ BENCHCOUNT ?= 1
 # 8 GiB free, so ClickHouse's part files and PostgreSQL's WAL do not measure
 # the machine's file system (see docs/benchmarks.md); otherwise TMPDIR.
 BENCH_TMPDIR ?= $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 > 8 * 1024 * 1024 { print "/dev/shm" }')
+BENCH_DATA   := $(or $(BENCH_TMPDIR),$${TMPDIR:-/tmp})
 
 .PHONY: build test check unit bench demo clean fmt vet
 
@@ -39,8 +40,8 @@ test:
 
 # bench runs the benchmarks against private servers; numbers go to docs/benchmarks.md.
 bench:
-	@echo "bench: servers' data under $(or $(BENCH_TMPDIR),$${TMPDIR:-/tmp})"
-	TMPDIR=$(or $(BENCH_TMPDIR),$${TMPDIR:-/tmp}) bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./...
+	@echo "bench: servers' data under $(BENCH_DATA)"
+	TMPDIR=$(BENCH_DATA) bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./...
 
 # demo replicates the emulator's history into a private ClickHouse and prints a summary.
 demo: build

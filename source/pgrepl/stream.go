@@ -212,18 +212,19 @@ func (st *streamer) flushPend(ctx context.Context) error {
 		st.dropCommitted(it)
 	}
 	if len(st.pend) > 0 {
-		if err := st.handOver(ctx, item{events: st.pend}); err != nil {
+		it := item{events: st.pend}
+		if err := st.handOver(ctx, it); err != nil {
 			return err
 		}
-		st.lastChunk = len(st.pend)
 		st.pend = nil
-		st.handed = true
+		st.handedOver(it)
 	}
 	return nil
 }
 
-// dropCommitted removes it, the complete part of pend just handed over.
-func (st *streamer) dropCommitted(it item) {
+// handedOver records what Read was given: the size of the next pending
+// chunk, and whether Read still has to be told that the stream caught up.
+func (st *streamer) handedOver(it item) {
 	st.lastChunk = len(it.events)
 	switch {
 	case it.idle:
@@ -231,6 +232,11 @@ func (st *streamer) dropCommitted(it item) {
 	case len(it.events) > 0:
 		st.handed = true
 	}
+}
+
+// dropCommitted removes it, the complete part of pend just handed over.
+func (st *streamer) dropCommitted(it item) {
+	st.handedOver(it)
 	rest := st.pend[st.pendCommitted:]
 	st.pend = nil
 	if len(rest) > 0 {
