@@ -91,13 +91,16 @@ func corruptFile(t *testing.T) string {
 }
 
 func TestCheckpointCommandClickHouse(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testCheckpointCommandClickHouse)
+}
+
+func testCheckpointCommandClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	saved := time.Date(2026, 11, 22, 21, 31, 0, 5e6, time.UTC)
 	if err := chstore.New(ch.Conn, ch.Database).Save(ctx, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 99, SavedAt: saved}); err != nil {
 		t.Fatal(err)
 	}
-	conn := []string{"--clickhouse.addr=" + ch.Addr, "--clickhouse.database=" + ch.Database}
+	conn := ch.Flags()
 	with := func(args ...string) []string { return append(args, conn...) }
 	runCmdCases(t, []cmdCase{
 		{"show", with("checkpoint", "show", "--pipeline=pg"), 0,

@@ -52,15 +52,23 @@ func TestSchemaCommand(t *testing.T) {
 	}
 }
 
-// TestSchemaCommandRunsOnServer runs the printed legacy DDL on the test
-// server (18.16), twice: every statement is valid and idempotent there.
+// TestSchemaCommandRunsOnServer runs the printed DDL of each server's dialect
+// (legacy on 18.16, modern on 26.7) on that server, twice: every statement is
+// valid and idempotent there.
 func TestSchemaCommandRunsOnServer(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testSchemaCommandRunsOnServer)
+}
+
+func testSchemaCommandRunsOnServer(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	db := testenv.Name("schema_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(testenv.Context(t, 30*time.Second), "DROP DATABASE IF EXISTS "+db) })
+	dialect := "legacy"
+	if ch.Modern() {
+		dialect = "modern"
+	}
 	var out, errOut bytes.Buffer
-	if code := dispatch([]string{"schema", "--dialect=legacy", "--clickhouse.database=" + db}, &out, &errOut); code != 0 {
+	if code := dispatch([]string{"schema", "--dialect=" + dialect, "--clickhouse.database=" + db}, &out, &errOut); code != 0 {
 		t.Fatalf("schema exited %d: %s", code, errOut.String())
 	}
 	stmts := strings.Split(strings.TrimSuffix(out.String(), ";\n"), ";\n\n")

@@ -17,16 +17,18 @@ import (
 	"github.com/tributary-cdc/tributary/source"
 )
 
-func apiArgs(srvURL, tenant, addr, db string, extra ...string) []string {
+// apiArgs returns the arguments of a run against the emulator at srvURL,
+// writing to ClickHouse with chFlags (ClickHouseServer.Flags).
+func apiArgs(srvURL, tenant string, chFlags []string, extra ...string) []string {
 	args := []string{
 		"run", "--source", "api",
 		"--api.flavor", "suite", "--api.url", srvURL, "--api.tenant", tenant,
 		"--api.start", "2000-01-01T00:00:00Z", "--api.page-size", "1000",
 		"--api.max-backoff", "1s", "--api.poll-interval", "200ms",
-		"--clickhouse.addr", addr, "--clickhouse.database", db,
 		"--pipeline.name", "e2e", "--pipeline.batch-events", "5000", "--pipeline.batch-age", "200ms",
 		"--web.listen-address", "", "--log.level", "info",
 	}
+	args = append(args, chFlags...)
 	return append(args, extra...)
 }
 
@@ -35,7 +37,10 @@ func apiArgs(srvURL, tenant, addr, db string, extra ...string) []string {
 // ten times) and restarts it, then checks that ClickHouse holds exactly the
 // emulator's events and derived rows: no loss, no duplicate.
 func TestAPIKillRestartExact(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testAPIKillRestartExact)
+}
+
+func testAPIKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	const total = 200_000
 	emu, err := emulator.New(emulator.Config{
 		Flavor: emulator.FlavorSuite, Seed: 42, Events: total, Policies: 5000, // about a year of history
@@ -51,7 +56,7 @@ func TestAPIKillRestartExact(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	want := emu.Events()
-	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags())
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
@@ -75,7 +80,7 @@ func TestAPIKillRestartExact(t *testing.T) {
 
 	wantDB := testenv.Name("want_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
-	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorSuite))
+	writeExpected(t, ch, wantDB, toSource(want, source.FlavorSuite))
 	testenv.AssertSameTables(t, ch.Conn, ch.Database, wantDB, tableNames())
 
 	// Nothing beyond the emulator's events, and a checksum over locators.
@@ -103,7 +108,10 @@ func TestAPIKillRestartExact(t *testing.T) {
 // TestAPILiveTail follows a live emulator: events appended after tributary
 // caught up must be in ClickHouse within 2 seconds.
 func TestAPILiveTail(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testAPILiveTail)
+}
+
+func testAPILiveTail(t *testing.T, ch *testenv.ClickHouseServer) {
 	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 7, Events: 2000})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +120,7 @@ func TestAPILiveTail(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := testenv.Start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--web.listen-address", web)...)
+	p := testenv.Start(t, apiArgs(srv.URL, emu.Tenant(), ch.Flags(), "--web.listen-address", web)...)
 	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, p.Alive)
 	checkWeb(t, "http://"+web, uint64(emu.Len()))
 	for round := range 5 {

@@ -72,11 +72,17 @@ func startEmulator(b *testing.B, n int) string {
 // to end rate to the lower ceiling, and the run's peak RSS. The sink's
 // ceiling maps and writes with the run's default batch size and writers. It
 // also reports how many cores were busy in each phase and, from that, the
-// highest end-to-end rate the machine's CPU allows (see below).
+// highest end-to-end rate the machine's CPU allows (see below), and the CPU
+// time per event of tributary's own process and of the ClickHouse server in
+// the end-to-end phase. It runs once per test-bed server (legacy-18.16,
+// modern-26.7).
 func BenchmarkEndToEndAPI(b *testing.B) {
 	n := benchEvents(b)
-	ch := testenv.ClickHouse(b)
 	url := startEmulator(b, n)
+	testenv.ForEachClickHouse(b, func(b *testing.B, ch *testenv.ClickHouseServer) { benchmarkEndToEndAPI(b, ch, url, n) })
+}
+
+func benchmarkEndToEndAPI(b *testing.B, ch *testenv.ClickHouseServer, url string, n int) {
 	ctx := context.Background()
 	for range b.N {
 		// Ceiling 1: the source alone.
@@ -114,7 +120,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		// Ceiling 2: the sink alone, the same events' rows.
 		sinkDB := testenv.Name("bsink_")
 		scfg := chsink.DefaultConfig()
-		scfg.Addr, scfg.Database = []string{ch.Addr}, sinkDB
+		scfg.Addr, scfg.Database, scfg.Settings = []string{ch.Addr}, sinkDB, ch.Settings
 		snk, err := chsink.New(ctx, scfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
@@ -165,16 +171,18 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		runDB := testenv.Name("brun_")
 		args := []string{"run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
 			"--api.start", "2000-01-01T00:00:00Z", "--api.end", time.Now().UTC().Format(time.RFC3339),
-			"--clickhouse.addr", ch.Addr, "--clickhouse.database", runDB, "--pipeline.name", "bench",
-			"--web.listen-address", "", "--log.level", "warn"}
+			"--pipeline.name", "bench", "--web.listen-address", "", "--log.level", "warn"}
+		args = append(args, ch.FlagsVia(ch.Addr, runDB)...)
 		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning experiments.
 		args = append(args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)
 		cpu0 = testenv.ReadCPU()
+		server0 := ch.CPU()
 		begin = time.Now()
 		p := testenv.Start(b, args...)
 		peak := p.WatchPeakRSS(20 * time.Millisecond)
 		e2eRate := float64(n) / time.Since(begin).Seconds()
 		e2eCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
+		serverTime := ch.CPU() - server0
 		if code := p.Wait(b, time.Second); code != 0 {
 			b.Fatalf("tributary run exited %d:\n%s", code, p.Output())
 		}
@@ -190,6 +198,7 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 		b.ReportMetric(e2eRate, "e2e_events/s")
 		b.ReportMetric(e2eRate/min(sourceRate, sinkRate)*100, "%_of_lower_ceiling")
 		b.ReportMetric(rss, "peak_rss_MiB")
+		reportCPU(b, p.CPU(), serverTime, server0, n)
 		// How busy the machine's cores were in each phase (every process:
 		// this one, the emulator, ClickHouse), and the end-to-end rate the
 		// CPU allows at most: the core-seconds per event of the two
@@ -203,6 +212,20 @@ func BenchmarkEndToEndAPI(b *testing.B) {
 			bound := float64(runtime.NumCPU()) / perEvent
 			b.ReportMetric(bound, "cpu_bound_e2e_events/s")
 			b.ReportMetric(bound/min(sourceRate, sinkRate)*100, "%_cpu_bound_of_lower_ceiling")
+		}
+	}
+}
+
+// reportCPU reports tributary's own CPU time per event (its process's user +
+// system time) and, when known, the ClickHouse server's for the same events
+// in the same phase, and their ratio.
+func reportCPU(b *testing.B, own, server, server0 time.Duration, n int) {
+	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	b.ReportMetric(perEvent(own), "tributary_cpu_us/event")
+	if server0 >= 0 && server >= 0 {
+		b.ReportMetric(perEvent(server), "clickhouse_cpu_us/event")
+		if server > 0 {
+			b.ReportMetric(own.Seconds()/server.Seconds(), "tributary/clickhouse_cpu")
 		}
 	}
 }

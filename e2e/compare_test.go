@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tributary-cdc/tributary/emulator"
+	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/mapping"
 	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source"
@@ -33,12 +34,13 @@ func toSource(evs []emulator.Event, flavor string) []source.Event {
 // writeExpected maps events with the production mapping and writes them into a
 // fresh database through the sink: the reference the replicated database must
 // equal, table by table.
-func writeExpected(t *testing.T, addr, db string, events []source.Event) {
+func writeExpected(t *testing.T, ch *testenv.ClickHouseServer, db string, events []source.Event) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := chsink.DefaultConfig()
-	cfg.Addr = []string{addr}
+	cfg.Addr = []string{ch.Addr}
 	cfg.Database = db
+	cfg.Settings = ch.Settings
 	snk, err := chsink.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("expected sink: %v", err)

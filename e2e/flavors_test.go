@@ -30,7 +30,10 @@ func runToEnd(t *testing.T, args ...string) {
 // (every row carries its username) and compares every table with the
 // expected rows.
 func TestClassicAttributedExact(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testClassicAttributedExact)
+}
+
+func testClassicAttributedExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorClassic, Seed: 11, Events: 20000, Policies: 500,
 		Faults: emulator.FaultConfig{ErrorRate: 0.05, DuplicateRate: 0.2, TruncateRate: 0.03}})
 	if err != nil {
@@ -39,14 +42,14 @@ func TestClassicAttributedExact(t *testing.T) {
 	defer emu.Close()
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
-	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags())
 	args = append(args, "--api.flavor", "classic", "--api.attributed")
 	runToEnd(t, args...)
 
 	want := emu.Events()
 	wantDB := testenv.Name("want_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+wantDB) })
-	writeExpected(t, ch.Addr, wantDB, toSource(want, source.FlavorClassic))
+	writeExpected(t, ch, wantDB, toSource(want, source.FlavorClassic))
 	testenv.AssertSameTables(t, ch.Conn, ch.Database, wantDB, tableNames())
 	var noUser uint64
 	if err := ch.Conn.QueryRow(context.Background(), "SELECT countIf(username = '') FROM "+ch.Database+".events FINAL").Scan(&noUser); err != nil {
@@ -61,7 +64,10 @@ func TestClassicAttributedExact(t *testing.T) {
 // and a file checkpoint: every billing event whose list the emulator cut at
 // five locators must hold the full list the look-ups return.
 func TestEnrichmentCompletesPolicyLists(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testEnrichmentCompletesPolicyLists)
+}
+
+func testEnrichmentCompletesPolicyLists(t *testing.T, ch *testenv.ClickHouseServer) {
 	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 5, Events: 20000, Policies: 500})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +76,7 @@ func TestEnrichmentCompletesPolicyLists(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	cpFile := filepath.Join(t.TempDir(), "checkpoints.json")
-	args := apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database, "--enrich.policy-locators", "--checkpoint.file", cpFile)
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags(), "--enrich.policy-locators", "--checkpoint.file", cpFile)
 	runToEnd(t, args...)
 
 	incomplete := 0

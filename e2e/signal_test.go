@@ -87,7 +87,10 @@ func (p *stallProxy) close() {
 // ClickHouse that stopped answering, a second signal ends the process at once
 // with exit code 1; the next start resumes from the last checkpoint.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testSecondSignalExitsAtOnce)
+}
+
+func testSecondSignalExitsAtOnce(t *testing.T, ch *testenv.ClickHouseServer) {
 	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 9, Events: 50000, Policies: 1500})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +99,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	proxy := newStallProxy(t, ch.Addr)
-	args := apiArgs(srv.URL, emu.Tenant(), proxy.ln.Addr().String(), ch.Database, "--pipeline.shutdown-timeout", "30s")
+	args := apiArgs(srv.URL, emu.Tenant(), ch.FlagsVia(proxy.ln.Addr().String(), ch.Database), "--pipeline.shutdown-timeout", "30s")
 	p := testenv.Start(t, args...)
 	testenv.WaitEvents(t, ch.Conn, ch.Database, 5000, time.Minute, p.Alive)
 	proxy.stalled.Store(true)
@@ -119,7 +122,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	proxy.close()
 
 	// Nothing is lost: a new run finishes the history.
-	q := testenv.Start(t, apiArgs(srv.URL, emu.Tenant(), ch.Addr, ch.Database)...)
+	q := testenv.Start(t, apiArgs(srv.URL, emu.Tenant(), ch.Flags())...)
 	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), 2*time.Minute, q.Alive)
 	if code, _ := q.Stop(t); code != 0 {
 		t.Errorf("clean stop: exit code %d:\n%s", code, q.Output())

@@ -15,15 +15,20 @@ import (
 	"github.com/tributary-cdc/tributary/source"
 )
 
-// TestSchemaOnClickHouse creates DefaultSchema with the real sink on the test
-// server (ClickHouse 18.16 under make test), writes mapped events of both
-// flavors, replays them, and checks deduplication, enrichment and both views.
+// TestSchemaOnClickHouse creates DefaultSchema with the real sink on each
+// test server (18.16 and 26.7), writes mapped events of both flavors, replays
+// them, and checks deduplication, enrichment, both views and the example
+// queries of docs/schema.md.
 func TestSchemaOnClickHouse(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testSchemaOnClickHouse)
+}
+
+func testSchemaOnClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	cfg := clickhouse.DefaultConfig()
 	cfg.Addr = []string{ch.Addr}
 	cfg.Database = ch.Database
+	cfg.Settings = ch.Settings
 	s, err := clickhouse.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open sink: %v", err)

@@ -14,7 +14,7 @@ bin=${TRIBUTARY_BIN:-bin/tributary}
 
 if [ -z "${TRIBUTARY_TEST_CLICKHOUSE_ADDR:-}" ]; then
 	# Re-run this script inside a private ClickHouse.
-	exec bash scripts/testbed.sh --no-postgres -- bash "$0" "$@"
+	exec bash scripts/testbed.sh --no-postgres --no-modern -- bash "$0" "$@"
 fi
 
 events=${DEMO_EVENTS:-50000}

@@ -1,28 +1,38 @@
 #!/usr/bin/env bash
-# testbed.sh starts a private ClickHouse and a private PostgreSQL 15 cluster in a
-# temporary folder, on free loopback ports, runs the given command with their
-# addresses in the environment, then stops both and removes the folder on every
-# exit path (success, failure, Ctrl-C, SIGTERM).
+# testbed.sh starts a private ClickHouse 18.16 (Debian's), a private modern
+# ClickHouse (26.7, the clickhouse-local of the npm package
+# @chdb/lib-linux-x64-gnu serving on loopback) and a private PostgreSQL 15
+# cluster in a temporary folder, on free loopback ports, runs the given command
+# with their addresses in the environment, then stops them and removes the
+# folder on every exit path (success, failure, Ctrl-C, SIGTERM).
 #
-# Usage: scripts/testbed.sh [--no-clickhouse] [--no-postgres] -- COMMAND [ARG...]
+# Usage: scripts/testbed.sh [--no-clickhouse] [--no-modern] [--no-postgres] -- COMMAND [ARG...]
 #
 # Environment given to COMMAND:
-#   TRIBUTARY_TEST_CLICKHOUSE_ADDR   host:port of ClickHouse's native protocol
-#   TRIBUTARY_TEST_CLICKHOUSE_HTTP   host:port of ClickHouse's HTTP interface
+#   TRIBUTARY_TEST_CLICKHOUSE_ADDR   host:port of ClickHouse 18.16's native protocol
+#   TRIBUTARY_TEST_CLICKHOUSE_HTTP   host:port of ClickHouse 18.16's HTTP interface
+#   TRIBUTARY_TEST_CLICKHOUSE_PID    its process id (for benchmarks that read its CPU)
+#   TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR  host:port of the modern server's native protocol
+#   TRIBUTARY_TEST_CLICKHOUSE_MODERN_HTTP  host:port of the modern server's HTTP interface
+#   TRIBUTARY_TEST_CLICKHOUSE_MODERN_PID   its process id
 #   TRIBUTARY_TEST_PG_DSN            a superuser DSN of the PostgreSQL cluster
 #   TRIBUTARY_TEST_PG_BIN            the folder of PostgreSQL's server binaries
 #   TRIBUTARY_TEST_PG_DATA           the cluster's data folder (for restart tests)
 #   TRIBUTARY_TEST_PG_USER           the OS user that owns the cluster
 #
 # Overrides: TRIBUTARY_PG_BIN (folder holding initdb and pg_ctl),
-#            TRIBUTARY_CLICKHOUSE_SERVER (path of clickhouse-server).
+#            TRIBUTARY_CLICKHOUSE_SERVER (path of clickhouse-server),
+#            TRIBUTARY_CACHE_DIR (where the modern server's library is kept
+#            between runs; default ${XDG_CACHE_HOME:-~/.cache}/tributary).
 set -euo pipefail
 
 want_ch=1
+want_modern=1
 want_pg=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-clickhouse) want_ch=0 ;;
+	--no-modern) want_modern=0 ;;
 	--no-postgres) want_pg=0 ;;
 	--) shift; break ;;
 	*) break ;;
@@ -30,7 +40,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ $# -eq 0 ]; then
-	echo "usage: $0 [--no-clickhouse] [--no-postgres] -- COMMAND [ARG...]" >&2
+	echo "usage: $0 [--no-clickhouse] [--no-modern] [--no-postgres] -- COMMAND [ARG...]" >&2
 	exit 2
 fi
 
@@ -71,20 +81,28 @@ wait_port() { # host port seconds pid
 	return 1
 }
 
+script_dir=$(cd "$(dirname "$0")" && pwd)
 root_dir=$(mktemp -d "${TMPDIR:-/tmp}/tributary-testbed.XXXXXX")
 chmod 755 "$root_dir"
 ch_pid=""
+modern_pid=""
 pg_started=0
 pg_user=""
 pg_bin=""
+# stop_pid asks a server to stop (SIGTERM) and kills it after 5 s.
+stop_pid() {
+	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+	kill -TERM "$1" 2>/dev/null || true
+	for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$ch_pid" ] && kill -0 "$ch_pid" 2>/dev/null; then
-		kill -TERM "$ch_pid" 2>/dev/null || true
-		for _ in $(seq 1 50); do kill -0 "$ch_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$ch_pid" 2>/dev/null || true
-	fi
+	stop_pid "$ch_pid"
+	stop_pid "$modern_pid"
 	if [ "$pg_started" = 1 ]; then
 		run_pg "$pg_bin/pg_ctl" -D "$root_dir/pg/data" -m immediate -w -t 20 stop >/dev/null 2>&1 || true
 	fi
@@ -190,6 +208,7 @@ EOF
 		if wait_port 127.0.0.1 "$tcp" 30 "$ch_pid"; then
 			export TRIBUTARY_TEST_CLICKHOUSE_ADDR="127.0.0.1:$tcp"
 			export TRIBUTARY_TEST_CLICKHOUSE_HTTP="127.0.0.1:$http"
+			export TRIBUTARY_TEST_CLICKHOUSE_PID="$ch_pid"
 			log "ClickHouse on 127.0.0.1:$tcp (pid $ch_pid)"
 			return 0
 		fi
@@ -200,6 +219,164 @@ EOF
 		tail -n 5 "$dir/log/error.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
 	done
 	die "ClickHouse failed to start"
+}
+
+# ---------------------------------------------------------- modern ClickHouse
+# The npm package @chdb/lib-linux-x64-gnu ships libchdb.so, the ClickHouse
+# engine as a library. Its clickhouse-local serves the native and HTTP
+# protocols for as long as a query runs; scripts/chdb-server/chdb-server.c
+# keeps one running until it is told to stop, and relays the native port
+# through a forwarder that turns a client's reset into an orderly close
+# (clickhouse-local aborts on a reset connection; the tests kill clients).
+chdb_package=@chdb/lib-linux-x64-gnu
+chdb_version=26.7.3-stable.1 # pinned: the package's latest tag is older
+# The tarball's sha512, as the registry published it for this version.
+chdb_integrity=sha512-XP97mMqnc5tZpKQywR8N7cLTsHNiTmHr30pC5mzo3jWmukjKn2IBa60c2B/gWUNcuFjOMjWoorQICCqBVj5wpw==
+
+# fetch_chdb prints the path of libchdb.so in the cache folder, downloading
+# and checking the package first when the cache does not have it yet.
+fetch_chdb() {
+	local cache="${TRIBUTARY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}/chdb-$chdb_version"
+	local lib="$cache/libchdb.so"
+	mkdir -p "$cache" || die "cannot create the cache folder $cache"
+	# One download at a time, even with several test beds starting at once.
+	exec 9>"$cache/.lock"
+	flock 9
+	if [ ! -f "$cache/.complete" ]; then
+		command -v npm >/dev/null 2>&1 || die "npm is missing: it fetches the modern ClickHouse ($chdb_package@$chdb_version); install Node.js and npm, or pass --no-modern"
+		local tmp published actual tgz
+		tmp=$(mktemp -d "$cache/download.XXXXXX")
+		log "downloading $chdb_package@$chdb_version (about 170 MB, once) into $cache"
+		published=$(npm view "$chdb_package@$chdb_version" dist.integrity 2>"$tmp/npm.log") ||
+			{ cat "$tmp/npm.log" >&2; rm -rf "$tmp"; die "npm view $chdb_package@$chdb_version failed"; }
+		if [ "$published" != "$chdb_integrity" ]; then
+			rm -rf "$tmp"
+			die "the registry publishes $published for $chdb_package@$chdb_version, not the pinned $chdb_integrity: refusing it"
+		fi
+		(cd "$tmp" && npm pack --silent --cache "$tmp/npm-cache" "$chdb_package@$chdb_version" >"$tmp/pack.out" 2>"$tmp/npm.log") ||
+			{ cat "$tmp/npm.log" >&2; rm -rf "$tmp"; die "npm pack $chdb_package@$chdb_version failed"; }
+		tgz="$tmp/$(tail -n 1 "$tmp/pack.out")"
+		actual="sha512-$(node -e 'const c=require("crypto"),f=require("fs");process.stdout.write(c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$tgz")"
+		if [ "$actual" != "$published" ]; then
+			rm -rf "$tmp"
+			die "the downloaded $chdb_package@$chdb_version has $actual, not the published $published"
+		fi
+		tar -xzf "$tgz" -C "$tmp" package/libchdb.so || { rm -rf "$tmp"; die "cannot extract libchdb.so from $tgz"; }
+		mv "$tmp/package/libchdb.so" "$lib"
+		echo "$actual" >"$cache/.complete"
+		rm -rf "$tmp"
+	fi
+	flock -u 9
+	exec 9>&-
+	echo "$lib"
+}
+
+start_modern() {
+	local lib dir="$root_dir/clickhouse-modern" attempt tcp internal http
+	lib=$(fetch_chdb)
+	command -v cc >/dev/null 2>&1 || die "a C compiler (cc) is missing: it builds the modern ClickHouse's launcher; install gcc, or pass --no-modern"
+	mkdir -p "$dir"
+	cc -O2 -o "$dir/chdb-server" "$script_dir/chdb-server/chdb-server.c" -ldl -lpthread ||
+		die "cannot build scripts/chdb-server/chdb-server.c"
+	for attempt in 1 2 3 4 5; do
+		rm -rf "$dir/data" "$dir/log"
+		mkdir -p "$dir/data" "$dir/log"
+		tcp=$(free_port) || die "no free port for the modern ClickHouse"
+		internal=$(free_port) || die "no free port for the modern ClickHouse"
+		http=$(free_port) || die "no free port for the modern ClickHouse"
+		[ "$tcp" = "$http" ] || [ "$tcp" = "$internal" ] || [ "$internal" = "$http" ] && continue
+		cat >"$dir/config.xml" <<EOF
+<clickhouse>
+    <logger>
+        <level>warning</level>
+        <log>$dir/log/server.log</log>
+        <errorlog>$dir/log/error.log</errorlog>
+        <console>0</console>
+    </logger>
+    <tcp_port>$internal</tcp_port>
+    <http_port>$http</http_port>
+    <listen_host>127.0.0.1</listen_host>
+    <path>$dir/data/</path>
+    <timezone>UTC</timezone>
+    <users_config>$dir/users.xml</users_config>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
+</clickhouse>
+EOF
+		# Users: default (password-less, the server's own defaults), tributary
+		# (a password, for authentication tests), async (inserts asynchronous
+		# and not awaited, flushed only after 10 s: the profile a checkpoint
+		# must not trust; clickhouse-local has no asynchronous insert queue
+		# and stores them at once, so tests read the settings an INSERT ran
+		# with from system.query_log) and compat (compatibility=23.8).
+		cat >"$dir/users.xml" <<'EOF'
+<clickhouse>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+        </default>
+        <async>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <async_insert>1</async_insert>
+            <wait_for_async_insert>0</wait_for_async_insert>
+            <async_insert_use_adaptive_busy_timeout>0</async_insert_use_adaptive_busy_timeout>
+            <async_insert_busy_timeout_ms>10000</async_insert_busy_timeout_ms>
+        </async>
+        <compat>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <compatibility>23.8</compatibility>
+        </compat>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+        <tributary>
+            <password>tributary-secret</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </tributary>
+        <async>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>async</profile>
+            <quota>default</quota>
+        </async>
+        <compat>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>compat</profile>
+            <quota>default</quota>
+        </compat>
+    </users>
+    <quotas><default/></quotas>
+</clickhouse>
+EOF
+		"$dir/chdb-server" --forward "$tcp:$internal" "$lib" --config-file="$dir/config.xml" \
+			--structure "l String" --input-format LineAsString \
+			--query "SYSTEM START LISTEN QUERIES ALL; SELECT count() FROM table FORMAT Null" \
+			</dev/null >"$dir/log/stdout.log" 2>&1 &
+		modern_pid=$!
+		if wait_port 127.0.0.1 "$internal" 60 "$modern_pid" && wait_port 127.0.0.1 "$tcp" 5 "$modern_pid"; then
+			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR="127.0.0.1:$tcp"
+			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_HTTP="127.0.0.1:$http"
+			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_PID="$modern_pid"
+			log "modern ClickHouse $chdb_version on 127.0.0.1:$tcp (pid $modern_pid)"
+			return 0
+		fi
+		stop_pid "$modern_pid"
+		modern_pid=""
+		log "the modern ClickHouse did not start on port $tcp (attempt $attempt); log tail:"
+		tail -n 5 "$dir/log/error.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
+	done
+	die "the modern ClickHouse failed to start"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -268,6 +445,7 @@ EOF
 }
 
 [ "$want_ch" = 1 ] && start_clickhouse
+[ "$want_modern" = 1 ] && start_modern
 [ "$want_pg" = 1 ] && start_postgres
 
 set +e

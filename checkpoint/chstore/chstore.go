@@ -39,8 +39,11 @@ type Store struct {
 
 	mu      sync.Mutex
 	ensured bool
-	lastSeq map[string]uint64 // the highest seq known per pipeline
-	now     func() time.Time
+	// insertSettings are the sink's pinned insert settings this server
+	// knows (chsink.InsertSettings): a save is stored when it returns.
+	insertSettings clickhouse.Settings
+	lastSeq        map[string]uint64 // the highest seq known per pipeline
+	now            func() time.Time
 }
 
 // New returns a store on an existing connection (for instance
@@ -94,6 +97,10 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 	if s.ensured {
 		return nil
 	}
+	pinned, err := chsink.InsertSettings(ctx, s.conn)
+	if err != nil {
+		return err
+	}
 	var n uint64
 	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.db, Table).Scan(&n); err != nil {
 		return fmt.Errorf("look up checkpoint table %s: %w", s.table(), err)
@@ -113,6 +120,7 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 		}
 	}
 	s.ensured = true
+	s.insertSettings = pinned
 	return nil
 }
 
@@ -200,6 +208,9 @@ func (s *Store) insert(ctx context.Context, cp checkpoint.Checkpoint, deleted ui
 		at = s.now()
 	}
 	at = at.UTC()
+	if len(s.insertSettings) > 0 {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.insertSettings))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table()+" (pipeline, position, events, saved_at, saved_at_ms, seq, deleted)")
 	if err != nil {
 		return fmt.Errorf("prepare checkpoint insert: %w", err)

@@ -10,8 +10,20 @@ import (
 	"github.com/tributary-cdc/tributary/source"
 )
 
+// storeConfig returns a ClickHouse configuration for ch's server and database.
+func storeConfig(ch *testenv.ClickHouseServer) chsink.Config {
+	cfg := chsink.DefaultConfig()
+	cfg.Addr = []string{ch.Addr}
+	cfg.Database = ch.Database
+	cfg.Settings = ch.Settings
+	return cfg
+}
+
 func TestSaveLoadReset(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testSaveLoadReset)
+}
+
+func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	s := New(ch.Conn, ch.Database)
 	defer s.Close()
@@ -40,10 +52,7 @@ func TestSaveLoadReset(t *testing.T) {
 		}
 	}
 	// A second store on its own connection (another process, a restart).
-	cfg := chsink.DefaultConfig()
-	cfg.Addr = []string{ch.Addr}
-	cfg.Database = ch.Database
-	s2, err := Open(ctx, cfg)
+	s2, err := Open(ctx, storeConfig(ch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +95,10 @@ func TestSaveLoadReset(t *testing.T) {
 // TestMonotonicAcrossRestartsAndClockSteps saves from stores whose clocks go
 // backwards; the latest save must still win.
 func TestMonotonicAcrossRestartsAndClockSteps(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testMonotonicAcrossRestartsAndClockSteps)
+}
+
+func testMonotonicAcrossRestartsAndClockSteps(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	clocks := []time.Time{
 		time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), // a clock far ahead
@@ -111,7 +123,10 @@ func TestMonotonicAcrossRestartsAndClockSteps(t *testing.T) {
 }
 
 func TestEnsureIsIdempotent(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testEnsureIsIdempotent)
+}
+
+func testEnsureIsIdempotent(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	for range 2 {
 		if err := New(ch.Conn, ch.Database).Ensure(ctx); err != nil {
@@ -124,5 +139,45 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	}
 	if engine != "ReplacingMergeTree" {
 		t.Errorf("checkpoint table engine = %s, want ReplacingMergeTree", engine)
+	}
+}
+
+// TestSaveIsSynchronous: under a profile with async_insert=1 and
+// wait_for_async_insert=0 (the test bed's user "async"), a checkpoint's
+// INSERT still runs with the sink's pinned settings, so Save returns only
+// once the row is stored; the server's query log shows the settings it ran
+// with (see the sink's TestInsertsAreSynchronous).
+func TestSaveIsSynchronous(t *testing.T) {
+	testenv.ForEachClickHouse(t, testSaveIsSynchronous)
+}
+
+func testSaveIsSynchronous(t *testing.T, ch *testenv.ClickHouseServer) {
+	if !ch.Modern() || !ch.FromTestBed() {
+		t.Skip("needs the test bed's modern server and its user async (18.16 has no asynchronous inserts)")
+	}
+	ctx := testenv.Context(t, time.Minute)
+	cfg := storeConfig(ch)
+	cfg.User = "async"
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-1", Events: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p"); err != nil || !found || got.Position != "tok-1" {
+		t.Errorf("Load right after Save = %+v, %v, %v; want tok-1", got, found, err)
+	}
+	if err := ch.Conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	var async, wait string
+	if err := ch.Conn.QueryRow(ctx, `SELECT Settings['async_insert'], Settings['wait_for_async_insert'] FROM system.query_log
+		WHERE type = 'QueryFinish' AND query_kind = 'Insert' AND user = 'async' AND has(tables, ?)`, ch.Database+"."+Table).Scan(&async, &wait); err != nil {
+		t.Fatalf("the checkpoint INSERT in the query log: %v", err)
+	}
+	if async != "0" || wait != "1" {
+		t.Errorf("the checkpoint INSERT ran with async_insert=%s wait_for_async_insert=%s, want 0 and 1", async, wait)
 	}
 }

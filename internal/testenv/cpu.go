@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // CPUSample is a reading of the machine's CPU time counters (the first line
@@ -53,4 +54,32 @@ func BusyCores(a, b CPUSample) float64 {
 		return -1
 	}
 	return float64(runtime.NumCPU()) * float64(b.busy-a.busy) / float64(b.total-a.total)
+}
+
+// ProcessCPU returns the CPU time (user + system) process pid has used so
+// far, from /proc/PID/stat, or -1 when it cannot be read. Benchmarks take
+// the difference of two readings as a server's share of a phase.
+func ProcessCPU(pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; the fields after its
+	// closing parenthesis start with field 3 (state).
+	s := string(data)
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 {
+		return -1
+	}
+	f := strings.Fields(s[end+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	// /proc reports clock ticks of USER_HZ, which is 100 on Linux.
+	return time.Duration(utime+stime) * (time.Second / 100)
 }

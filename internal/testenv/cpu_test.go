@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -24,5 +25,28 @@ func TestBusyCoresSeesASpinningGoroutine(t *testing.T) {
 	}
 	if BusyCores(b, a) != -1 || BusyCores(CPUSample{}, b) != -1 {
 		t.Error("BusyCores of samples out of order or empty is not -1")
+	}
+}
+
+// TestProcessCPUSeesThisProcessSpin spins until this process's reading has
+// grown by 50 ms of CPU; a reading that never moves fails after 20 s.
+func TestProcessCPUSeesThisProcessSpin(t *testing.T) {
+	pid := os.Getpid()
+	before := ProcessCPU(pid)
+	if before < 0 {
+		t.Fatalf("ProcessCPU(%d) = %v, want a reading", pid, before)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	x := 0
+	for ProcessCPU(pid)-before < 50*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s of spinning (x=%d) moved ProcessCPU by %v", x, ProcessCPU(pid)-before)
+		}
+		for range 1_000_000 {
+			x++
+		}
+	}
+	if got := ProcessCPU(-5); got != -1 {
+		t.Errorf("ProcessCPU of no process = %v, want -1", got)
 	}
 }

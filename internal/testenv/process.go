@@ -177,6 +177,20 @@ func (p *Process) WaitOutput(t testing.TB, want string, timeout time.Duration) {
 	}
 }
 
+// CPU returns the CPU time (user + system) the process used, once it has
+// ended (Wait, Stop or Kill), else 0.
+func (p *Process) CPU() time.Duration {
+	select {
+	case <-p.done:
+	default:
+		return 0
+	}
+	if p.cmd.ProcessState == nil {
+		return 0
+	}
+	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+}
+
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 

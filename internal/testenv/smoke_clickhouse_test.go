@@ -8,11 +8,15 @@ import (
 	"github.com/tributary-cdc/tributary/internal/testenv"
 )
 
-// TestSmokeClickHouse proves the ClickHouse half of the test bed: a
-// ReplacingMergeTree table, a 10,000-row batch insert over the native protocol
-// with an explicit column list, and the FINAL count and checksum read back.
+// TestSmokeClickHouse proves the ClickHouse half of the test bed, on every
+// server: a ReplacingMergeTree table, a 10,000-row batch insert over the
+// native protocol with an explicit column list, and the FINAL count and
+// checksum read back.
 func TestSmokeClickHouse(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, smokeClickHouse)
+}
+
+func smokeClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	ddl := `CREATE TABLE smoke (id UInt64, name String, ts DateTime('UTC'), version UInt64)
 		ENGINE = ReplacingMergeTree(version) ORDER BY id`

@@ -18,18 +18,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 )
 
 // Environment variables set by scripts/testbed.sh.
 const (
-	EnvClickHouseAddr = "TRIBUTARY_TEST_CLICKHOUSE_ADDR"
-	EnvPostgresDSN    = "TRIBUTARY_TEST_PG_DSN"
-	EnvPostgresBin    = "TRIBUTARY_TEST_PG_BIN"
-	EnvPostgresData   = "TRIBUTARY_TEST_PG_DATA"
-	EnvPostgresUser   = "TRIBUTARY_TEST_PG_USER"
+	EnvClickHouseAddr       = "TRIBUTARY_TEST_CLICKHOUSE_ADDR"        // ClickHouse 18.16
+	EnvClickHouseModernAddr = "TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR" // a modern server (26.7)
+	EnvClickHouseModernPID  = "TRIBUTARY_TEST_CLICKHOUSE_MODERN_PID"  // its process, when the test bed started it
+	EnvPostgresDSN          = "TRIBUTARY_TEST_PG_DSN"
+	EnvPostgresBin          = "TRIBUTARY_TEST_PG_BIN"
+	EnvPostgresData         = "TRIBUTARY_TEST_PG_DATA"
+	EnvPostgresUser         = "TRIBUTARY_TEST_PG_USER"
 )
 
 // InCI reports whether the tests run under CI=true, where a missing server is a failure.
@@ -61,62 +61,6 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// ClickHouseServer is a private database on the test ClickHouse server.
-type ClickHouseServer struct {
-	Addr     string      // host:port of the native protocol
-	Database string      // created for this test, dropped at its end
-	Conn     driver.Conn // a connection whose default database is Database
-}
-
-// ClickHouseAddr returns the native address of the test server, or fails/skips.
-func ClickHouseAddr(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv(EnvClickHouseAddr)
-	if addr == "" {
-		Missing(t, "ClickHouse is missing ("+EnvClickHouseAddr+" is not set)")
-	}
-	return addr
-}
-
-// ClickHouse creates a randomly named database on the test server and returns a
-// connection to it; the database is dropped when the test ends.
-func ClickHouse(t testing.TB) *ClickHouseServer {
-	t.Helper()
-	addr := ClickHouseAddr(t)
-	db := Name("t_")
-	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("open ClickHouse %s: %v", addr, err)
-	}
-	ctx := Context(t, 30*time.Second)
-	if err := admin.Ping(ctx); err != nil {
-		admin.Close()
-		Missing(t, fmt.Sprintf("ClickHouse at %s does not answer: %v", addr, err))
-	}
-	if err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		admin.Close()
-		t.Fatalf("create ClickHouse database %s: %v", db, err)
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{addr},
-		Auth:        clickhouse.Auth{Database: db},
-		DialTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("open ClickHouse database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("drop ClickHouse database %s: %v", db, err)
-		}
-		admin.Close()
-	})
-	return &ClickHouseServer{Addr: addr, Database: db, Conn: conn}
 }
 
 // PostgresServer is a private database on the test PostgreSQL cluster.

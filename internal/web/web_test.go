@@ -256,7 +256,10 @@ func TestConfig(t *testing.T) {
 // TestReadinessAgainstClickHouse composes readiness from a ping of the real
 // test ClickHouse and of a closed port, as the run command does for its sink.
 func TestReadinessAgainstClickHouse(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	testenv.ForEachClickHouse(t, testReadinessAgainstClickHouse)
+}
+
+func testReadinessAgainstClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,12 @@ import (
 //
 //	make bench BENCH=BenchmarkInsertEvents
 func BenchmarkInsertEvents(b *testing.B) {
+	testenv.ForEachClickHouse(b, benchmarkInsertEvents)
+}
+
+func benchmarkInsertEvents(b *testing.B, ch *testenv.ClickHouseServer) {
 	const n = 100_000
-	s, _ := newTestSink(b, func(c *Config) { c.WriteTimeout = 5 * time.Minute })
+	s := newTestSink(b, ch, func(c *Config) { c.WriteTimeout = 5 * time.Minute })
 	ctx := testenv.Context(b, 30*time.Minute)
 	if err := s.Ensure(ctx, mapping.DefaultSchema()); err != nil {
 		b.Fatal(err)

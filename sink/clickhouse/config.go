@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -55,6 +56,10 @@ type Config struct {
 	RetryBackoff, RetryMaxBackoff time.Duration
 	// BatchRows is the most rows one INSERT carries; larger inputs are split.
 	BatchRows int
+	// Settings are ClickHouse settings sent with every query (name → value),
+	// such as compatibility=23.8 or a quota key; the insert settings the
+	// sink pins (PinnedInsertSettings) cannot be overridden here.
+	Settings map[string]string
 
 	// OnRetry, when set, is called before each retry of a transient failure
 	// with a bounded reason (ReasonTimeout, ReasonNetwork, ReasonRateLimited
@@ -108,6 +113,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RetryBackoff, "clickhouse.retry-backoff", c.RetryBackoff, "first wait before a retry, doubled each time, with jitter")
 	fs.DurationVar(&c.RetryMaxBackoff, "clickhouse.retry-max-backoff", c.RetryMaxBackoff, "longest wait between retries")
 	fs.IntVar(&c.BatchRows, "clickhouse.batch-rows", c.BatchRows, "most rows in one INSERT; larger writes are split")
+	fs.StringToStringVar(&c.Settings, "clickhouse.settings", c.Settings, "ClickHouse settings sent with every query, name=value pairs, comma separated (e.g. compatibility=23.8)")
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -173,6 +179,14 @@ func (c Config) Validate() error {
 	if c.BatchRows <= 0 {
 		errs = append(errs, fmt.Errorf("--clickhouse.batch-rows: %d must be positive", c.BatchRows))
 	}
+	for _, name := range sortedKeys(c.Settings) {
+		switch {
+		case !identRE.MatchString(name):
+			errs = append(errs, fmt.Errorf("--clickhouse.settings: %q is not a setting name", name))
+		case PinnedInsertSettings[name] != "":
+			errs = append(errs, fmt.Errorf("--clickhouse.settings: %s is pinned to %s by tributary, so that a checkpoint is saved only after ClickHouse has stored the rows", name, PinnedInsertSettings[name]))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -210,6 +224,7 @@ func (c Config) options() (*clickhouse.Options, error) {
 		DialTimeout: c.DialTimeout,
 		ReadTimeout: c.WriteTimeout,
 		Compression: c.compression(),
+		Settings:    c.driverSettings(),
 		ClientInfo: clickhouse.ClientInfo{Products: []struct {
 			Name    string
 			Version string
@@ -235,6 +250,27 @@ func (c Config) options() (*clickhouse.Options, error) {
 		opts.TLS = tc
 	}
 	return opts, nil
+}
+
+// driverSettings returns Settings in the driver's form (nil when empty).
+func (c Config) driverSettings() clickhouse.Settings {
+	if len(c.Settings) == 0 {
+		return nil
+	}
+	out := make(clickhouse.Settings, len(c.Settings))
+	for k, v := range c.Settings {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // Open connects to ClickHouse over the native protocol and checks the

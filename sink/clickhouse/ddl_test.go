@@ -90,11 +90,15 @@ func TestRenderDDLShape(t *testing.T) {
 	}
 }
 
-// TestDefaultSchemaOnServer creates mapping.DefaultSchema on the test server
-// (legacy dialect on 18.16), writes mapped events twice and reads them back
-// through the tables and both views.
+// TestDefaultSchemaOnServer creates mapping.DefaultSchema on each test
+// server (legacy dialect on 18.16, modern on 26.7), writes mapped events twice
+// and reads them back through the tables and both views.
 func TestDefaultSchemaOnServer(t *testing.T) {
-	s, ch := newTestSink(t, nil)
+	testenv.ForEachClickHouse(t, testDefaultSchemaOnServer)
+}
+
+func testDefaultSchemaOnServer(t *testing.T, ch *testenv.ClickHouseServer) {
+	s := newTestSink(t, ch, nil)
 	ctx := testenv.Context(t, time.Minute)
 	if err := s.Ensure(ctx, mapping.DefaultSchema()); err != nil {
 		t.Fatalf("Ensure(DefaultSchema): %v", err)
@@ -111,7 +115,11 @@ func TestDefaultSchemaOnServer(t *testing.T) {
 		}
 	}
 	var events, withMs uint64
-	if err := ch.Conn.QueryRow(ctx, "SELECT count(), countIf(timestamp_ms != 0) FROM events FINAL").Scan(&events, &withMs); err != nil {
+	ms := "timestamp_ms"
+	if s.Dialect() == Modern {
+		ms = "toUnixTimestamp64Milli(timestamp) % 1000"
+	}
+	if err := ch.Conn.QueryRow(ctx, "SELECT count(), countIf("+ms+" != 0) FROM events FINAL").Scan(&events, &withMs); err != nil {
 		t.Fatal(err)
 	}
 	if events != 200 || withMs == 0 {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tributary-cdc/tributary/sink"
@@ -30,6 +31,9 @@ type Sink struct {
 	log     *slog.Logger
 	version string
 	dialect Dialect
+	// insertSettings are the pinned insert settings the server knows (see
+	// PinnedInsertSettings) into every INSERT.
+	insertSettings clickhouse.Settings
 
 	mu     sync.Mutex
 	tables map[string]*tableWriter // set by Ensure
@@ -78,9 +82,55 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sink, error) {
 			return nil, err
 		}
 	}
+	pinned, err := InsertSettings(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	logger.Info("connected to ClickHouse", "addr", strings.Join(cfg.Addr, ","), "user", cfg.User,
 		"database", cfg.Database, "version", version, "dialect", string(d), "tls", cfg.TLS)
-	return &Sink{cfg: cfg, conn: conn, log: logger, version: version, dialect: d}, nil
+	return &Sink{cfg: cfg, conn: conn, log: logger, version: version, dialect: d, insertSettings: pinned}, nil
+}
+
+// PinnedInsertSettings are the settings every INSERT carries on servers that
+// know them, whatever the server's or the user's profile says: an INSERT
+// must return only once ClickHouse has stored its rows, since the checkpoint
+// saved after it promises exactly that. Modern servers default to
+// async_insert=1 (26.x), and a profile may add wait_for_async_insert=0,
+// which would acknowledge rows still sitting in a buffer.
+var PinnedInsertSettings = map[string]string{
+	"async_insert":          "0",
+	"wait_for_async_insert": "1",
+}
+
+// InsertSettings returns the PinnedInsertSettings that the server behind
+// conn knows, for clickhouse.WithSettings on every INSERT (the sink's and the
+// checkpoint store's); older servers (18.16 has neither async setting)
+// refuse unknown settings.
+func InsertSettings(ctx context.Context, conn driver.Conn) (clickhouse.Settings, error) {
+	want := PinnedInsertSettings
+	names := sortedKeys(want)
+	for i, n := range names {
+		names[i] = quoteString(n)
+	}
+	// A literal list: 18.16 does not bind an array parameter to IN.
+	rows, err := conn.Query(ctx, "SELECT name FROM system.settings WHERE name IN ("+strings.Join(names, ", ")+")")
+	if err != nil {
+		return nil, fmt.Errorf("read ClickHouse settings: %w", err)
+	}
+	defer rows.Close()
+	out := clickhouse.Settings{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("read ClickHouse settings: %w", err)
+		}
+		out[name] = want[name]
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ClickHouse settings: %w", err)
+	}
+	return out, nil
 }
 
 // Conn returns the sink's connection, for sharing with chstore. It stays

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/mapping"
 )
@@ -109,6 +111,9 @@ func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows *mapping.TableR
 // connection another insert is already using ("use of closed network
 // connection"). Stalls are bounded by the driver's ReadTimeout (WriteTimeout).
 func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error {
+	if len(s.insertSettings) > 0 {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.insertSettings))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, tw.insert)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)

@@ -204,11 +204,16 @@ func peakRSS(b testing.TB) int64 {
 // replicating 200,000 rows (2,000 transactions of 100) from its slot into
 // ClickHouse (process start to the last row in ClickHouse), beside
 // pg_recvlogical decoding the same rows from a slot created at the same point
-// (the ceiling). It reports both rates, their ratio and the process's peak RSS.
+// (the ceiling). It reports both rates, their ratio, the process's peak RSS,
+// and the CPU time per row of tributary's process and of the ClickHouse
+// server. It runs once per test-bed server (legacy-18.16, modern-26.7).
 func BenchmarkEndToEndPostgres(b *testing.B) {
+	testenv.ForEachClickHouse(b, benchmarkEndToEndPostgres)
+}
+
+func benchmarkEndToEndPostgres(b *testing.B, ch *testenv.ClickHouseServer) {
 	for i := 0; i < b.N; i++ {
 		pg := testenv.Postgres(b)
-		ch := testenv.ClickHouse(b)
 		ctx := testenv.Context(b, 10*time.Minute)
 		recv := recvlogicalPath(b)
 		exec(b, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
@@ -240,8 +245,9 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		ceilingCores := testenv.BusyCores(cpu0, testenv.ReadCPU())
 
 		cpu1 := testenv.ReadCPU()
+		server0 := ch.CPU()
 		t1 := time.Now()
-		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		p := testenv.Start(b, pgArgs(pg.DSN, ch.Flags(), "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
 		var n uint64
 		for n < benchRows {
 			if err := p.Alive(); err != nil {
@@ -255,10 +261,21 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 		}
 		e2e := time.Since(t1)
 		e2eCores := testenv.BusyCores(cpu1, testenv.ReadCPU())
+		serverTime := ch.CPU() - server0
+		ownBefore := testenv.ProcessCPU(p.Pid())
 		b.StopTimer()
 		peak := testenv.PeakRSS(p.Pid())
 		if code, _ := p.Stop(b); code != 0 {
 			b.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
+		}
+		// The process's CPU up to the last row (read before the stop, which
+		// only adds the drain of an idle pipeline).
+		perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / benchRows }
+		if ownBefore >= 0 {
+			b.ReportMetric(perRow(ownBefore), "tributary-cpu-us/row")
+		}
+		if server0 >= 0 && serverTime >= 0 {
+			b.ReportMetric(perRow(serverTime), "clickhouse-cpu-us/row")
 		}
 		b.ReportMetric(float64(benchRows)/ceiling.Seconds(), "recvlogical-rows/s")
 		b.ReportMetric(float64(benchRows)/e2e.Seconds(), "e2e-rows/s")
@@ -276,9 +293,12 @@ func BenchmarkEndToEndPostgres(b *testing.B) {
 // ClickHouse and reports the rate and the process's peak RSS, which must stay
 // under 300 MiB.
 func BenchmarkEndToEndLargeTransaction(b *testing.B) {
+	testenv.ForEachClickHouse(b, benchmarkEndToEndLargeTransaction)
+}
+
+func benchmarkEndToEndLargeTransaction(b *testing.B, ch *testenv.ClickHouseServer) {
 	for i := 0; i < b.N; i++ {
 		pg := testenv.Postgres(b)
-		ch := testenv.ClickHouse(b)
 		exec(b, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
 		cfg := DefaultConfig()
 		exec(b, pg.Conn, "CREATE PUBLICATION "+cfg.Publication+" FOR TABLE socotra_events")
@@ -292,7 +312,7 @@ func BenchmarkEndToEndLargeTransaction(b *testing.B) {
 
 		b.ResetTimer()
 		t0 := time.Now()
-		p := testenv.Start(b, pgArgs(pg.DSN, ch.Addr, ch.Database, "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
+		p := testenv.Start(b, pgArgs(pg.DSN, ch.Flags(), "--pg.snapshot=false", "--pg.spill-dir", b.TempDir(),
 			"--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
 		var n uint64
 		for n < largeTxRows {

@@ -19,12 +19,14 @@ import (
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
-func pgArgs(dsn, chAddr, db string, extra ...string) []string {
-	return append([]string{"run", "--source", "postgres", "--pg.dsn", dsn,
+// pgArgs returns the arguments of a run from the PostgreSQL DSN into
+// ClickHouse with chFlags (testenv.ClickHouseServer.Flags).
+func pgArgs(dsn string, chFlags []string, extra ...string) []string {
+	args := append([]string{"run", "--source", "postgres", "--pg.dsn", dsn,
 		"--pg.status-interval", "1s", "--pg.reconnect-max", "1s",
-		"--clickhouse.addr", chAddr, "--clickhouse.database", db,
 		"--pipeline.name", "pg", "--pipeline.batch-events", "5000", "--pipeline.batch-age", "200ms",
-		"--web.listen-address", "", "--log.level", "info"}, extra...)
+		"--web.listen-address", "", "--log.level", "info"}, chFlags...)
+	return append(args, extra...)
 }
 
 // TestPipelineKillRestartExact replicates 200,000 rows written while
@@ -32,8 +34,11 @@ func pgArgs(dsn, chAddr, db string, extra ...string) []string {
 // ClickHouse ends with exactly the table's rows (count, locator checksum, data
 // length checksum) and the slot stands at the checkpoint.
 func TestPipelineKillRestartExact(t *testing.T) {
+	testenv.ForEachClickHouse(t, testPipelineKillRestartExact)
+}
+
+func testPipelineKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	pg := testenv.Postgres(t)
-	ch := testenv.ClickHouse(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	exec(t, pg.Conn, fmt.Sprintf(createTableSQL, "socotra_events"))
 	const total = 200_000
@@ -56,7 +61,7 @@ func TestPipelineKillRestartExact(t *testing.T) {
 			time.Sleep(15 * time.Millisecond)
 		}
 	}()
-	args := pgArgs(pg.DSN, ch.Addr, ch.Database)
+	args := pgArgs(pg.DSN, ch.Flags())
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for kill := 1; kill <= 10; kill++ {
 		p := testenv.Start(t, args...)
@@ -106,8 +111,11 @@ func TestPipelineKillRestartExact(t *testing.T) {
 // appended live) into two ClickHouse databases, which end with identical rows
 // in every table.
 func TestSameRowsAsAPISource(t *testing.T) {
+	testenv.ForEachClickHouse(t, testSameRowsAsAPISource)
+}
+
+func testSameRowsAsAPISource(t *testing.T, ch *testenv.ClickHouseServer) {
 	pg := testenv.Postgres(t)
-	ch := testenv.ClickHouse(t)
 	const preload, live = 20000, 3000
 	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 11, Events: preload, Policies: 800, PGDSN: pg.DSN})
 	if err != nil {
@@ -119,11 +127,11 @@ func TestSameRowsAsAPISource(t *testing.T) {
 
 	pgDB := testenv.Name("pg_")
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgDB) })
-	api := testenv.Start(t, "run", "--source", "api", "--api.flavor", "suite", "--api.url", srv.URL, "--api.tenant", emu.Tenant(),
+	apiArgs := append([]string{"run", "--source", "api", "--api.flavor", "suite", "--api.url", srv.URL, "--api.tenant", emu.Tenant(),
 		"--api.start", "2000-01-01T00:00:00Z", "--api.page-size", "1000", "--api.poll-interval", "200ms",
-		"--clickhouse.addr", ch.Addr, "--clickhouse.database", ch.Database,
-		"--pipeline.name", "api", "--pipeline.batch-age", "200ms", "--web.listen-address", "", "--log.level", "info")
-	pgp := testenv.Start(t, pgArgs(pg.DSN, ch.Addr, pgDB)...)
+		"--pipeline.name", "api", "--pipeline.batch-age", "200ms", "--web.listen-address", "", "--log.level", "info"}, ch.Flags()...)
+	api := testenv.Start(t, apiArgs...)
+	pgp := testenv.Start(t, pgArgs(pg.DSN, ch.FlagsVia(ch.Addr, pgDB))...)
 	testenv.WaitEvents(t, ch.Conn, pgDB, preload, 2*time.Minute, pgp.Alive)
 	emu.Append(live)
 	want := uint64(len(emu.Events()))
