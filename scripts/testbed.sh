@@ -244,7 +244,7 @@ fetch_chdb() {
 	flock 9
 	if [ ! -f "$cache/.complete" ]; then
 		command -v npm >/dev/null 2>&1 || die "npm is missing: it fetches the modern ClickHouse ($chdb_package@$chdb_version); install Node.js and npm, or pass --no-modern"
-		local tmp published actual tgz
+		local tmp published actual tgz began=$SECONDS
 		tmp=$(mktemp -d "$cache/download.XXXXXX")
 		log "downloading $chdb_package@$chdb_version (about 170 MB, once) into $cache"
 		published=$(npm view "$chdb_package@$chdb_version" dist.integrity 2>"$tmp/npm.log") ||
@@ -265,6 +265,7 @@ fetch_chdb() {
 		mv "$tmp/package/libchdb.so" "$lib"
 		echo "$actual" >"$cache/.complete"
 		rm -rf "$tmp"
+		log "downloaded, checked and extracted in $((SECONDS - began)) s"
 	fi
 	flock -u 9
 	exec 9>&-
@@ -272,8 +273,9 @@ fetch_chdb() {
 }
 
 start_modern() {
-	local lib dir="$root_dir/clickhouse-modern" attempt tcp internal http
+	local lib dir="$root_dir/clickhouse-modern" attempt tcp internal http began
 	lib=$(fetch_chdb)
+	began=$SECONDS
 	command -v cc >/dev/null 2>&1 || die "a C compiler (cc) is missing: it builds the modern ClickHouse's launcher; install gcc, or pass --no-modern"
 	mkdir -p "$dir"
 	cc -O2 -o "$dir/chdb-server" "$script_dir/chdb-server/chdb-server.c" -ldl -lpthread ||
@@ -368,7 +370,7 @@ EOF
 			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR="127.0.0.1:$tcp"
 			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_HTTP="127.0.0.1:$http"
 			export TRIBUTARY_TEST_CLICKHOUSE_MODERN_PID="$modern_pid"
-			log "modern ClickHouse $chdb_version on 127.0.0.1:$tcp (pid $modern_pid)"
+			log "modern ClickHouse $chdb_version on 127.0.0.1:$tcp (pid $modern_pid), up in $((SECONDS - began)) s"
 			return 0
 		fi
 		stop_pid "$modern_pid"

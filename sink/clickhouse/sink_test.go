@@ -516,6 +516,9 @@ func TestAuthentication(t *testing.T) {
 }
 
 func testAuthentication(t *testing.T, ch *testenv.ClickHouseServer) {
+	if !ch.FromTestBed() {
+		t.Skip("needs the test bed's user tributary")
+	}
 	ctx := testenv.Context(t, time.Minute)
 	dir := t.TempDir()
 	tests := []struct {
