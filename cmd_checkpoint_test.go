@@ -47,7 +47,7 @@ func TestCheckpointCommandFile(t *testing.T) {
 		{Pipeline: "main", Position: "tok-42", Events: 1234, SavedAt: saved},
 		{Pipeline: "other", Position: "tok-7", Events: 7, SavedAt: saved},
 	} {
-		if err := s.Save(context.Background(), cp); err != nil {
+		if err := s.Save(context.Background(), checkpoint.Lease{}, cp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,7 +97,7 @@ func TestCheckpointCommandClickHouse(t *testing.T) {
 func testCheckpointCommandClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	saved := time.Date(2026, 11, 22, 21, 31, 0, 5e6, time.UTC)
-	if err := chstore.New(ch.Conn, ch.Database).Save(ctx, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 99, SavedAt: saved}); err != nil {
+	if err := chstore.New(ch.Conn, ch.Database).Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 99, SavedAt: saved}); err != nil {
 		t.Fatal(err)
 	}
 	conn := ch.Flags()

@@ -121,6 +121,8 @@ type Pipeline struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	lease checkpoint.Lease // the generation Run acquired
+
 	// Set by Run; read by Status from other goroutines.
 	status statusHolder
 }
@@ -237,7 +239,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 func (p *Pipeline) loadCheckpoint(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
 	for attempt := 0; ; attempt++ {
-		cp, found, err := p.store.Load(ctx, p.cfg.Name)
+		lease, cp, found, err := p.store.Acquire(ctx, p.cfg.Name)
+		p.lease = lease
 		if err == nil {
 			return cp, found, nil
 		}
@@ -501,7 +504,7 @@ func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Ch
 // commit saves cp and acknowledges its position to the source.
 func (p *Pipeline) commit(ctx context.Context, cp *checkpoint.Checkpoint) error {
 	cp.SavedAt = p.now().UTC()
-	if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, *cp) }); err != nil {
+	if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, p.lease, *cp) }); err != nil {
 		return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
 	}
 	p.status.setCheckpoint(*cp, p.now())

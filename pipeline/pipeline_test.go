@@ -115,7 +115,12 @@ func (m *memStore) Load(context.Context, string) (checkpoint.Checkpoint, bool, e
 	return *m.cp, true, nil
 }
 
-func (m *memStore) Save(_ context.Context, cp checkpoint.Checkpoint) error {
+func (m *memStore) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
+	cp, found, err := m.Load(ctx, pipeline)
+	return checkpoint.Lease{Pipeline: pipeline, Generation: 1}, cp, found, err
+}
+
+func (m *memStore) Save(_ context.Context, _ checkpoint.Lease, cp checkpoint.Checkpoint) error {
 	m.j.add("save %s %d", cp.Position, cp.Events)
 	m.cp = &cp
 	return nil

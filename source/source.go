@@ -41,6 +41,13 @@ type Event struct {
 	// Seq orders events within one source deterministically (for the API: the
 	// timestamp in ms; for PostgreSQL: the commit LSN). Replays give the same Seq.
 	Seq uint64
+	// Reject, when not empty, says why the event cannot be read (a poison
+	// event: no locator, type or time, invalid JSON, …): it is quarantined,
+	// not mapped. Data then holds the event's raw bytes as the source got
+	// them (the whole event, not only its payload), and the other fields
+	// whatever could be read. Never drop such an event: deliver it with
+	// Reject set.
+	Reject string
 }
 
 // Position is where a source stands, as an opaque string the source alone
@@ -56,14 +63,24 @@ type Batch struct {
 }
 
 // Source delivers events strictly after the Position it was opened at.
+//
+// A source makes one attempt per call and classifies its failures with
+// internal/fault (transient by default, Permanent, with a RetryAfter hint);
+// it never loops on a failure itself. The pipeline retries a failed call with
+// backoff and keeps the source's health. Background work a source does
+// between calls (prefetching pages, streaming the WAL) stops at its first
+// failure and hands that failure to the next Read; the Read after it starts
+// the work again (reconnects, refetches) from where the last delivered batch
+// ended.
 type Source interface {
 	// Open prepares reading after from (empty: from the configured start).
-	// It is called once, before Read.
+	// The pipeline calls it until it succeeds, before Read.
 	Open(ctx context.Context, from Position) error
 	// Read blocks until it has at least one event, or a new Position to report
 	// (an empty batch that still advances, e.g. a caught-up paging token or an
 	// idle WAL), or ctx is done. It returns at most max events. Read is not safe
-	// for concurrent use; the pipeline calls it from one goroutine.
+	// for concurrent use; the pipeline calls it from one goroutine. Events it
+	// cannot read are delivered with Event.Reject set, never skipped.
 	Read(ctx context.Context, max int) (Batch, error)
 	// Ack tells the source that every event up to upTo is durable in the sink
 	// and its checkpoint saved. It is idempotent, and safe to call concurrently

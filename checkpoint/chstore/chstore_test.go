@@ -47,7 +47,7 @@ func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 		{Pipeline: "a", Position: "tok-3", Events: 40, SavedAt: at.Add(2 * time.Second)},
 	}
 	for _, cp := range saves {
-		if err := s.Save(ctx, cp); err != nil {
+		if err := s.Save(ctx, checkpoint.Lease{}, cp); err != nil {
 			t.Fatalf("Save(%v): %v", cp, err)
 		}
 	}
@@ -84,7 +84,7 @@ func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Errorf("Load(b) after Reset(a) = %+v, %v; want position 0/16B3748", got, found)
 	}
 	// A save after the reset brings the pipeline back.
-	if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-9", Events: 1}); err != nil {
+	if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-9", Events: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if got, found, err := s2.Load(ctx, "a"); err != nil || !found || got.Position != "tok-9" {
@@ -111,7 +111,7 @@ func testMonotonicAcrossRestartsAndClockSteps(t *testing.T, ch *testenv.ClickHou
 		s.now = func() time.Time { return clock }
 		for j := range 3 {
 			pos := string(rune('A'+i)) + string(rune('0'+j))
-			if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "p", Position: source.Position(pos), Events: uint64(i*3 + j)}); err != nil {
+			if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "p", Position: source.Position(pos), Events: uint64(i*3 + j)}); err != nil {
 				t.Fatal(err)
 			}
 			got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p")
@@ -163,7 +163,7 @@ func testSaveIsSynchronous(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-1", Events: 1}); err != nil {
+	if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-1", Events: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p"); err != nil || !found || got.Position != "tok-1" {

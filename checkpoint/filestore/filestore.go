@@ -136,7 +136,14 @@ func (s *Store) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoin
 }
 
 // Save records cp, durably, before it returns. A zero SavedAt is set to now.
-func (s *Store) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
+// Acquire returns the latest checkpoint with a lease. (Stub: generations
+// are not kept yet.)
+func (s *Store) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
+	cp, found, err := s.Load(ctx, pipeline)
+	return checkpoint.Lease{Pipeline: pipeline}, cp, found, err
+}
+
+func (s *Store) Save(ctx context.Context, _ checkpoint.Lease, cp checkpoint.Checkpoint) error {
 	if cp.Pipeline == "" {
 		return errors.New("save checkpoint: empty pipeline name")
 	}

@@ -26,7 +26,7 @@ func TestSaveLoadReset(t *testing.T) {
 		{Pipeline: "a", Position: "tok-3", Events: 40, SavedAt: at.Add(2 * time.Second)},
 	}
 	for _, cp := range saves {
-		if err := s.Save(ctx, cp); err != nil {
+		if err := s.Save(ctx, checkpoint.Lease{}, cp); err != nil {
 			t.Fatalf("Save(%v): %v", cp, err)
 		}
 	}
@@ -77,7 +77,7 @@ func TestCorruptFileIsAnError(t *testing.T) {
 		if _, _, err := s.Load(ctx, "a"); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Load = %v, want an error containing %q", tt.name, err, tt.want)
 		}
-		if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "a", Position: "p"}); err == nil {
+		if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "a", Position: "p"}); err == nil {
 			t.Errorf("%s: Save over a corrupt file succeeded, want an error (never reset silently)", tt.name)
 		}
 		b, _ := os.ReadFile(path)
@@ -93,7 +93,7 @@ func TestLeftoverTempFileIsIgnored(t *testing.T) {
 	path := filepath.Join(dir, "cp.json")
 	s := New(path)
 	want := checkpoint.Checkpoint{Pipeline: "a", Position: "p1", Events: 3, SavedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	if err := s.Save(ctx, want); err != nil {
+	if err := s.Save(ctx, checkpoint.Lease{}, want); err != nil {
 		t.Fatal(err)
 	}
 	// A crash between writing the temporary file and renaming it leaves a
@@ -105,7 +105,7 @@ func TestLeftoverTempFileIsIgnored(t *testing.T) {
 	if err != nil || !found || got != want {
 		t.Errorf("Load with a leftover temporary file = %+v, %v, %v; want %+v", got, found, err, want)
 	}
-	if err := s.Save(ctx, checkpoint.Checkpoint{Pipeline: "a", Position: "p2", Events: 4, SavedAt: want.SavedAt}); err != nil {
+	if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "a", Position: "p2", Events: 4, SavedAt: want.SavedAt}); err != nil {
 		t.Errorf("Save with a leftover temporary file: %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -120,7 +120,7 @@ func TestLeftoverTempFileIsIgnored(t *testing.T) {
 
 func TestSaveFailsWhenFolderIsMissing(t *testing.T) {
 	s := New(filepath.Join(t.TempDir(), "missing", "cp.json"))
-	if err := s.Save(context.Background(), checkpoint.Checkpoint{Pipeline: "a"}); err == nil {
+	if err := s.Save(context.Background(), checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "a"}); err == nil {
 		t.Error("Save into a missing folder succeeded, want an error")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -275,4 +276,56 @@ func retryable(err error) bool {
 		return false
 	}
 	return true
+}
+
+// DropReplication drops the source's replication slot, ending the walsender
+// that holds it, so that the next start creates a new slot and, with
+// --pg.snapshot, copies the table again: the recovery when the slot cannot
+// continue (its publication was dropped, or the WAL it needs was removed).
+// Rows written again collapse in ClickHouse onto the ones already there. It
+// returns what it did; a slot that does not exist is not an error. The
+// publication is left alone (the next start creates it when it is missing
+// and --pg.create-publication allows).
+func DropReplication(ctx context.Context, cfg Config) ([]string, error) {
+	s, err := New(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.connectSQL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	var done []string
+	var pid *int32
+	err = conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return []string{fmt.Sprintf("replication slot %q does not exist", cfg.Slot)}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up replication slot %q: %w", cfg.Slot, err)
+	}
+	if pid != nil {
+		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", *pid); err != nil {
+			return nil, fmt.Errorf("end the walsender (pid %d) of slot %q: %w", *pid, cfg.Slot, err)
+		}
+		done = append(done, fmt.Sprintf("ended the walsender (pid %d) holding slot %q", *pid, cfg.Slot))
+	}
+	// A terminated walsender releases the slot a moment later.
+	for attempt := 0; ; attempt++ {
+		_, err = conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", cfg.Slot)
+		var pe *pgconn.PgError
+		if err == nil || !errors.As(err, &pe) || pe.Code != "55006" || attempt >= 50 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return done, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return done, fmt.Errorf("drop replication slot %q: %w", cfg.Slot, err)
+	}
+	return append(done, fmt.Sprintf("dropped replication slot %q", cfg.Slot)), nil
 }
