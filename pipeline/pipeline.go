@@ -26,6 +26,7 @@ import (
 
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/internal/backoff"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
 	"github.com/tributary-cdc/tributary/sink"
 	"github.com/tributary-cdc/tributary/source"
@@ -257,6 +258,7 @@ func (p *Pipeline) loadCheckpoint(ctx context.Context) (checkpoint.Checkpoint, b
 // read calls the source until ctx is done; it closes out when it returns.
 func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 	defer close(out)
+	attempt := 0 // failed reads in a row
 	for {
 		b, err := p.src.Read(ctx, p.cfg.BatchEvents)
 		if ctx.Err() != nil {
@@ -276,11 +278,22 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 		}
 		if err != nil {
 			p.status.setSourceErr(err)
-			if p.obs != nil {
-				p.obs.Error("source")
+			if IsPermanent(err) {
+				if p.obs != nil {
+					p.obs.Error("source")
+				}
+				return fmt.Errorf("read source: %w", err)
 			}
-			return fmt.Errorf("read source: %w", err)
+			// A transient failure: the source resumes on the next Read.
+			p.retried("source", err, attempt)
+			wait := max(backoff.Delay(attempt, 100*time.Millisecond, p.cfg.RetryMax), fault.RetryAfter(err))
+			attempt++
+			if backoff.Sleep(ctx, wait) != nil {
+				return nil
+			}
+			continue
 		}
+		attempt = 0
 		p.status.setSourceErr(nil)
 		if len(b.Events) > 0 {
 			p.status.setRead(p.now())
