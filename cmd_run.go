@@ -18,7 +18,6 @@ import (
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/checkpoint/chstore"
 	"github.com/tributary-cdc/tributary/checkpoint/filestore"
-	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/logging"
 	"github.com/tributary-cdc/tributary/internal/web"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -120,11 +119,37 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := notifyShutdown(logger)
 	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logger) }()
+	if err := awaitRun(ctx, done, cfg.pipeline.ShutdownTimeout+shutdownGrace); err != nil {
 		logger.Error("tributary stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// shutdownGrace is how long past --pipeline.shutdown-timeout the process
+// waits for run to return after a signal before it exits anyway.
+const shutdownGrace = 500 * time.Millisecond
+
+// awaitRun waits for run's result; once ctx is done (a signal), it waits at
+// most limit more, so that the process exits within
+// --pipeline.shutdown-timeout (plus a moment) in every state, even when a
+// call ignores its context.
+func awaitRun(ctx context.Context, done <-chan error, limit time.Duration) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("shutdown did not finish within --pipeline.shutdown-timeout (+%s): exiting; nothing is lost, the next start replays from the last checkpoint", shutdownGrace)
+	}
 }
 
 // notifyShutdown returns a context cancelled by the first SIGTERM or SIGINT;
@@ -148,54 +173,43 @@ func notifyShutdown(logger *slog.Logger) (context.Context, func()) {
 	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
+// run wires the parts without connecting anything, starts the web server,
+// and runs the pipeline, which connects, retries and reports health.
 func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 	logger.Info("tributary starting", "version", version, "commit", commit, "source", cfg.source, "pipeline", cfg.pipeline.Name)
 	m := metrics.New(version, commit)
 
 	chcfg := cfg.clickhouse
-	chcfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSink, reason) }
 	chcfg.OnInsert = m.ObserveInsert
-	snk, err := connectSink(ctx, chcfg, logger)
+	snk, err := chsink.NewLazy(chcfg, logger)
 	if err != nil {
 		return err
 	}
 	defer snk.Close()
-	if err := snk.Ensure(ctx, mapping.DefaultSchema()); err != nil {
-		return fmt.Errorf("prepare ClickHouse schema: %w", err)
-	}
-	logger.Info("ClickHouse ready", "version", snk.ServerVersion(), "dialect", string(snk.Dialect()), "database", snk.Database())
 
 	var store checkpoint.Store
 	if cfg.checkpointFile != "" {
 		store = filestore.New(cfg.checkpointFile)
 	} else {
-		store = chstore.New(snk.Conn(), snk.Database())
+		store = &sinkStore{snk: snk}
 	}
 	defer store.Close()
 
-	health := &requestHealth{}
-	src, enrich, sourceStats, err := openSource(cfg, m, health, logger)
+	src, enrich, sourceStats, err := openSource(cfg, m, logger)
 	if err != nil {
 		return err
 	}
-
-	p := pipeline.New(cfg.pipeline, src, snk, store, enrich, m.PipelineObserver(), logger)
+	p := pipeline.New(cfg.pipeline, pipeline.Parts{Source: src, Sink: snk, Store: store, Schema: mapping.DefaultSchema(), Enricher: enrich},
+		m.PipelineObserver(), logger)
 
 	if cfg.web.ListenAddress != "" {
-		ready := web.Checks(map[string]func(context.Context) error{
-			"sink": func(ctx context.Context) error { return errors.Join(snk.Conn().Ping(ctx), p.SinkHealthy()(ctx)) },
-			"source": func(ctx context.Context) error {
-				return errors.Join(p.SourceHealthy()(ctx), health.check(sourceFailureGrace))
-			},
-			"checkpoint": p.CheckpointFresh(cfg.web.ReadyMaxCheckpointAge),
-		})
-		srv := web.New(cfg.web.ListenAddress, m.Registry(), ready, logger)
+		srv := web.New(cfg.web.ListenAddress, m.Registry(), p.Ready(cfg.web.ReadyMaxCheckpointAge), logger)
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("serve metrics and health on %s: %w", cfg.web.ListenAddress, err)
 		}
 		logger.Info("serving /metrics, /healthz and /readyz", "address", srv.Addr())
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
@@ -217,28 +231,65 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 	return p.Run(ctx)
 }
 
-// connectSink connects to ClickHouse, retrying while the server is
-// unreachable (a sidecar often starts before its database), until ctx ends.
-func connectSink(ctx context.Context, cfg chsink.Config, logger *slog.Logger) (*chsink.Sink, error) {
-	for attempt := 0; ; attempt++ {
-		snk, err := chsink.New(ctx, cfg, logger)
-		if err == nil {
-			return snk, nil
-		}
-		if pipeline.IsPermanent(err) || ctx.Err() != nil || attempt >= 9 {
-			return nil, fmt.Errorf("connect to ClickHouse at %v: %w", cfg.Addr, err)
-		}
-		wait := backoff.Delay(attempt, 500*time.Millisecond, 15*time.Second)
-		logger.Warn("ClickHouse unreachable, retrying", "addr", cfg.Addr, "attempt", attempt+1, "in", wait, "err", err)
-		if backoff.Sleep(ctx, wait) != nil {
-			return nil, fmt.Errorf("connect to ClickHouse at %v: %w", cfg.Addr, err)
-		}
-	}
+// sinkStore keeps checkpoints in the sink's database, on the sink's
+// connection, which exists once the pipeline's start-up has ensured the
+// schema (before it acquires the checkpoint).
+type sinkStore struct {
+	snk   *chsink.Sink
+	mu    sync.Mutex
+	store *chstore.Store
 }
+
+func (s *sinkStore) get() (*chstore.Store, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store == nil {
+		conn := s.snk.Conn()
+		if conn == nil {
+			return nil, errors.New("checkpoint store: ClickHouse is not connected yet")
+		}
+		s.store = chstore.New(conn, s.snk.Database())
+	}
+	return s.store, nil
+}
+
+func (s *sinkStore) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
+	st, err := s.get()
+	if err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
+	}
+	return st.Acquire(ctx, pipeline)
+}
+
+func (s *sinkStore) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoint, bool, error) {
+	st, err := s.get()
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	return st.Load(ctx, pipeline)
+}
+
+func (s *sinkStore) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.Checkpoint) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Save(ctx, lease, cp)
+}
+
+func (s *sinkStore) Reset(ctx context.Context, pipeline string) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Reset(ctx, pipeline)
+}
+
+func (s *sinkStore) Close() error { return nil }
 
 // openSource builds the configured source, its enricher (or nil) and a
 // function that copies its statistics into metrics (or nil).
-func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logger *slog.Logger) (source.Source, pipeline.Enricher, func(), error) {
+func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source.Source, pipeline.Enricher, func(), error) {
 	switch cfg.source {
 	case "postgres":
 		src, err := pgrepl.New(cfg.pg, logger)
@@ -253,11 +304,7 @@ func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logge
 	default:
 		acfg := cfg.api
 		acfg.Logger = logger
-		acfg.OnRequest = func(status int, d time.Duration) {
-			m.ObserveRequest(status, d)
-			health.observe(status)
-		}
-		acfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSource, reason) }
+		acfg.OnRequest = m.ObserveRequest
 		acfg.OnLookup = func(result string) { m.EnrichLookups.WithLabelValues(result).Inc() }
 		client, err := eventapi.New(acfg)
 		if err != nil {
@@ -269,40 +316,4 @@ func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logge
 		}
 		return client, enrich, nil, nil
 	}
-}
-
-// sourceFailureGrace is how long the API's requests may fail in a row (each
-// retried by the client) before /readyz reports the source unreachable.
-const sourceFailureGrace = 15 * time.Second
-
-// requestHealth follows whether the source's requests succeed: the API client
-// retries failures itself, so the pipeline never sees them.
-type requestHealth struct {
-	mu           sync.Mutex
-	failingSince time.Time
-	last         int
-}
-
-func (h *requestHealth) observe(status int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.last = status
-	if status >= 200 && status < 300 {
-		h.failingSince = time.Time{}
-	} else if h.failingSince.IsZero() {
-		h.failingSince = time.Now()
-	}
-}
-
-func (h *requestHealth) check(grace time.Duration) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failingSince.IsZero() || time.Since(h.failingSince) < grace {
-		return nil
-	}
-	last := "no response"
-	if h.last != 0 {
-		last = fmt.Sprintf("HTTP %d", h.last)
-	}
-	return fmt.Errorf("event-stream API requests failing for %s (last: %s)", time.Since(h.failingSince).Round(time.Second), last)
 }

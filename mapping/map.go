@@ -24,6 +24,9 @@ type Options struct {
 	// IngestedAt is stored in every row's _ingested_at (the zero time stands
 	// for the Unix epoch). It is the only wall-clock value of a row.
 	IngestedAt time.Time
+	// Position is where the source stood after the batch (its Batch
+	// Position), stored with each reject for replay.
+	Position string
 }
 
 // Stats counts what one Map call saw.
@@ -32,6 +35,7 @@ type Stats struct {
 	Unknown     int            // events whose type the mapping does not know (KnownType false)
 	ParseErrors int            // events whose data could not be fully read (parse_error set)
 	ByClass     map[string]int // events per TypeClass
+	Rejected    map[string]int // events quarantined (source.Event.Reject set), per RejectKind
 }
 
 // Map appends the rows of every event of b to rows: one events row per event,
@@ -39,14 +43,16 @@ type Stats struct {
 // policy_status_changes row per status a policy.status.update added or
 // removed. Events of unknown types and payloads Map cannot read are kept,
 // with their raw data and the reason in parse_error, and counted in the
-// returned Stats; Map never drops an event and never panics. Map is pure: the
+// returned Stats; an event the source could not read (source.Event.Reject)
+// gets a row in the rejects table instead. Map never drops an event and
+// never panics. Map is pure: the
 // same batch and options give the same rows.
 //
 // Values follow each table's Columns with the Go types schema.go documents;
 // times are UTC with millisecond precision. A table gets an entry in
 // rows.ByTable only when it has rows.
 func Map(b source.Batch, opts Options, rows *Rows) Stats {
-	st := Stats{ByClass: map[string]int{}}
+	st := Stats{ByClass: map[string]int{}, Rejected: map[string]int{}}
 	if len(b.Events) == 0 {
 		return st
 	}
@@ -63,8 +69,9 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	ep := ept.Values
 	sct := rows.Table(defaultTables[2])
 	sc := sct.Values
+	rjt := rows.Table(defaultTables[3])
 	defer func() {
-		for _, t := range []*TableRows{ept, sct} {
+		for _, t := range []*TableRows{evt, ept, sct, rjt} {
 			if t.n == 0 {
 				delete(rows.ByTable, t.Table.Name)
 			}
@@ -79,6 +86,12 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	types := map[string]typeInfo{}
 	for i := range b.Events {
 		e := &b.Events[i]
+		st.Events++
+		if e.Reject != "" {
+			mapReject(rjt, e, opts, ingested)
+			st.Rejected[RejectKind(e.Reject)]++
+			continue
+		}
 		p.reset(&ar)
 		dataStr := string(e.Data)
 		p.parse(e.Type, dataStr)
@@ -89,7 +102,6 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			types[e.Type] = ti
 		}
 		class, known := ti.class, ti.known
-		st.Events++
 		st.ByClass[class]++
 		if !known {
 			st.Unknown++

@@ -215,6 +215,7 @@ func DefaultSchema() Schema {
 				PartitionBy: "toYYYYMM(timestamp)",
 				Version:     "_version",
 			},
+			rejectsTable(),
 		},
 		Views: []View{
 			{

@@ -17,40 +17,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tributary-cdc/tributary/mapping"
 )
 
 // Namespace starts the name of every tributary metric.
 const Namespace = "tributary"
 
-// Components are the values of the component label of Retries and Errors.
+// Components are the values of the component label of PipelineAttempts,
+// PipelineFailures and PipelineComponentHealthy: pipeline.Component*.
 const (
 	ComponentSource     = "source"
 	ComponentSink       = "sink"
 	ComponentCheckpoint = "checkpoint"
-	ComponentMapping    = "mapping"
 	ComponentEnrich     = "enrich"
 )
 
-// Reasons are the values of the reason label of Retries; Retry maps any
-// other value to ReasonOther so that the label stays bounded.
+// Outcomes are the values of the outcome label of PipelineAttempts:
+// pipeline.Outcome*.
 const (
-	ReasonTimeout     = "timeout"      // a deadline passed
-	ReasonNetwork     = "network"      // connection refused, reset or closed
-	ReasonRateLimited = "rate_limited" // HTTP 429 or a server's "too many" answer
-	ReasonServerError = "server_error" // HTTP 5xx or a retryable server exception
-	ReasonAuth        = "auth"         // HTTP 401/403, retried in case of a rotated credential
-	ReasonConflict    = "conflict"     // a concurrent writer or a lost lock
-	ReasonMalformed   = "malformed"    // an answer that is not the expected JSON
-	ReasonOther       = "other"        // anything else
+	OutcomeOK        = "ok"
+	OutcomeTransient = "transient"
+	OutcomePermanent = "permanent"
+	OutcomePoison    = "poison"
+	OutcomeOther     = "other" // a value outside the set, kept bounded
 )
-
-// reasonAliases maps the reasons other packages name differently (the
-// event-stream client's "5xx" and "429") to the label's values.
-var reasonAliases = map[string]string{
-	"5xx":     ReasonServerError,
-	"429":     ReasonRateLimited,
-	"network": ReasonNetwork,
-}
 
 // Enrichment lookup results are the values of the result label of EnrichLookups.
 const (
@@ -61,8 +52,8 @@ const (
 )
 
 var (
-	components = []string{ComponentSource, ComponentSink, ComponentCheckpoint, ComponentMapping, ComponentEnrich}
-	reasons    = []string{ReasonTimeout, ReasonNetwork, ReasonRateLimited, ReasonServerError, ReasonAuth, ReasonConflict, ReasonMalformed, ReasonOther}
+	components = []string{ComponentSource, ComponentSink, ComponentCheckpoint, ComponentEnrich}
+	outcomes   = []string{OutcomeOK, OutcomeTransient, OutcomePermanent, OutcomePoison}
 	lookups    = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
 )
 
@@ -118,10 +109,23 @@ type Metrics struct {
 	// PipelineLastEventTimestamp is the timestamp of the newest event written, in Unix seconds.
 	PipelineLastEventTimestamp prometheus.Gauge
 
-	// Retries counts retried operations by component and reason; see Retry.
-	Retries *prometheus.CounterVec // component, reason
-	// Errors counts errors that were not retried away, by component; see Error.
-	Errors *prometheus.CounterVec // component
+	// PipelineAttempts counts the calls the pipeline made to each component
+	// (every source read, INSERT batch, checkpoint save, …), by outcome:
+	// ok, transient (retried), permanent (the pipeline stops), poison (the
+	// input was refused for its content and isolated).
+	PipelineAttempts *prometheus.CounterVec // component, outcome
+	// PipelineFailures counts failures that were not retried away, by component.
+	PipelineFailures *prometheus.CounterVec // component
+	// PipelineComponentHealthy is 1 while a component's last attempt
+	// succeeded, 0 while it fails.
+	PipelineComponentHealthy *prometheus.GaugeVec // component
+	// PipelineWindowBatches is how many batches the window holds: taken by
+	// the batcher and not yet acknowledged (at most writers + in-flight).
+	PipelineWindowBatches prometheus.Gauge
+
+	// EventsRejected counts events quarantined in _tributary_rejects, by
+	// reason (mapping.RejectKinds).
+	EventsRejected *prometheus.CounterVec // reason
 
 	// MappingUnknownEvents counts events of a type the mapping does not know
 	// (stored with their raw payload only).
@@ -185,8 +189,12 @@ func New(version, commit string) *Metrics {
 	m.PipelineLag = m.gauge("pipeline_lag_seconds", "End-to-end lag when the last batch was written: that time minus the timestamp of the batch's newest event.")
 	m.PipelineLastEventTimestamp = m.gauge("pipeline_last_event_timestamp_seconds", "Timestamp of the newest event written to ClickHouse, in Unix seconds.")
 
-	m.Retries = m.counterVec("retries_total", "Retried operations by component (source, sink, checkpoint, mapping, enrich) and reason.", "component", "reason")
-	m.Errors = m.counterVec("errors_total", "Errors that were not retried away, by component.", "component")
+	m.PipelineAttempts = m.counterVec("pipeline_attempts_total", "Calls the pipeline made to a component (source, sink, checkpoint, enrich), by outcome (ok, transient, permanent, poison).", "component", "outcome")
+	m.PipelineFailures = m.counterVec("pipeline_failures_total", "Failures of a component that were not retried away (the pipeline stopped on them).", "component")
+	m.PipelineComponentHealthy = m.gaugeVec("pipeline_component_healthy", "1 while the component's last attempt succeeded, 0 while it fails.", "component")
+	m.PipelineWindowBatches = m.gauge("pipeline_window_batches", "Batches in the window: taken by the batcher and not yet acknowledged (at most --pipeline.writers + --pipeline.in-flight).")
+
+	m.EventsRejected = m.counterVec("events_rejected_total", "Events quarantined in the _tributary_rejects table, by reason (missing_field, invalid_json, bad_time, refused, other).", "reason")
 
 	m.MappingUnknownEvents = m.counter("mapping_unknown_events_total", "Events of a type the mapping does not know, stored with their raw payload only.")
 	m.MappingParseErrors = m.counter("mapping_parse_errors_total", "Events whose payload could not be parsed.")
@@ -206,10 +214,14 @@ func New(version, commit string) *Metrics {
 	// Series of the bounded label sets exist from the start, at zero, so that
 	// rate() and alerts see them before the first increment.
 	for _, c := range components {
-		m.Errors.WithLabelValues(c)
-		for _, r := range reasons {
-			m.Retries.WithLabelValues(c, r)
+		m.PipelineFailures.WithLabelValues(c)
+		m.PipelineComponentHealthy.WithLabelValues(c).Set(1)
+		for _, o := range outcomes {
+			m.PipelineAttempts.WithLabelValues(c, o)
 		}
+	}
+	for _, r := range mapping.RejectKinds {
+		m.EventsRejected.WithLabelValues(r)
 	}
 	for _, r := range lookups {
 		m.EnrichLookups.WithLabelValues(r)
@@ -223,20 +235,21 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Specs returns the description of every tributary metric, in registration order.
 func (m *Metrics) Specs() []Spec { return append([]Spec(nil), m.specs...) }
 
-// Retry counts one retry of component (a Component constant) for reason (a
-// Reason constant, or the event-stream client's "5xx" and "429"); any other
-// value counts as "other", so that the labels stay bounded.
-func (m *Metrics) Retry(component, reason string) {
-	if r, ok := reasonAliases[reason]; ok {
-		reason = r
+// Attempt counts one call of component (a Component constant) with its
+// outcome (an Outcome constant) and sets the component's health gauge.
+func (m *Metrics) Attempt(component, outcome string) {
+	component = bounded(component, components)
+	m.PipelineAttempts.WithLabelValues(component, boundedOr(outcome, outcomes, OutcomeOther)).Inc()
+	healthy := 0.0
+	if outcome == OutcomeOK || outcome == OutcomePoison {
+		healthy = 1
 	}
-	m.Retries.WithLabelValues(bounded(component, components), bounded(reason, reasons)).Inc()
+	m.PipelineComponentHealthy.WithLabelValues(component).Set(healthy)
 }
 
-// RetryFunc returns Retry bound to component, in the shape of the
-// OnRetry hooks of the event-stream client and the ClickHouse sink.
-func (m *Metrics) RetryFunc(component string) func(reason string) {
-	return func(reason string) { m.Retry(component, reason) }
+// Failure counts one failure of component that was not retried away.
+func (m *Metrics) Failure(component string) {
+	m.PipelineFailures.WithLabelValues(bounded(component, components)).Inc()
 }
 
 // ObserveInsert records the duration of one successful INSERT into table, in
@@ -244,11 +257,6 @@ func (m *Metrics) RetryFunc(component string) func(reason string) {
 // PipelineObserver once the whole batch is written, not here.
 func (m *Metrics) ObserveInsert(table string, rows int, took time.Duration) {
 	m.SinkInsertDuration.WithLabelValues(table).Observe(took.Seconds())
-}
-
-// Error counts one error of component that was not retried away.
-func (m *Metrics) Error(component string) {
-	m.Errors.WithLabelValues(bounded(component, components)).Inc()
 }
 
 // ObserveRequest records one event-stream API request: its HTTP status code
@@ -302,13 +310,16 @@ func (m *Metrics) CheckpointAge() time.Duration {
 	return 0
 }
 
-func bounded(v string, set []string) string {
+func bounded(v string, set []string) string { return boundedOr(v, set, "other") }
+
+// boundedOr returns v when set holds it, else other.
+func boundedOr(v string, set []string, other string) string {
 	for _, s := range set {
 		if v == s {
 			return v
 		}
 	}
-	return ReasonOther
+	return other
 }
 
 func (m *Metrics) add(c prometheus.Collector, s Spec) {
@@ -331,6 +342,12 @@ func (m *Metrics) counterVec(name, help string, labels ...string) *prometheus.Co
 
 func (m *Metrics) gauge(name, help string) prometheus.Gauge {
 	return m.gaugeWith(name, help, nil)
+}
+
+func (m *Metrics) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	m.add(g, Spec{Name: name, Type: TypeGauge, Help: help, Labels: labels})
+	return g
 }
 
 func (m *Metrics) gaugeWith(name, help string, constLabels prometheus.Labels, order ...string) prometheus.Gauge {

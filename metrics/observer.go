@@ -88,11 +88,19 @@ func (o *PipelineObserver) CheckpointSaved(cp checkpoint.Checkpoint) {
 	o.m.CheckpointSaved(at, cp.Events)
 }
 
-// Retry counts one retry; see Metrics.Retry.
-func (o *PipelineObserver) Retry(component, reason string) { o.m.Retry(component, reason) }
+// Attempt counts one call of a component; see Metrics.Attempt.
+func (o *PipelineObserver) Attempt(component, outcome string) { o.m.Attempt(component, outcome) }
 
-// Error counts one error; see Metrics.Error.
-func (o *PipelineObserver) Error(component string) { o.m.Error(component) }
+// Failure counts one failure not retried away; see Metrics.Failure.
+func (o *PipelineObserver) Failure(component string) { o.m.Failure(component) }
+
+// Rejected counts n quarantined events of a reason kind (mapping.RejectKinds).
+func (o *PipelineObserver) Rejected(kind string, n int) {
+	o.m.EventsRejected.WithLabelValues(boundedOr(kind, mapping.RejectKinds, mapping.RejectOther)).Add(float64(n))
+}
+
+// Window records how many batches the window holds.
+func (o *PipelineObserver) Window(batches int) { o.m.PipelineWindowBatches.Set(float64(batches)) }
 
 // PGRepl records the PostgreSQL source's sampled state: the slot's lag in
 // bytes (negative: not sampled yet, left as it is), the confirmed flush LSN,

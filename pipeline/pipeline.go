@@ -1,46 +1,55 @@
 // Package pipeline runs one replication: read batches from a source, map them
 // to rows, write the rows to the sink, save the position, acknowledge it to the
-// source. Reading overlaps with writing, with a bounded number of batches in
-// flight, so memory stays flat whatever the input.
+// source. Reading overlaps with writing inside a bounded window of batches, so
+// memory, replay length and the PostgreSQL WAL held stay bounded whatever
+// fails.
 //
-//	reader ──(source batches)──▶ batcher ──(mapped batches, ≤ InFlight)──▶ writer
-//	                               map, enrich                       write, save, ack
+//	reader ──(source batches)──▶ batcher ──(mapped batches)──▶ writers ──▶ committer
+//	                             enrich, map, take a         write, isolate   save in order, ack,
+//	                             window slot                 poison rows      free the slots
 //
 // A position is saved only after every row before it is in the sink, and
-// acknowledged only after it is saved.
+// acknowledged only after it is saved. The pipeline is the one owner of
+// retries and health: sources, the sink and the checkpoint store make one
+// attempt per call and classify failures (internal/fault); the pipeline
+// retries transient ones with backoff, stops on permanent ones, quarantines
+// poison events, and keeps each component's state for /readyz.
 package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
-	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
 	"github.com/tributary-cdc/tributary/sink"
 	"github.com/tributary-cdc/tributary/source"
 )
 
-// Config tunes batching and shutdown.
+// Reject policies (--reject.policy).
+const (
+	RejectQuarantine = "quarantine" // write the event to _tributary_rejects and go on
+	RejectStop       = "stop"       // stop (exit 1) naming the event
+)
+
+// Config tunes batching, the window, retries, health and shutdown.
 type Config struct {
 	Name            string        // pipeline name: the checkpoint key and the rows' _source
 	BatchEvents     int           // flush when this many events are pending
 	BatchAge        time.Duration // flush when the oldest pending event is this old
-	InFlight        int           // mapped batches queued for the writers at most
+	InFlight        int           // mapped batches waiting for a writer, at most
 	Writers         int           // batches written to the sink concurrently
 	ShutdownTimeout time.Duration // how long the drain on shutdown may take
-	RetryMax        time.Duration // the longest pause between retries of a failed write or save
+	RetryMax        time.Duration // the longest pause between retries of a failed call
+	FailureGrace    time.Duration // how long a component may fail before readiness turns red
+	RejectPolicy    string        // RejectQuarantine or RejectStop
 }
 
 // DefaultConfig returns the defaults, the one place they are set.
@@ -53,18 +62,26 @@ func DefaultConfig() Config {
 		Writers:         2,
 		ShutdownTimeout: 8 * time.Second,
 		RetryMax:        30 * time.Second,
+		FailureGrace:    15 * time.Second,
+		RejectPolicy:    RejectQuarantine,
 	}
 }
+
+// Window is the number of batches that may be past the oldest one not yet
+// acknowledged, that one included: Writers + InFlight.
+func (c Config) Window() int { return c.Writers + c.InFlight }
 
 // RegisterFlags adds the pipeline's flags to fs, with c's values as defaults.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Name, "pipeline.name", c.Name, "pipeline name: the checkpoint key and the _source column of every row")
 	fs.IntVar(&c.BatchEvents, "pipeline.batch-events", c.BatchEvents, "write a batch when this many events are pending")
 	fs.DurationVar(&c.BatchAge, "pipeline.batch-age", c.BatchAge, "write a batch when its oldest event has waited this long")
-	fs.IntVar(&c.InFlight, "pipeline.in-flight", c.InFlight, "mapped batches queued for writing at most (bounds memory)")
+	fs.IntVar(&c.InFlight, "pipeline.in-flight", c.InFlight, "mapped batches waiting for a writer at most; writers + in-flight batches may be past the oldest unacknowledged one (bounds memory and replay)")
 	fs.IntVar(&c.Writers, "pipeline.writers", c.Writers, "batches written to ClickHouse concurrently; positions are still saved in order")
 	fs.DurationVar(&c.ShutdownTimeout, "pipeline.shutdown-timeout", c.ShutdownTimeout, "how long draining on SIGTERM may take before the process gives up")
-	fs.DurationVar(&c.RetryMax, "pipeline.retry-max", c.RetryMax, "the longest pause between retries of a failed write or checkpoint save")
+	fs.DurationVar(&c.RetryMax, "pipeline.retry-max", c.RetryMax, "the longest pause between retries of a failed call (source, ClickHouse, checkpoint)")
+	fs.DurationVar(&c.FailureGrace, "pipeline.failure-grace", c.FailureGrace, "how long a component may keep failing before /readyz turns red")
+	fs.StringVar(&c.RejectPolicy, "reject.policy", c.RejectPolicy, "an event that cannot be read or stored: quarantine (to the _tributary_rejects table, and go on) or stop (exit 1 naming it)")
 }
 
 // Validate returns every problem of c at once.
@@ -91,14 +108,40 @@ func (c Config) Validate() error {
 	if c.RetryMax <= 0 {
 		errs = append(errs, fmt.Errorf("--pipeline.retry-max must be positive, got %s", c.RetryMax))
 	}
+	if c.FailureGrace < 0 {
+		errs = append(errs, fmt.Errorf("--pipeline.failure-grace must not be negative, got %s", c.FailureGrace))
+	}
+	switch c.RejectPolicy {
+	case RejectQuarantine, RejectStop:
+	default:
+		errs = append(errs, fmt.Errorf("--reject.policy must be %s or %s, got %q", RejectQuarantine, RejectStop, c.RejectPolicy))
+	}
 	return errors.Join(errs...)
 }
 
 // Enricher completes data the source left incomplete, such as partial policy
-// locator lists; the result is keyed by event locator. It may be nil.
+// locator lists; the result is keyed by event locator. It makes one attempt
+// per call (the pipeline retries) and may be nil.
 type Enricher interface {
 	Complete(ctx context.Context, events []source.Event) (map[string][]string, error)
 }
+
+// Components are the parts whose health the pipeline keeps, and the values of
+// the component label of Observer.Attempt and Observer.Failure.
+const (
+	ComponentSource     = "source"
+	ComponentSink       = "sink"
+	ComponentCheckpoint = "checkpoint"
+	ComponentEnrich     = "enrich"
+)
+
+// Outcomes of one attempt, for Observer.Attempt.
+const (
+	OutcomeOK        = "ok"        // the call succeeded
+	OutcomeTransient = "transient" // it failed and is retried
+	OutcomePermanent = "permanent" // it failed for good: the pipeline stops
+	OutcomePoison    = "poison"    // its input was refused for its content: isolated and quarantined
+)
 
 // Observer receives what the pipeline does, for metrics. Every method must be
 // cheap and safe for concurrent use. Nil means none.
@@ -107,8 +150,23 @@ type Observer interface {
 	Mapped(stats mapping.Stats)
 	BatchWritten(events int, tableRows map[string]int, d time.Duration, lastEvent time.Time)
 	CheckpointSaved(cp checkpoint.Checkpoint)
-	Retry(component, reason string)
-	Error(component string)
+	// Attempt counts one call of component with its outcome (an Outcome constant).
+	Attempt(component, outcome string)
+	// Failure counts a failure of component that was not retried away.
+	Failure(component string)
+	// Rejected counts n events quarantined for a reason of kind (mapping.RejectKind).
+	Rejected(kind string, n int)
+	// Window reports how many batches the window holds (taken, not yet acknowledged).
+	Window(batches int)
+}
+
+// Parts are what a pipeline connects.
+type Parts struct {
+	Source   source.Source
+	Sink     sink.Sink
+	Store    checkpoint.Store
+	Schema   mapping.Schema // the tables and views the sink ensures at start
+	Enricher Enricher       // nil: no enrichment
 }
 
 // Pipeline is one replication from a source into a sink.
@@ -117,489 +175,109 @@ type Pipeline struct {
 	src    source.Source
 	snk    sink.Sink
 	store  checkpoint.Store
+	schema mapping.Schema
 	enrich Enricher
 	obs    Observer
 	log    *slog.Logger
 	now    func() time.Time
 
-	lease checkpoint.Lease // the generation Run acquired
-
-	// Set by Run; read by Status from other goroutines.
+	lease  checkpoint.Lease // the generation Run acquired
+	health health
 	status statusHolder
+	taken  atomic.Int64 // window slots in use, for the observer
 }
 
-// New returns a pipeline; enrich and obs may be nil.
-func New(cfg Config, src source.Source, snk sink.Sink, store checkpoint.Store, enrich Enricher, obs Observer, logger *slog.Logger) *Pipeline {
+// New returns a pipeline; obs may be nil.
+func New(cfg Config, parts Parts, obs Observer, logger *slog.Logger) *Pipeline {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{cfg: cfg, src: src, snk: snk, store: store, enrich: enrich, obs: obs, log: logger, now: time.Now}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	p := &Pipeline{cfg: cfg, src: parts.Source, snk: parts.Sink, store: parts.Store, schema: parts.Schema,
+		enrich: parts.Enricher, obs: obs, log: logger, now: time.Now}
+	p.health.init(p.nowFunc)
+	return p
 }
 
-// pending is a batch being assembled from source batches.
-type pending struct {
-	events   []source.Event
-	position source.Position
-	moved    bool // position advanced since the last flush
-}
+func (p *Pipeline) nowFunc() time.Time { return p.now() }
 
-// mapped is a batch ready for the writer.
-type mapped struct {
-	seq       uint64 // batch number, from 0: positions are saved in this order
-	events    int
-	rows      *mapping.Rows  // dropped once written
-	tableRows map[string]int // rows per table, kept for the observer
-	position  source.Position
-	lastEvent time.Time
-}
-
-// Run replicates until ctx is done or a permanent error occurs. When ctx is
-// cancelled it stops reading, writes what it has read, saves the checkpoint,
-// acknowledges it and returns nil (within ShutdownTimeout; after that it
-// returns an error). The source must not have been opened yet; Run opens it
-// from the saved checkpoint and closes it.
+// Run replicates until ctx is done or a permanent error occurs.
+//
+// It first prepares the sink's schema, acquires the checkpoint lease and
+// opens the source from the saved position, retrying each step while it
+// fails transiently (readiness red, naming the component); a cancelled ctx
+// during that start-up returns nil, since nothing was read. Then it
+// replicates. When ctx is cancelled it stops reading, writes what it has
+// read, saves the checkpoint, acknowledges it and returns nil; a drain that
+// does not finish within ShutdownTimeout returns an error naming what is
+// replayed on the next start.
 func (p *Pipeline) Run(ctx context.Context) error {
-	cp, found, err := p.loadCheckpoint(ctx)
-	if err != nil {
+	cp, ok, err := p.start(ctx)
+	if err != nil || !ok {
 		return err
 	}
-	if found {
-		p.log.Info("resuming from checkpoint", "pipeline", p.cfg.Name, "events", cp.Events, "saved_at", cp.SavedAt)
-	} else {
-		p.log.Info("no checkpoint: starting from the configured start", "pipeline", p.cfg.Name)
-		cp = checkpoint.Checkpoint{Pipeline: p.cfg.Name}
-	}
-	p.status.setCheckpoint(cp, p.now())
-	if err := p.src.Open(ctx, cp.Position); err != nil {
-		return fmt.Errorf("open source: %w", err)
-	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := p.src.Close(cctx); err != nil {
 			p.log.Warn("close source", "err", err)
 		}
 	}()
+	return p.replicate(ctx, cp)
+}
 
-	// readCtx stops the reader (on shutdown or failure); writeCtx outlives it
-	// by the drain, bounded by ShutdownTimeout once ctx is done.
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
-	writeCtx, cancelWrite := context.WithCancel(context.Background())
-	defer cancelWrite()
-	var timedOut atomic.Bool
-	go func() {
-		select {
-		case <-ctx.Done():
-			p.log.Info("shutting down: draining in-flight batches", "timeout", p.cfg.ShutdownTimeout)
-			t := time.NewTimer(p.cfg.ShutdownTimeout)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				timedOut.Store(true)
-				cancelWrite()
-			case <-writeCtx.Done():
-			}
-		case <-writeCtx.Done():
+// start runs the start-up steps; ok is false when ctx ended during them.
+func (p *Pipeline) start(ctx context.Context) (cp checkpoint.Checkpoint, ok bool, err error) {
+	stopped := func(step string, err error) (checkpoint.Checkpoint, bool, error) {
+		if ctx.Err() != nil && !fault.IsPermanent(err) {
+			p.log.Info("stopped during start-up: nothing was read", "step", step)
+			return cp, false, nil
 		}
-	}()
-
-	reads := make(chan source.Batch, 1)
-	toWrite := make(chan mapped, p.cfg.InFlight)
-	errc := make(chan error, 3)
-
-	go func() { errc <- p.read(readCtx, reads) }()
-	go func() { errc <- p.batch(writeCtx, reads, toWrite) }()
-	writeErr := p.write(writeCtx, toWrite, cp)
-	stopReading()
-	if writeErr != nil {
-		cancelWrite() // unblocks the batcher, which may wait to hand over a batch
+		return cp, false, fmt.Errorf("%s: %w", step, err)
 	}
-	var errs []error
-	if writeErr != nil {
-		errs = append(errs, writeErr)
+	p.health.setPhase("preparing the ClickHouse schema")
+	if err := p.do(ctx, ComponentSink, func(ctx context.Context) error { return p.snk.Ensure(ctx, p.schema) }); err != nil {
+		return stopped("prepare the ClickHouse schema", err)
 	}
-	// The batcher ends when the reader has closed reads, or on writeCtx.
-	for range 2 {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	p.health.setPhase("acquiring the checkpoint")
+	var found bool
+	err = p.do(ctx, ComponentCheckpoint, func(ctx context.Context) error {
+		var err error
+		p.lease, cp, found, err = p.store.Acquire(ctx, p.cfg.Name)
 		return err
+	})
+	if err != nil {
+		return stopped(fmt.Sprintf("acquire the checkpoint of pipeline %q", p.cfg.Name), err)
 	}
-	if timedOut.Load() {
-		return fmt.Errorf("shutdown: drain not finished within --pipeline.shutdown-timeout %s; the batches not written are read again on the next start (checkpoint at %d events)",
-			p.cfg.ShutdownTimeout, p.status.get().Checkpoint.Events)
+	if found {
+		p.log.Info("resuming from checkpoint", "pipeline", p.cfg.Name, "events", cp.Events, "saved_at", cp.SavedAt, "generation", p.lease.Generation)
+	} else {
+		p.log.Info("no checkpoint: starting from the configured start", "pipeline", p.cfg.Name, "generation", p.lease.Generation)
+		cp = checkpoint.Checkpoint{Pipeline: p.cfg.Name}
 	}
-	if ctx.Err() != nil {
-		p.log.Info("drained and checkpointed", "pipeline", p.cfg.Name, "events", p.status.get().Checkpoint.Events)
+	p.health.setPhase("opening the source")
+	if err := p.do(ctx, ComponentSource, func(ctx context.Context) error { return p.src.Open(ctx, cp.Position) }); err != nil {
+		return stopped("open the source", err)
 	}
-	return nil
+	p.health.setPhase("")
+	p.status.setCheckpoint(cp, p.now())
+	return cp, true, nil
 }
 
-func (p *Pipeline) loadCheckpoint(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
-	for attempt := 0; ; attempt++ {
-		lease, cp, found, err := p.store.Acquire(ctx, p.cfg.Name)
-		p.lease = lease
-		if err == nil {
-			return cp, found, nil
-		}
-		if IsPermanent(err) || ctx.Err() != nil {
-			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, err)
-		}
-		p.retried("checkpoint", err, attempt)
-		if err := p.sleep(ctx, attempt); err != nil {
-			return cp, false, fmt.Errorf("load checkpoint of %q: %w", p.cfg.Name, errors.Join(err, ctx.Err()))
-		}
-	}
-}
+// nopObserver is the Observer of a pipeline without metrics.
+type nopObserver struct{}
 
-// read calls the source until ctx is done; it closes out when it returns.
-func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
-	defer close(out)
-	attempt := 0 // failed reads in a row
-	for {
-		b, err := p.src.Read(ctx, p.cfg.BatchEvents)
-		if ctx.Err() != nil {
-			return nil // shutting down: a batch read now is simply read again next time
-		}
-		if errors.Is(err, io.EOF) {
-			// The source is finished (e.g. --api.end reached): what was read is
-			// written and checkpointed, and Run returns nil.
-			p.log.Info("source reached its end", "reason", err)
-			if len(b.Events) > 0 || b.Position != "" {
-				select {
-				case out <- b:
-				case <-ctx.Done():
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			p.status.setSourceErr(err)
-			if IsPermanent(err) {
-				if p.obs != nil {
-					p.obs.Error("source")
-				}
-				return fmt.Errorf("read source: %w", err)
-			}
-			// A transient failure: the source resumes on the next Read.
-			p.retried("source", err, attempt)
-			wait := max(backoff.Delay(attempt, 100*time.Millisecond, p.cfg.RetryMax), fault.RetryAfter(err))
-			attempt++
-			if backoff.Sleep(ctx, wait) != nil {
-				return nil
-			}
-			continue
-		}
-		attempt = 0
-		p.status.setSourceErr(nil)
-		if len(b.Events) > 0 {
-			p.status.setRead(p.now())
-			if p.obs != nil {
-				p.obs.BatchRead(b.Events)
-			}
-		}
-		select {
-		case out <- b:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
+func (nopObserver) BatchRead([]source.Event)                                   {}
+func (nopObserver) Mapped(mapping.Stats)                                       {}
+func (nopObserver) BatchWritten(int, map[string]int, time.Duration, time.Time) {}
+func (nopObserver) CheckpointSaved(checkpoint.Checkpoint)                      {}
+func (nopObserver) Attempt(string, string)                                     {}
+func (nopObserver) Failure(string)                                             {}
+func (nopObserver) Rejected(string, int)                                       {}
+func (nopObserver) Window(int)                                                 {}
 
-// presizeEvents bounds the capacity a new batch starts with, so that a huge
-// --pipeline.batch-events does not allocate its full size for every trickle.
-const presizeEvents = 16 << 10
-
-// batch assembles source batches into batches of BatchEvents or BatchAge,
-// enriches and maps them, and queues them for the writer. When in is closed
-// it flushes what it has and closes out.
-//
-// The end of a backlog is not held back for BatchAge: while the pipeline is
-// working through a backlog (at start, and after a batch filled up), an
-// empty source batch (the source has caught up: an idle WAL, a caught-up
-// paging token) flushes what is pending at once. Once caught up, a trickle of
-// new events is batched by BatchAge again, so ClickHouse does not get one
-// INSERT per event.
-func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<- mapped) error {
-	defer close(out)
-	var cur pending
-	var seq uint64
-	draining := true // working through a backlog
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	flush := func() error {
-		if len(cur.events) == 0 && !cur.moved {
-			return nil
-		}
-		m, err := p.mapBatch(ctx, cur)
-		if err != nil {
-			return err
-		}
-		m.seq = seq
-		seq++
-		cur = pending{position: cur.position}
-		timer.Stop()
-		select {
-		case out <- m:
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	for {
-		select {
-		case b, ok := <-in:
-			if !ok {
-				return flush()
-			}
-			if len(cur.events) == 0 && !cur.moved {
-				timer.Reset(p.cfg.BatchAge)
-			}
-			if cur.events == nil && len(b.Events) > 0 {
-				// Sized for a whole batch (up to presizeEvents): a backlog
-				// fills it without growing (and copying) it on the way.
-				cur.events = make([]source.Event, 0, max(min(p.cfg.BatchEvents, presizeEvents), len(b.Events)))
-			}
-			cur.events = append(cur.events, b.Events...)
-			if b.Position != cur.position || len(b.Events) > 0 {
-				cur.moved = true
-			}
-			cur.position = b.Position
-			switch {
-			case len(cur.events) >= p.cfg.BatchEvents:
-				draining = true
-				if err := flush(); err != nil {
-					return err
-				}
-			case len(b.Events) == 0 && draining && len(cur.events) > 0:
-				draining = false // the source caught up: write the backlog's tail now
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		case <-timer.C:
-			draining = false
-			if err := flush(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (mapped, error) {
-	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC()}
-	if p.enrich != nil && len(cur.events) > 0 {
-		for attempt := 0; ; attempt++ {
-			full, err := p.enrich.Complete(ctx, cur.events)
-			if err == nil {
-				opts.FullPolicyLocators = full
-				break
-			}
-			if IsPermanent(err) || ctx.Err() != nil {
-				return mapped{}, fmt.Errorf("enrich policy locators: %w", err)
-			}
-			p.retried("enrich", err, attempt)
-			if err := p.sleep(ctx, attempt); err != nil {
-				return mapped{}, fmt.Errorf("enrich policy locators: gave up while shutting down: %w", err)
-			}
-		}
-	}
-	rows := mapping.NewRows()
-	stats := mapping.Map(source.Batch{Events: cur.events, Position: cur.position}, opts, rows)
-	if p.obs != nil {
-		p.obs.Mapped(stats)
-	}
-	m := mapped{events: len(cur.events), rows: rows, position: cur.position}
-	if n := len(cur.events); n > 0 {
-		m.lastEvent = cur.events[n-1].Timestamp
-	}
-	return m, nil
-}
-
-// write writes the mapped batches with Writers concurrent writers, so that
-// building one batch's blocks overlaps with ClickHouse storing the previous
-// one. Positions are saved strictly in batch order: a position is saved (and
-// then acknowledged) only when its batch and every batch before it are
-// written. A failed write or save is retried with backoff until it succeeds, a
-// permanent error occurs, or ctx is done.
-func (p *Pipeline) write(ctx context.Context, in <-chan mapped, cp checkpoint.Checkpoint) error {
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	type written struct {
-		m    mapped
-		took time.Duration
-		err  error
-	}
-	results := make(chan written, p.cfg.Writers)
-	var wg sync.WaitGroup
-	for range p.cfg.Writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				var m mapped
-				var ok bool
-				select {
-				case m, ok = <-in:
-				case <-wctx.Done():
-					return
-				}
-				if !ok {
-					return
-				}
-				start := p.now()
-				var err error
-				if m.rows.Len() > 0 {
-					err = p.retry(wctx, "sink", func() error { return p.snk.Write(wctx, m.rows) })
-					if err != nil {
-						err = fmt.Errorf("write %d events: %w", m.events, err)
-					}
-				}
-				// The rows are in ClickHouse (or failed): let them go now
-				// rather than when every earlier batch is written too.
-				m.tableRows, m.rows = m.rows.Counts(), nil
-				results <- written{m: m, took: p.now().Sub(start), err: err}
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(results) }()
-
-	var firstErr error
-	done := map[uint64]written{} // written batches waiting for an earlier one
-	next := uint64(0)            // the sequence number of the next batch to commit
-	for r := range results {
-		if r.err != nil || firstErr != nil {
-			if firstErr == nil {
-				firstErr = r.err
-				stop() // the other writers end; nothing after this batch is saved
-			}
-			continue
-		}
-		done[r.m.seq] = r
-		advanced := false
-		for {
-			w, ok := done[next]
-			if !ok {
-				break
-			}
-			delete(done, next)
-			next++
-			if p.obs != nil && w.m.events > 0 {
-				p.obs.BatchWritten(w.m.events, w.m.tableRows, w.took, w.m.lastEvent)
-			}
-			if w.m.position != cp.Position || w.m.events > 0 {
-				cp.Position = w.m.position
-				cp.Events += uint64(w.m.events)
-				advanced = true
-			}
-			p.log.Debug("batch written", "events", w.m.events, "rows", sum(w.m.tableRows), "duration", w.took)
-		}
-		p.status.setSinkErr(nil)
-		if !advanced {
-			continue
-		}
-		if err := p.commit(wctx, &cp); err != nil {
-			firstErr = err
-			stop()
-		}
-	}
-	if firstErr != nil && ctx.Err() != nil && !IsPermanent(firstErr) {
-		return nil // shut down while retrying: the next start replays from the saved checkpoint
-	}
-	return firstErr
-}
-
-// commit saves cp and acknowledges its position to the source.
-func (p *Pipeline) commit(ctx context.Context, cp *checkpoint.Checkpoint) error {
-	cp.SavedAt = p.now().UTC()
-	if err := p.retry(ctx, "checkpoint", func() error { return p.store.Save(ctx, p.lease, *cp) }); err != nil {
-		return fmt.Errorf("save checkpoint after %d events: %w", cp.Events, err)
-	}
-	p.status.setCheckpoint(*cp, p.now())
-	if p.obs != nil {
-		p.obs.CheckpointSaved(*cp)
-	}
-	if err := p.src.Ack(ctx, cp.Position); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("acknowledge position to source: %w", err)
-	}
-	return nil
-}
-
-func (p *Pipeline) retry(ctx context.Context, component string, op func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if component == "sink" {
-			p.status.setSinkErr(err)
-		}
-		if IsPermanent(err) {
-			if p.obs != nil {
-				p.obs.Error(component)
-			}
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("gave up while shutting down: %w", err)
-		}
-		p.retried(component, err, attempt)
-		if err := p.sleep(ctx, attempt); err != nil {
-			return fmt.Errorf("gave up while shutting down: %w", err)
-		}
-	}
-}
-
-func (p *Pipeline) retried(component string, err error, attempt int) {
-	if p.obs != nil {
-		p.obs.Retry(component, retryReason(err))
-		p.obs.Error(component)
-	}
-	p.log.Warn("retrying", "component", component, "attempt", attempt+1, "err", err)
-}
-
-// sleep waits the backoff of attempt, at most RetryMax, or until ctx is done.
-func (p *Pipeline) sleep(ctx context.Context, attempt int) error {
-	return backoff.Sleep(ctx, backoff.Delay(attempt, 100*time.Millisecond, p.cfg.RetryMax))
-}
-
-// retryReason classifies err into the bounded reasons of the retry metric.
-func retryReason(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "network"
-	default:
-		return "other"
-	}
-}
-
-// IsPermanent reports whether err says so through a Permanent() bool method
-// anywhere in its chain: such errors are not retried.
-func IsPermanent(err error) bool {
-	var pe interface{ Permanent() bool }
-	if errors.As(err, &pe) {
-		return pe.Permanent()
-	}
-	return false
-}
-
-// sum adds up the values of m.
-func sum(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
+// IsPermanent reports whether err is marked permanent (internal/fault): such
+// errors are not retried.
+func IsPermanent(err error) bool { return fault.IsPermanent(err) }

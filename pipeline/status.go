@@ -4,20 +4,89 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
 )
 
-// Status is a snapshot of the pipeline's health, for /readyz.
+// ComponentState is what the pipeline knows of one component's health.
+type ComponentState struct {
+	Healthy      bool      // the last attempt succeeded (or none failed yet)
+	FailingSince time.Time // when the current run of failures began; zero when healthy
+	Failures     int       // failed attempts in a row
+	LastErr      error     // the last failure; nil when healthy
+}
+
+// health is the one health table of the process: every attempt of every
+// component lands here (do), and readiness is answered from it without any
+// I/O.
+type health struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	comps map[string]*ComponentState
+	phase string // what start-up is doing; "" once running
+}
+
+func (h *health) init(now func() time.Time) {
+	h.now = now
+	h.comps = map[string]*ComponentState{}
+	h.phase = "not started"
+}
+
+func (h *health) state(c string) *ComponentState {
+	s := h.comps[c]
+	if s == nil {
+		s = &ComponentState{Healthy: true}
+		h.comps[c] = s
+	}
+	return s
+}
+
+func (h *health) ok(c string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.state(c) = ComponentState{Healthy: true}
+}
+
+func (h *health) fail(c string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.state(c)
+	if s.Healthy {
+		s.FailingSince = h.now()
+	}
+	s.Healthy, s.LastErr = false, err
+	s.Failures++
+}
+
+func (h *health) setPhase(phase string) {
+	h.mu.Lock()
+	h.phase = phase
+	h.mu.Unlock()
+}
+
+// snapshot returns the phase and a copy of every component's state.
+func (h *health) snapshot() (string, map[string]ComponentState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]ComponentState, len(h.comps))
+	for c, s := range h.comps {
+		out[c] = *s
+	}
+	return h.phase, out
+}
+
+// Status is a snapshot of the pipeline, for readiness, status pages and tests.
 type Status struct {
-	Checkpoint checkpoint.Checkpoint // the last saved (or loaded) checkpoint
-	SourceErr  error                 // the last source error, nil once a read succeeds
-	SinkErr    error                 // the last sink error, nil once a write succeeds
-	Running    bool                  // Run has loaded the checkpoint
-	LastRead   time.Time             // when the source last returned events
-	LastSave   time.Time             // when the last checkpoint was saved (or Run started)
+	Phase      string                    // what start-up is doing; "" once running
+	Components map[string]ComponentState // by Component constant
+	Checkpoint checkpoint.Checkpoint     // the last saved (or loaded) checkpoint
+	Running    bool                      // start-up is done
+	LastRead   time.Time                 // when the source last returned events
+	LastSave   time.Time                 // when the last checkpoint was saved (or Run started)
 }
 
 type statusHolder struct {
@@ -43,58 +112,51 @@ func (h *statusHolder) setRead(at time.Time) {
 	h.mu.Unlock()
 }
 
-func (h *statusHolder) setSourceErr(err error) {
-	h.mu.Lock()
-	h.s.SourceErr = err
-	h.mu.Unlock()
-}
-
-func (h *statusHolder) setSinkErr(err error) {
-	h.mu.Lock()
-	h.s.SinkErr = err
-	h.mu.Unlock()
-}
-
 // Status returns the pipeline's current status; safe for concurrent use.
-func (p *Pipeline) Status() Status { return p.status.get() }
+func (p *Pipeline) Status() Status {
+	s := p.status.get()
+	s.Phase, s.Components = p.health.snapshot()
+	return s
+}
 
-// CheckpointFresh returns a readiness check that fails when the pipeline is not
-// running yet, or when events were read after the last checkpoint and that
-// checkpoint is older than maxAge: read events are not reaching ClickHouse. A
-// quiet, caught-up source whose checkpoint is old is fresh.
-func (p *Pipeline) CheckpointFresh(maxAge time.Duration) func(context.Context) error {
+// Ready returns the readiness check of the pipeline, answered from its
+// health table without any I/O. It fails, naming every reason:
+//   - during start-up, with what start-up is doing and every failing
+//     component (a server unreachable at start is retried like any outage);
+//   - while a component has been failing for longer than FailureGrace;
+//   - when events were read after the last checkpoint and that checkpoint is
+//     older than maxCheckpointAge: read events are not reaching ClickHouse (a
+//     quiet, caught-up source whose checkpoint is old is fine).
+func (p *Pipeline) Ready(maxCheckpointAge time.Duration) func(context.Context) error {
 	return func(context.Context) error {
-		s := p.status.get()
+		s := p.Status()
+		now := p.now()
+		var problems []string
 		if !s.Running {
-			return errors.New("pipeline not running yet")
+			problems = append(problems, "starting: "+s.Phase)
 		}
-		if !s.LastRead.After(s.LastSave) {
+		names := make([]string, 0, len(s.Components))
+		for c := range s.Components {
+			names = append(names, c)
+		}
+		sort.Strings(names)
+		for _, c := range names {
+			cs := s.Components[c]
+			if cs.Healthy || (s.Running && now.Sub(cs.FailingSince) < p.cfg.FailureGrace) {
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("%s: failing since %s (%s, %d attempts): %v",
+				c, cs.FailingSince.UTC().Format(time.RFC3339), now.Sub(cs.FailingSince).Round(time.Second), cs.Failures, cs.LastErr))
+		}
+		if s.Running && s.LastRead.After(s.LastSave) {
+			if age := now.Sub(s.LastSave); age > maxCheckpointAge {
+				problems = append(problems, fmt.Sprintf("checkpoint: events read %s ago are not checkpointed: last checkpoint %s old (limit %s)",
+					now.Sub(s.LastRead).Round(time.Second), age.Round(time.Second), maxCheckpointAge))
+			}
+		}
+		if len(problems) == 0 {
 			return nil
 		}
-		if age := p.now().Sub(s.LastSave); age > maxAge {
-			return fmt.Errorf("events read %s ago are not checkpointed: last checkpoint %s old (limit %s)",
-				p.now().Sub(s.LastRead).Round(time.Second), age.Round(time.Second), maxAge)
-		}
-		return nil
-	}
-}
-
-// SinkHealthy returns a readiness check that fails while the last write failed.
-func (p *Pipeline) SinkHealthy() func(context.Context) error {
-	return func(context.Context) error {
-		if err := p.status.get().SinkErr; err != nil {
-			return fmt.Errorf("last write failed: %w", err)
-		}
-		return nil
-	}
-}
-
-// SourceHealthy returns a readiness check that fails while the last read failed.
-func (p *Pipeline) SourceHealthy() func(context.Context) error {
-	return func(context.Context) error {
-		if err := p.status.get().SourceErr; err != nil {
-			return fmt.Errorf("last read failed: %w", err)
-		}
-		return nil
+		return errors.New(strings.Join(problems, "\n"))
 	}
 }

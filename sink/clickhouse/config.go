@@ -49,11 +49,6 @@ type Config struct {
 	Compression string
 	// DialTimeout bounds connecting; WriteTimeout bounds one insert attempt.
 	DialTimeout, WriteTimeout time.Duration
-	// MaxRetries is how many times a transiently failed insert is retried
-	// (0: never); RetryBackoff is the first wait, doubled each time up to
-	// RetryMaxBackoff, with jitter.
-	MaxRetries                    int
-	RetryBackoff, RetryMaxBackoff time.Duration
 	// BatchRows is the most rows one INSERT carries; larger inputs are split.
 	BatchRows int
 	// Settings are ClickHouse settings sent with every query (name → value),
@@ -61,10 +56,6 @@ type Config struct {
 	// sink pins (PinnedInsertSettings) cannot be overridden here.
 	Settings map[string]string
 
-	// OnRetry, when set, is called before each retry of a transient failure
-	// with a bounded reason (ReasonTimeout, ReasonNetwork, ReasonRateLimited
-	// or ReasonServerError), for metrics.
-	OnRetry func(reason string)
 	// OnInsert, when set, is called after each successful INSERT with the
 	// table, its row count and the time the successful attempt took.
 	OnInsert func(table string, rows int, took time.Duration)
@@ -73,18 +64,15 @@ type Config struct {
 // DefaultConfig returns the defaults every flag starts from.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            []string{"127.0.0.1:9000"},
-		Database:        "tributary",
-		User:            "default",
-		CreateSchema:    true,
-		Dialect:         "auto",
-		Compression:     "lz4",
-		DialTimeout:     10 * time.Second,
-		WriteTimeout:    2 * time.Minute,
-		MaxRetries:      5,
-		RetryBackoff:    200 * time.Millisecond,
-		RetryMaxBackoff: 10 * time.Second,
-		BatchRows:       100_000,
+		Addr:         []string{"127.0.0.1:9000"},
+		Database:     "tributary",
+		User:         "default",
+		CreateSchema: true,
+		Dialect:      "auto",
+		Compression:  "lz4",
+		DialTimeout:  10 * time.Second,
+		WriteTimeout: 2 * time.Minute,
+		BatchRows:    100_000,
 	}
 }
 
@@ -109,9 +97,14 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Compression, "clickhouse.compression", c.Compression, "block compression of the native protocol: lz4, or none for a server on the same host")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", c.DialTimeout, "timeout of connecting to ClickHouse")
 	fs.DurationVar(&c.WriteTimeout, "clickhouse.write-timeout", c.WriteTimeout, "timeout of one insert attempt")
-	fs.IntVar(&c.MaxRetries, "clickhouse.max-retries", c.MaxRetries, "retries of an insert that failed transiently (network, timeout, overload)")
-	fs.DurationVar(&c.RetryBackoff, "clickhouse.retry-backoff", c.RetryBackoff, "first wait before a retry, doubled each time, with jitter")
-	fs.DurationVar(&c.RetryMaxBackoff, "clickhouse.retry-max-backoff", c.RetryMaxBackoff, "longest wait between retries")
+	// The pipeline alone retries now (--pipeline.retry-max); these flags
+	// are accepted, and ignored, so that existing deployments still start.
+	fs.Int("clickhouse.max-retries", 0, "")
+	fs.Duration("clickhouse.retry-backoff", 0, "")
+	fs.Duration("clickhouse.retry-max-backoff", 0, "")
+	for _, name := range []string{"clickhouse.max-retries", "clickhouse.retry-backoff", "clickhouse.retry-max-backoff"} {
+		_ = fs.MarkDeprecated(name, "ignored: the pipeline retries every failed insert with backoff up to --pipeline.retry-max")
+	}
 	fs.IntVar(&c.BatchRows, "clickhouse.batch-rows", c.BatchRows, "most rows in one INSERT; larger writes are split")
 	fs.StringToStringVar(&c.Settings, "clickhouse.settings", c.Settings, "ClickHouse settings sent with every query, name=value pairs, comma separated (e.g. compatibility=23.8)")
 }
@@ -169,12 +162,6 @@ func (c Config) Validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--clickhouse.write-timeout: %s must be positive", c.WriteTimeout))
-	}
-	if c.MaxRetries < 0 {
-		errs = append(errs, fmt.Errorf("--clickhouse.max-retries: %d must not be negative", c.MaxRetries))
-	}
-	if c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff {
-		errs = append(errs, fmt.Errorf("--clickhouse.retry-backoff (%s) must be positive and at most --clickhouse.retry-max-backoff (%s)", c.RetryBackoff, c.RetryMaxBackoff))
 	}
 	if c.BatchRows <= 0 {
 		errs = append(errs, fmt.Errorf("--clickhouse.batch-rows: %d must be positive", c.BatchRows))

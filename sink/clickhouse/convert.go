@@ -1,8 +1,11 @@
 package clickhouse
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tributary-cdc/tributary/internal/fault"
 
 	"github.com/tributary-cdc/tributary/mapping"
 )
@@ -13,24 +16,24 @@ var epoch = time.Unix(0, 0).UTC()
 // legacyMax is the last second a legacy DateTime (UInt32) can hold.
 var legacyMax = time.Unix(1<<32-1, 0).UTC()
 
-// permanentError marks a failure that no retry can fix (a row of the wrong
-// shape, a value out of range).
-type permanentError struct{ err error }
+// modernMin and modernMax bound what DateTime64(3) holds.
+var (
+	modernMin = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	modernMax = time.Date(2299, 12, 31, 23, 59, 59, 999e6, time.UTC)
+)
 
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+// rangeError is a value of a row that the column's type cannot hold: the
+// row's content is refused (poison), not the table.
+type rangeError struct{ err error }
 
-// Permanent reports true: retrying cannot fix the error, so the pipeline
-// (pipeline.IsPermanent) stops instead of retrying.
-func (e *permanentError) Permanent() bool { return true }
-
-func permanent(format string, args ...any) error {
-	return &permanentError{err: fmt.Errorf(format, args...)}
-}
+func (e *rangeError) Error() string { return e.err.Error() }
+func (e *rangeError) Unwrap() error { return e.err }
 
 // toColumns turns a table's mapped rows into one typed slice per physical
 // column, in the INSERT's column order. String, integer, list and nullable
 // string columns are passed on as they are; booleans and times are converted.
+// Rows of the wrong shape are a permanent error (a bug); a value the column
+// cannot hold (a time out of range) refuses the rows (poison).
 func (tw *tableWriter) toColumns(rows *mapping.TableRows) ([]any, error) {
 	if err := rows.Check(); err != nil {
 		return nil, permanent("%w", err)
@@ -45,7 +48,11 @@ func (tw *tableWriter) toColumns(rows *mapping.TableRows) ([]any, error) {
 			return nil, permanent("table %s column %s: rows hold a %s column, want %s", tw.name, c.Name, got.Type, c.logical)
 		}
 		col, err := buildColumn(c, tw.dialect, &rows.Values[c.src])
-		if err != nil {
+		var re *rangeError
+		switch {
+		case errors.As(err, &re):
+			return nil, fault.Poison(fmt.Errorf("table %s column %s: %w", tw.name, c.Name, err))
+		case err != nil:
 			return nil, permanent("table %s column %s: %w", tw.name, c.Name, err)
 		}
 		out[ci] = col
@@ -63,9 +70,16 @@ func utc(t time.Time) time.Time {
 
 func legacySeconds(t time.Time) (time.Time, error) {
 	if t.Before(epoch) || t.After(legacyMax) {
-		return t, fmt.Errorf("time %s is outside what DateTime holds (1970 to 2106)", t.Format(time.RFC3339))
+		return t, &rangeError{fmt.Errorf("time %s is outside what DateTime holds (1970 to 2106)", t.Format(time.RFC3339))}
 	}
 	return t.Truncate(time.Second), nil
+}
+
+func modernMillis(t time.Time) (time.Time, error) {
+	if t.Before(modernMin) || t.After(modernMax) {
+		return t, &rangeError{fmt.Errorf("time %s is outside what DateTime64 holds (1900 to 2299)", t.Format(time.RFC3339))}
+	}
+	return t.Truncate(time.Millisecond), nil
 }
 
 // buildColumn converts one physical column's values.
@@ -103,7 +117,7 @@ func timeConv(d Dialect) func(time.Time) (time.Time, error) {
 	if d == Legacy {
 		return legacySeconds
 	}
-	return func(t time.Time) (time.Time, error) { return t.Truncate(time.Millisecond), nil }
+	return modernMillis
 }
 
 // millisOf returns the milliseconds (0-999) of t, stored in a legacy _ms twin.

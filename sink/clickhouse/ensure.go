@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
@@ -102,11 +103,22 @@ func (s *Sink) exec(ctx context.Context, stmt string) error {
 	return nil
 }
 
-// Ensure creates the database, tables and views of schema (unless
+// Ensure connects to ClickHouse if the sink is not connected yet (one
+// attempt), creates the database, tables and views of schema (unless
 // CreateSchema is false) and checks existing tables: a missing column is
 // added (with CreateSchema) and a column of another type is refused. It is
-// idempotent, and must run before Write.
+// idempotent, must run before Write, and classifies its failures like Write.
 func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	if err := s.ensure(ctx, schema); err != nil {
+		return classifyErr(err)
+	}
+	return nil
+}
+
+func (s *Sink) ensure(ctx context.Context, schema mapping.Schema) error {
 	db := s.cfg.Database
 	// Existence is checked first, so that a user without the privilege to
 	// create (which IF NOT EXISTS still requires) can run on a prepared schema.
@@ -133,7 +145,7 @@ func (s *Sink) Ensure(ctx context.Context, schema mapping.Schema) error {
 		writers[t.Name] = tw
 	}
 	if len(problems) > 0 {
-		return markPermanent(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
+		return classifyErr(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
 	}
 	for _, v := range schema.Views {
 		_, engine, err := s.existingColumns(ctx, v.Name)
@@ -193,7 +205,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		}
 	}
 	if len(mismatches) > 0 {
-		return nil, &permanentError{err: errors.Join(mismatches...)}
+		return nil, fault.Permanent(errors.Join(mismatches...))
 	}
 	for _, c := range missing {
 		if !s.cfg.CreateSchema {
@@ -207,7 +219,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		s.log.Info("added column", "table", db+"."+t.Name, "column", c.Name, "type", c.Type)
 	}
 	if len(mismatches) > 0 {
-		return nil, &permanentError{err: errors.Join(mismatches...)}
+		return nil, fault.Permanent(errors.Join(mismatches...))
 	}
 	if d != s.dialect {
 		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)

@@ -17,6 +17,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/sink"
 )
 
@@ -38,58 +39,85 @@ type Sink struct {
 	mu     sync.Mutex
 	tables map[string]*tableWriter // set by Ensure
 
-	inserts, rows, retries, failures atomic.Uint64
-	insertNanos                      atomic.Int64
+	inserts, rows, failures atomic.Uint64
+	insertNanos             atomic.Int64
 }
 
 // Stats counts the sink's work since New.
 type Stats struct {
 	Inserts    uint64        // successful INSERT statements
 	Rows       uint64        // rows those INSERTs carried
-	Retries    uint64        // retries after transient failures
 	Failures   uint64        // Writes that returned an error
 	InsertTime time.Duration // total time of the successful INSERT attempts
 }
 
 // New validates cfg, connects to ClickHouse over the native protocol and
 // detects the server's version and dialect (unless cfg.Dialect forces one).
-// The password is never logged. An error no retry can fix (invalid
-// configuration, authentication) has a Permanent() bool method returning true.
+// The password is never logged. Failures are classified with internal/fault:
+// an invalid configuration or refused credentials are permanent, an
+// unreachable server transient.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sink, error) {
+	s, err := NewLazy(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewLazy validates cfg and returns a sink that connects on its first Ensure
+// (one attempt per call), so that a process can start, serve its health
+// endpoints and retry while ClickHouse is unreachable.
+func NewLazy(cfg Config, logger *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, permanent("invalid ClickHouse configuration: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	return &Sink{cfg: cfg, log: logger}, nil
+}
+
+// connect opens the connection, reads the server's version, dialect and the
+// insert settings it knows; it does nothing when already connected.
+func (s *Sink) connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return nil
+	}
+	cfg := s.cfg
 	conn, err := Open(ctx, cfg)
 	if err != nil {
-		return nil, markPermanent(err) // wrong password: permanent; refused: not
+		return classifyErr(err) // wrong password: permanent; refused: transient
 	}
 	var version string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("read ClickHouse version: %w", err)
+		return classifyErr(fmt.Errorf("read ClickHouse version: %w", err))
 	}
 	d, err := DialectOf(version)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return fault.Permanent(err)
 	}
 	if cfg.Dialect != "" && cfg.Dialect != "auto" {
 		if d, err = ParseDialect(cfg.Dialect); err != nil {
 			conn.Close()
-			return nil, err
+			return fault.Permanent(err)
 		}
 	}
 	pinned, err := InsertSettings(ctx, conn)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return classifyErr(err)
 	}
-	logger.Info("connected to ClickHouse", "addr", strings.Join(cfg.Addr, ","), "user", cfg.User,
+	s.log.Info("connected to ClickHouse", "addr", strings.Join(cfg.Addr, ","), "user", cfg.User,
 		"database", cfg.Database, "version", version, "dialect", string(d), "tls", cfg.TLS)
-	return &Sink{cfg: cfg, conn: conn, log: logger, version: version, dialect: d, insertSettings: pinned}, nil
+	s.conn, s.version, s.dialect, s.insertSettings = conn, version, d, pinned
+	return nil
 }
 
 // PinnedInsertSettings are the settings every INSERT carries on servers that
@@ -133,9 +161,13 @@ func InsertSettings(ctx context.Context, conn driver.Conn) (clickhouse.Settings,
 	return out, nil
 }
 
-// Conn returns the sink's connection, for sharing with chstore. It stays
-// valid until Close.
-func (s *Sink) Conn() driver.Conn { return s.conn }
+// Conn returns the sink's connection (nil before it connected), for sharing
+// with chstore. It stays valid until Close.
+func (s *Sink) Conn() driver.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
 
 // Dialect returns the dialect new tables are created in.
 func (s *Sink) Dialect() Dialect { return s.dialect }
@@ -151,15 +183,18 @@ func (s *Sink) Stats() Stats {
 	return Stats{
 		Inserts:    s.inserts.Load(),
 		Rows:       s.rows.Load(),
-		Retries:    s.retries.Load(),
 		Failures:   s.failures.Load(),
 		InsertTime: time.Duration(s.insertNanos.Load()),
 	}
 }
 
-// Close releases the connection.
+// Close releases the connection, if any.
 func (s *Sink) Close() error {
-	if err := s.conn.Close(); err != nil {
+	conn := s.Conn()
+	if conn == nil {
+		return nil
+	}
+	if err := conn.Close(); err != nil {
 		return fmt.Errorf("close ClickHouse connection: %w", err)
 	}
 	return nil

@@ -8,21 +8,23 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
 // Write inserts rows, table by table (in name order), in INSERTs of at most
-// BatchRows rows, each naming its columns. Transient failures are retried
-// with backoff up to MaxRetries times; a permanent one returns at once. On
-// error some tables or chunks may have landed: writing the same rows again
-// is safe, since ReplacingMergeTree collapses them. An error that no retry
-// can fix has a Permanent() bool method returning true (pipeline.IsPermanent).
-// Every table in rows must have been passed to Ensure.
+// BatchRows rows, each naming its columns. It makes one attempt per INSERT
+// and stops at the first failure, classified with internal/fault: transient
+// (network, timeouts, overload: the pipeline retries), Permanent (schema
+// mismatch, privileges) or Poison (a value ClickHouse cannot hold or refuses
+// for its content: the pipeline isolates the event). On error some tables or
+// chunks may have landed: writing the same rows again is safe, since
+// ReplacingMergeTree collapses them. Every table in rows must have been
+// passed to Ensure.
 func (s *Sink) Write(ctx context.Context, rows *mapping.Rows) error {
 	if err := s.write(ctx, rows); err != nil {
 		s.failures.Add(1)
-		return markPermanent(err)
+		return classifyErr(err)
 	}
 	return nil
 }
@@ -43,7 +45,7 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 	sort.Strings(names)
 	for _, name := range names { // refuse before anything is written
 		if tables[name] == nil {
-			return permanent("write to ClickHouse: table %q is not part of the ensured schema", name)
+			return fault.Permanent(fmt.Errorf("write to ClickHouse: table %q is not part of the ensured schema", name))
 		}
 	}
 	for _, name := range names {
@@ -62,44 +64,25 @@ func (s *Sink) write(ctx context.Context, rows *mapping.Rows) error {
 	return nil
 }
 
-// insert sends one chunk, retrying transient failures.
+// insert sends one chunk: one attempt.
 func (s *Sink) insert(ctx context.Context, tw *tableWriter, rows *mapping.TableRows) error {
 	cols, err := tw.toColumns(rows)
 	if err != nil {
 		return err
 	}
-	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		err := s.sendOnce(ctx, tw, cols)
-		if err == nil {
-			took := time.Since(start)
-			s.inserts.Add(1)
-			s.rows.Add(uint64(rows.Len()))
-			s.insertNanos.Add(int64(took))
-			if s.cfg.OnInsert != nil {
-				s.cfg.OnInsert(tw.name, rows.Len(), took)
-			}
-			s.log.Debug("inserted rows", "table", tw.name, "rows", rows.Len(), "took", took)
-			return nil
-		}
-		reason, transient := classify(err)
-		if !transient || ctx.Err() != nil {
-			return err
-		}
-		if attempt >= s.cfg.MaxRetries {
-			return fmt.Errorf("giving up after %d retries: %w", attempt, err)
-		}
-		wait := backoff.Delay(attempt, s.cfg.RetryBackoff, s.cfg.RetryMaxBackoff)
-		s.retries.Add(1)
-		if s.cfg.OnRetry != nil {
-			s.cfg.OnRetry(reason)
-		}
-		s.log.Warn("ClickHouse insert failed, retrying", "table", tw.name, "rows", rows.Len(),
-			"attempt", attempt+1, "reason", reason, "wait", wait, "err", err)
-		if err := backoff.Sleep(ctx, wait); err != nil {
-			return fmt.Errorf("retry cancelled: %w", err)
-		}
+	start := time.Now()
+	if err := s.sendOnce(ctx, tw, cols); err != nil {
+		return err
 	}
+	took := time.Since(start)
+	s.inserts.Add(1)
+	s.rows.Add(uint64(rows.Len()))
+	s.insertNanos.Add(int64(took))
+	if s.cfg.OnInsert != nil {
+		s.cfg.OnInsert(tw.name, rows.Len(), took)
+	}
+	s.log.Debug("inserted rows", "table", tw.name, "rows", rows.Len(), "took", took.String())
+	return nil
 }
 
 // sendOnce runs one INSERT of the prepared columns, bounded by WriteTimeout.
@@ -126,7 +109,7 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()
-			return permanent("append column %s: %w", tw.cols[i].Name, err)
+			return fault.Poison(fmt.Errorf("append column %s: %w", tw.cols[i].Name, err))
 		}
 	}
 	if err := batch.Send(); err != nil {
