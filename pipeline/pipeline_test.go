@@ -10,15 +10,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/mapping"
+	"github.com/tributary-cdc/tributary/sink"
 	"github.com/tributary-cdc/tributary/source"
 )
 
 // These tests pin the loop's ordering and shutdown contracts with recording
-// doubles; the same loop runs against the real emulator and ClickHouse in e2e/.
+// doubles, in synctest bubbles (fake time: sleeps, batch ages, backoffs and
+// timeouts are exact and instant); the same loop runs against the real
+// emulator and ClickHouse in e2e/.
 
 type journal struct {
 	mu  sync.Mutex
@@ -141,6 +145,11 @@ func events(from, n int) []source.Event {
 	return out
 }
 
+// newP returns a pipeline of the test doubles, with the test schema.
+func newP(cfg Config, src source.Source, snk sink.Sink, store checkpoint.Store) *Pipeline {
+	return New(cfg, Parts{Source: src, Sink: snk, Store: store, Schema: mapping.DefaultSchema()}, nil, nil)
+}
+
 func testConfig() Config {
 	c := DefaultConfig()
 	c.Name = "test"
@@ -151,142 +160,154 @@ func testConfig() Config {
 }
 
 func TestWriteThenSaveThenAck(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{
-		{Events: events(0, 6), Position: "p1"},
-		{Events: events(6, 6), Position: "p2"}, // 12 pending ≥ 10: flush at p2
-		{Events: events(12, 3), Position: "p3"},
-	}}
-	snk := &recordSink{j: j}
-	store := &memStore{j: j}
-	cfg := testConfig()
-	cfg.Writers = 1 // with more, batches written out of order are saved together
-	if err := New(cfg, src, snk, store, nil, nil, nil).Run(context.Background()); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	ops := j.list()
-	at := map[string]int{}
-	for i, op := range ops {
-		at[op] = i
-	}
-	want := []string{"open ", "write 12", "save p2 12", "ack p2", "write 3", "save p3 15", "ack p3"}
-	if len(ops) != len(want) {
-		t.Fatalf("operations %q, want these in some valid order: %q", ops, want)
-	}
-	// Each position is saved after its batch is written and acknowledged after
-	// it is saved; positions are saved in order. (The writer may start on the
-	// next batch while the previous position is being saved.)
-	before := [][2]string{
-		{"open ", "write 12"}, {"write 12", "save p2 12"}, {"save p2 12", "ack p2"},
-		{"write 12", "write 3"}, {"write 3", "save p3 15"}, {"save p2 12", "save p3 15"}, {"save p3 15", "ack p3"},
-	}
-	for _, b := range before {
-		i, ok1 := at[b[0]]
-		k, ok2 := at[b[1]]
-		if !ok1 || !ok2 || i > k {
-			t.Errorf("%q must come before %q; operations: %q", b[0], b[1], ops)
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{
+			{Events: events(0, 6), Position: "p1"},
+			{Events: events(6, 6), Position: "p2"}, // 12 pending ≥ 10: flush at p2
+			{Events: events(12, 3), Position: "p3"},
+		}}
+		snk := &recordSink{j: j}
+		store := &memStore{j: j}
+		cfg := testConfig()
+		cfg.Writers = 1 // with more, batches written out of order are saved together
+		if err := newP(cfg, src, snk, store).Run(context.Background()); err != nil {
+			t.Fatalf("Run: %v", err)
 		}
-	}
+		ops := j.list()
+		at := map[string]int{}
+		for i, op := range ops {
+			at[op] = i
+		}
+		want := []string{"open ", "write 12", "save p2 12", "ack p2", "write 3", "save p3 15", "ack p3"}
+		if len(ops) != len(want) {
+			t.Fatalf("operations %q, want these in some valid order: %q", ops, want)
+		}
+		// Each position is saved after its batch is written and acknowledged after
+		// it is saved; positions are saved in order. (The writer may start on the
+		// next batch while the previous position is being saved.)
+		before := [][2]string{
+			{"open ", "write 12"}, {"write 12", "save p2 12"}, {"save p2 12", "ack p2"},
+			{"write 12", "write 3"}, {"write 3", "save p3 15"}, {"save p2 12", "save p3 15"}, {"save p3 15", "ack p3"},
+		}
+		for _, b := range before {
+			i, ok1 := at[b[0]]
+			k, ok2 := at[b[1]]
+			if !ok1 || !ok2 || i > k {
+				t.Errorf("%q must come before %q; operations: %q", b[0], b[1], ops)
+			}
+		}
+	})
 }
 
 func TestResumeFromCheckpoint(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(100, 2), Position: "p9"}}}
-	store := &memStore{j: j, cp: &checkpoint.Checkpoint{Pipeline: "test", Position: "p8", Events: 100}}
-	if err := New(testConfig(), src, &recordSink{j: j}, store, nil, nil, nil).Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if src.opened != "p8" {
-		t.Errorf("source opened at %q, want p8", src.opened)
-	}
-	if got, want := store.cp.Events, uint64(102); got != want {
-		t.Errorf("checkpoint events = %d, want %d", got, want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(100, 2), Position: "p9"}}}
+		store := &memStore{j: j, cp: &checkpoint.Checkpoint{Pipeline: "test", Position: "p8", Events: 100}}
+		if err := newP(testConfig(), src, &recordSink{j: j}, store).Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if src.opened != "p8" {
+			t.Errorf("source opened at %q, want p8", src.opened)
+		}
+		if got, want := store.cp.Events, uint64(102); got != want {
+			t.Errorf("checkpoint events = %d, want %d", got, want)
+		}
+	})
 }
 
 func TestTransientWriteErrorIsRetriedBeforeSaving(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
-	snk := &recordSink{j: j, failures: 3, err: errors.New("connection reset")}
-	cfg := testConfig()
-	cfg.Writers = 1
-	if err := New(cfg, src, snk, &memStore{j: j}, nil, nil, nil).Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(j.list(), ", ")
-	want := "open , write failed, write failed, write failed, write 4, save p1 4, ack p1"
-	if got != want {
-		t.Errorf("operations:\n got %s\nwant %s", got, want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, end: io.EOF, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
+		snk := &recordSink{j: j, failures: 3, err: errors.New("connection reset")}
+		cfg := testConfig()
+		cfg.Writers = 1
+		if err := newP(cfg, src, snk, &memStore{j: j}).Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(j.list(), ", ")
+		want := "open , write failed, write failed, write failed, write 4, save p1 4, ack p1"
+		if got != want {
+			t.Errorf("operations:\n got %s\nwant %s", got, want)
+		}
+	})
 }
 
 func TestPermanentWriteErrorStopsWithoutSaving(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
-	snk := &recordSink{j: j, failures: 100, err: permanentErr{errors.New("column type mismatch")}}
-	store := &memStore{j: j}
-	err := New(testConfig(), src, snk, store, nil, nil, nil).Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "column type mismatch") {
-		t.Fatalf("Run = %v, want the permanent error", err)
-	}
-	if store.cp != nil {
-		t.Errorf("checkpoint saved after a failed write: %+v", *store.cp)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 4), Position: "p1"}}}
+		snk := &recordSink{j: j, failures: 100, err: permanentErr{errors.New("column type mismatch")}}
+		store := &memStore{j: j}
+		err := newP(testConfig(), src, snk, store).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "column type mismatch") {
+			t.Fatalf("Run = %v, want the permanent error", err)
+		}
+		if store.cp != nil {
+			t.Errorf("checkpoint saved after a failed write: %+v", *store.cp)
+		}
+	})
 }
 
 func TestShutdownDrainsAndCheckpoints(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 3), Position: "p1"}}}
-	cfg := testConfig()
-	cfg.BatchAge = time.Hour // only the shutdown can flush
-	snk := &recordSink{j: j}
-	store := &memStore{j: j}
-	p := New(cfg, src, snk, store, nil, nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel = %v, want nil", err)
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 3), Position: "p1"}}}
+		cfg := testConfig()
+		cfg.BatchAge = time.Hour // only the shutdown can flush
+		snk := &recordSink{j: j}
+		store := &memStore{j: j}
+		p := newP(cfg, src, snk, store)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run after cancel = %v, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after cancel")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
-	snk.mu.Lock()
-	written := snk.events
-	snk.mu.Unlock()
-	if store.cp == nil || store.cp.Position != "p1" || written != 3 {
-		t.Errorf("after shutdown: checkpoint %+v, %d events written; want p1 and 3", store.cp, written)
-	}
+		snk.mu.Lock()
+		written := snk.events
+		snk.mu.Unlock()
+		if store.cp == nil || store.cp.Position != "p1" || written != 3 {
+			t.Errorf("after shutdown: checkpoint %+v, %d events written; want p1 and 3", store.cp, written)
+		}
+	})
 }
 
 func TestAgeFlushesSmallBatchAndEmptyPositionAdvances(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, batches: []source.Batch{
-		{Events: events(0, 2), Position: "p1"},
-		{Position: "p2"},                       // caught up: no events, the position moved
-		{Events: events(2, 2), Position: "p3"}, // a trickle: only BatchAge flushes it
-		{Position: "p4"},
-	}}
-	store := &memStore{j: j}
-	p := New(testConfig(), src, &recordSink{j: j}, store, nil, nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = p.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if s := p.Status(); s.Checkpoint.Position == "p4" {
-			if s.Checkpoint.Events != 4 {
-				t.Errorf("events = %d, want 4", s.Checkpoint.Events)
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, batches: []source.Batch{
+			{Events: events(0, 2), Position: "p1"},
+			{Position: "p2"},                       // caught up: no events, the position moved
+			{Events: events(2, 2), Position: "p3"}, // a trickle: only BatchAge flushes it
+			{Position: "p4"},
+		}}
+		store := &memStore{j: j}
+		p := newP(testConfig(), src, &recordSink{j: j}, store)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { _ = p.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if s := p.Status(); s.Checkpoint.Position == "p4" {
+				if s.Checkpoint.Events != 4 {
+					t.Errorf("events = %d, want 4", s.Checkpoint.Events)
+				}
+				return
 			}
-			return
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("position p4 never checkpointed; operations: %v", j.list())
+		t.Fatalf("position p4 never checkpointed; operations: %v", j.list())
+	})
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
@@ -302,44 +323,6 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
-	}
-}
-
-func TestCheckpointFresh(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	p := New(testConfig(), nil, nil, nil, nil, nil, nil)
-	p.now = func() time.Time { return now }
-	check := p.CheckpointFresh(time.Minute)
-	if err := check(context.Background()); err == nil {
-		t.Error("fresh before Run started")
-	}
-	p.status.setCheckpoint(checkpoint.Checkpoint{}, now.Add(-time.Hour))
-	if err := check(context.Background()); err != nil {
-		t.Errorf("quiet source with an old checkpoint: %v, want ready", err)
-	}
-	p.status.setRead(now.Add(-2 * time.Minute))
-	if err := check(context.Background()); err == nil {
-		t.Error("events read 2 minutes ago, not checkpointed for an hour: want not ready")
-	}
-	p.status.setCheckpoint(checkpoint.Checkpoint{}, now.Add(-30*time.Second))
-	if err := check(context.Background()); err != nil {
-		t.Errorf("checkpoint 30 s old after the last read: %v, want ready", err)
-	}
-}
-
-func TestRetryReason(t *testing.T) {
-	tests := []struct {
-		err  error
-		want string
-	}{
-		{context.DeadlineExceeded, "timeout"},
-		{fmt.Errorf("insert: %w", io.ErrUnexpectedEOF), "network"},
-		{errors.New("code: 252, too many parts"), "other"},
-	}
-	for _, tt := range tests {
-		if got := retryReason(tt.err); got != tt.want {
-			t.Errorf("retryReason(%v) = %q, want %q", tt.err, got, tt.want)
-		}
 	}
 }
 
@@ -361,58 +344,60 @@ func (s *slowSink) Write(_ context.Context, rows *mapping.Rows) error {
 // every position is saved only after its batch and all earlier ones are
 // written, positions are saved in order, and each is acknowledged after it is saved.
 func TestConcurrentWritersSaveInOrder(t *testing.T) {
-	j := &journal{}
-	var batches []source.Batch
-	from := 0
-	for i := range 30 {
-		n := 10 + i // a distinct size identifies each batch
-		batches = append(batches, source.Batch{Events: events(from, n), Position: source.Position(fmt.Sprintf("p%02d", i))})
-		from += n
-	}
-	src := &scriptSource{j: j, end: io.EOF, batches: batches}
-	store := &memStore{j: j}
-	cfg := testConfig()
-	cfg.Writers = 4
-	if err := New(cfg, src, &slowSink{j: j}, store, nil, nil, nil).Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	written := map[int]bool{}
-	lastSaved, lastAcked := -1, -1
-	outOfOrder := false
-	for _, op := range j.list() {
-		var n, i, total int
-		switch {
-		case strings.HasPrefix(op, "write "):
-			fmt.Sscanf(op, "write %d", &n)
-			if len(written) > 0 && !written[n-1] {
-				outOfOrder = true
-			}
-			written[n] = true
-		case strings.HasPrefix(op, "save "):
-			fmt.Sscanf(op, "save p%d %d", &i, &total)
-			if i <= lastSaved {
-				t.Errorf("%s after saving p%02d: positions must be saved in order", op, lastSaved)
-			}
-			for k := 0; k <= i; k++ {
-				if !written[10+k] {
-					t.Errorf("%s before batch p%02d was written", op, k)
-				}
-			}
-			lastSaved = i
-		case strings.HasPrefix(op, "ack "):
-			fmt.Sscanf(op, "ack p%d", &i)
-			if i != lastSaved {
-				t.Errorf("%s, but the last saved position is p%02d", op, lastSaved)
-			}
-			lastAcked = i
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		var batches []source.Batch
+		from := 0
+		for i := range 30 {
+			n := 10 + i // a distinct size identifies each batch
+			batches = append(batches, source.Batch{Events: events(from, n), Position: source.Position(fmt.Sprintf("p%02d", i))})
+			from += n
 		}
-	}
-	if lastSaved != 29 || lastAcked != 29 || store.cp.Events != uint64(from) {
-		t.Errorf("ended with p%02d saved, p%02d acknowledged, %d events; want p29, p29, %d", lastSaved, lastAcked, store.cp.Events, from)
-	}
-	if !outOfOrder {
-		t.Log("writes happened to finish in order this time")
-	}
+		src := &scriptSource{j: j, end: io.EOF, batches: batches}
+		store := &memStore{j: j}
+		cfg := testConfig()
+		cfg.Writers = 4
+		if err := newP(cfg, src, &slowSink{j: j}, store).Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		written := map[int]bool{}
+		lastSaved, lastAcked := -1, -1
+		outOfOrder := false
+		for _, op := range j.list() {
+			var n, i, total int
+			switch {
+			case strings.HasPrefix(op, "write "):
+				fmt.Sscanf(op, "write %d", &n)
+				if len(written) > 0 && !written[n-1] {
+					outOfOrder = true
+				}
+				written[n] = true
+			case strings.HasPrefix(op, "save "):
+				fmt.Sscanf(op, "save p%d %d", &i, &total)
+				if i <= lastSaved {
+					t.Errorf("%s after saving p%02d: positions must be saved in order", op, lastSaved)
+				}
+				for k := 0; k <= i; k++ {
+					if !written[10+k] {
+						t.Errorf("%s before batch p%02d was written", op, k)
+					}
+				}
+				lastSaved = i
+			case strings.HasPrefix(op, "ack "):
+				fmt.Sscanf(op, "ack p%d", &i)
+				if i != lastSaved {
+					t.Errorf("%s, but the last saved position is p%02d", op, lastSaved)
+				}
+				lastAcked = i
+			}
+		}
+		if lastSaved != 29 || lastAcked != 29 || store.cp.Events != uint64(from) {
+			t.Errorf("ended with p%02d saved, p%02d acknowledged, %d events; want p29, p29, %d", lastSaved, lastAcked, store.cp.Events, from)
+		}
+		if !outOfOrder {
+			t.Log("writes happened to finish in order this time")
+		}
+	})
 }
 
 // hangSink blocks every Write until its context ends: a ClickHouse that
@@ -429,28 +414,30 @@ func (hangSink) Write(ctx context.Context, _ *mapping.Rows) error {
 // TestShutdownTimeoutIsAnError: when the drain cannot finish within
 // ShutdownTimeout, Run gives up, saves nothing further and says so.
 func TestShutdownTimeoutIsAnError(t *testing.T) {
-	j := &journal{}
-	src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 20), Position: "p1"}}}
-	cfg := testConfig()
-	cfg.ShutdownTimeout = 200 * time.Millisecond
-	store := &memStore{j: j}
-	p := New(cfg, src, hangSink{}, store, nil, nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "shutdown-timeout") {
-			t.Errorf("Run = %v, want an error naming --pipeline.shutdown-timeout", err)
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &scriptSource{j: j, batches: []source.Batch{{Events: events(0, 20), Position: "p1"}}}
+		cfg := testConfig()
+		cfg.ShutdownTimeout = 200 * time.Millisecond
+		store := &memStore{j: j}
+		p := newP(cfg, src, hangSink{}, store)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "shutdown-timeout") {
+				t.Errorf("Run = %v, want an error naming --pipeline.shutdown-timeout", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not give up after the shutdown timeout")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not give up after the shutdown timeout")
-	}
-	if store.cp != nil {
-		t.Errorf("checkpoint saved although nothing was written: %+v", *store.cp)
-	}
+		if store.cp != nil {
+			t.Errorf("checkpoint saved although nothing was written: %+v", *store.cp)
+		}
+	})
 }
 
 // chanSource serves the batches sent on ch, blocking in between.
@@ -469,49 +456,51 @@ func (s *chanSource) Read(ctx context.Context, _ int) (source.Batch, error) {
 }
 
 func TestBacklogTailIsWrittenWhenTheSourceCatchesUp(t *testing.T) {
-	j := &journal{}
-	src := &chanSource{scriptSource: scriptSource{j: j}, ch: make(chan source.Batch)}
-	cfg := testConfig()
-	cfg.BatchAge = time.Hour // no age flush in this test
-	store := &memStore{j: j}
-	p := New(cfg, src, &recordSink{j: j}, store, nil, nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	waitFor := func(pos source.Position, events uint64) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if s := p.Status(); s.Checkpoint.Position == pos {
-				if s.Checkpoint.Events != events {
-					t.Fatalf("checkpoint %s holds %d events, want %d", pos, s.Checkpoint.Events, events)
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &chanSource{scriptSource: scriptSource{j: j}, ch: make(chan source.Batch)}
+		cfg := testConfig()
+		cfg.BatchAge = time.Hour // no age flush in this test
+		store := &memStore{j: j}
+		p := newP(cfg, src, &recordSink{j: j}, store)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		waitFor := func(pos source.Position, events uint64) {
+			t.Helper()
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				if s := p.Status(); s.Checkpoint.Position == pos {
+					if s.Checkpoint.Events != events {
+						t.Fatalf("checkpoint %s holds %d events, want %d", pos, s.Checkpoint.Events, events)
+					}
+					return
 				}
-				return
+				time.Sleep(5 * time.Millisecond)
 			}
-			time.Sleep(5 * time.Millisecond)
+			t.Fatalf("position %s never checkpointed; operations: %v", pos, j.list())
 		}
-		t.Fatalf("position %s never checkpointed; operations: %v", pos, j.list())
-	}
 
-	// A backlog: a full batch, then its tail, then the source catches up.
-	src.ch <- source.Batch{Events: events(0, 12), Position: "p1"}
-	waitFor("p1", 12)
-	src.ch <- source.Batch{Events: events(12, 3), Position: "p2"}
-	src.ch <- source.Batch{Position: "p3"}
-	waitFor("p3", 15) // at once, not after BatchAge
+		// A backlog: a full batch, then its tail, then the source catches up.
+		src.ch <- source.Batch{Events: events(0, 12), Position: "p1"}
+		waitFor("p1", 12)
+		src.ch <- source.Batch{Events: events(12, 3), Position: "p2"}
+		src.ch <- source.Batch{Position: "p3"}
+		waitFor("p3", 15) // at once, not after BatchAge
 
-	// Caught up: a trickle waits for BatchAge (here: for the shutdown).
-	src.ch <- source.Batch{Events: events(15, 2), Position: "p4"}
-	src.ch <- source.Batch{Position: "p5"}
-	time.Sleep(200 * time.Millisecond)
-	if s := p.Status(); s.Checkpoint.Position != "p3" {
-		t.Errorf("a caught-up trickle was flushed before BatchAge: checkpoint %s; operations: %v", s.Checkpoint.Position, j.list())
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if store.cp == nil || store.cp.Position != "p5" || store.cp.Events != 17 {
-		t.Errorf("after shutdown: checkpoint %+v, want p5 with 17 events", store.cp)
-	}
+		// Caught up: a trickle waits for BatchAge (here: for the shutdown).
+		src.ch <- source.Batch{Events: events(15, 2), Position: "p4"}
+		src.ch <- source.Batch{Position: "p5"}
+		time.Sleep(200 * time.Millisecond)
+		if s := p.Status(); s.Checkpoint.Position != "p3" {
+			t.Errorf("a caught-up trickle was flushed before BatchAge: checkpoint %s; operations: %v", s.Checkpoint.Position, j.list())
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if store.cp == nil || store.cp.Position != "p5" || store.cp.Events != 17 {
+			t.Errorf("after shutdown: checkpoint %+v, want p5 with 17 events", store.cp)
+		}
+	})
 }
