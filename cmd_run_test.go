@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestRunInvalidConfigReportsEverythingWithCode2(t *testing.T) {
@@ -57,24 +56,5 @@ func TestRunHelpGroupsFlagsByComponent(t *testing.T) {
 			t.Errorf("%s is not grouped after the previous component", flag)
 		}
 		prev = i
-	}
-}
-
-func TestRequestHealth(t *testing.T) {
-	h := &requestHealth{}
-	h.observe(200)
-	if err := h.check(0); err != nil {
-		t.Errorf("after a 200: %v", err)
-	}
-	h.observe(503)
-	if err := h.check(time.Hour); err != nil {
-		t.Errorf("inside the grace period: %v", err)
-	}
-	if err := h.check(0); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
-		t.Errorf("after the grace period: %v, want an error naming HTTP 503", err)
-	}
-	h.observe(204)
-	if err := h.check(0); err != nil {
-		t.Errorf("after recovery: %v", err)
 	}
 }

@@ -444,7 +444,7 @@ func TestMapAppendsAndCounts(t *testing.T) {
 	}}
 	st := Map(b, Options{}, rows)
 	st2 := Map(source.Batch{Events: b.Events[:1]}, Options{}, rows)
-	want := Stats{Events: 5, Unknown: 1, ParseErrors: 1, ByClass: map[string]int{"quote": 1, "invoice": 3, "other": 1}}
+	want := Stats{Events: 5, Unknown: 1, ParseErrors: 1, ByClass: map[string]int{"quote": 1, "invoice": 3, "other": 1}, Rejected: map[string]int{}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("stats: got %+v, want %+v", st, want)
 	}
@@ -612,7 +612,7 @@ func TestEmulatorTypesAreKnown(t *testing.T) {
 
 func TestDefaultSchema(t *testing.T) {
 	s := DefaultSchema()
-	wantTables := []string{TableEvents, TableEventPolicies, TablePolicyStatusChanges}
+	wantTables := []string{TableEvents, TableEventPolicies, TablePolicyStatusChanges, TableRejects}
 	var gotTables []string
 	for _, tb := range s.Tables {
 		gotTables = append(gotTables, tb.Name)
@@ -629,13 +629,21 @@ func TestDefaultSchema(t *testing.T) {
 				t.Errorf("%s.%s has no comment", tb.Name, c.Name)
 			}
 		}
+		if cols[tb.Version] != UInt64 {
+			t.Errorf("%s: version column %s is not UInt64", tb.Name, tb.Version)
+		}
+		if tb.Name == TableRejects {
+			// Few rows: no partitions; keyed by the raw bytes' hash, since a
+			// reject may lack a locator.
+			if tb.PartitionBy != "" || tb.OrderBy[len(tb.OrderBy)-1] != "cityHash64(raw)" {
+				t.Errorf("%s: PartitionBy %q, ORDER BY %v", tb.Name, tb.PartitionBy, tb.OrderBy)
+			}
+			continue
+		}
 		for _, k := range append([]string{tb.Version, "timestamp"}, tb.OrderBy...) {
 			if _, ok := cols[k]; !ok {
 				t.Errorf("%s: key column %q does not exist", tb.Name, k)
 			}
-		}
-		if cols[tb.Version] != UInt64 {
-			t.Errorf("%s: version column %s is not UInt64", tb.Name, tb.Version)
 		}
 		if tb.PartitionBy != "toYYYYMM(timestamp)" {
 			t.Errorf("%s: PartitionBy %q", tb.Name, tb.PartitionBy)
@@ -688,13 +696,17 @@ func TestColumnPositions(t *testing.T) {
 		{TableEventPolicies, epIngestedAt, "_ingested_at"},
 		{TablePolicyStatusChanges, scStatus, "status"},
 		{TablePolicyStatusChanges, scIngestedAt, "_ingested_at"},
+		{TableRejects, rjKind, "kind"},
+		{TableRejects, rjEventLocator, "event_locator"},
+		{TableRejects, rjRaw, "raw"},
+		{TableRejects, rjIngestedAt, "_ingested_at"},
 	}
 	for _, tc := range tests {
 		if got := columnIndex(t, tc.table, tc.name); got != tc.pos {
 			t.Errorf("%s.%s: at %d, constant says %d", tc.table, tc.name, got, tc.pos)
 		}
 	}
-	counts := map[string]int{TableEvents: evColumnCount, TableEventPolicies: epColumnCount, TablePolicyStatusChanges: scColumnCount}
+	counts := map[string]int{TableEvents: evColumnCount, TableEventPolicies: epColumnCount, TablePolicyStatusChanges: scColumnCount, TableRejects: rjColumnCount}
 	for _, tb := range DefaultSchema().Tables {
 		if got := len(tb.Columns); got != counts[tb.Name] {
 			t.Errorf("%s: %d columns, constant says %d", tb.Name, got, counts[tb.Name])

@@ -128,7 +128,8 @@ func runtimeHasProcfs() bool {
 
 func TestNamingConventions(t *testing.T) {
 	name := regexp.MustCompile(`^tributary_[a-z]+_[a-z0-9_]+$`)
-	units := []string{"_total", "_seconds", "_bytes", "_events", "_lsn", "_info"}
+	// _healthy: a 0/1 gauge; _batches and _events: counts of those things.
+	units := []string{"_total", "_seconds", "_bytes", "_events", "_batches", "_lsn", "_info", "_healthy"}
 	for _, s := range New("v", "c").Specs() {
 		if !name.MatchString(s.Name) {
 			t.Errorf("%s: not tributary_<subsystem>_<name>", s.Name)
@@ -167,32 +168,31 @@ func TestBuildInfo(t *testing.T) {
 	}
 }
 
-func TestRetryAndErrorLabelsAreBounded(t *testing.T) {
+func TestAttemptAndFailureLabelsAreBounded(t *testing.T) {
 	tests := []struct {
-		component, reason         string
-		wantComponent, wantReason string
+		component, outcome         string
+		wantComponent, wantOutcome string
 	}{
-		{ComponentSink, ReasonTimeout, "sink", "timeout"},
-		{ComponentSource, ReasonRateLimited, "source", "rate_limited"},
-		{ComponentSink, "dial tcp 127.0.0.1:9000: connection refused", "sink", "other"},
-		{"elsewhere", ReasonNetwork, "other", "network"},
-		{ComponentSource, "5xx", "source", "server_error"},
-		{ComponentSource, "429", "source", "rate_limited"},
-		{ComponentSource, "malformed", "source", "malformed"},
-		{ComponentCheckpoint, "load", "checkpoint", "other"},
+		{ComponentSink, OutcomeTransient, "sink", "transient"},
+		{ComponentSource, OutcomeOK, "source", "ok"},
+		{ComponentCheckpoint, OutcomePermanent, "checkpoint", "permanent"},
+		{ComponentSink, OutcomePoison, "sink", "poison"},
+		{"elsewhere", OutcomeOK, "other", "ok"},
+		{ComponentEnrich, "dial tcp 127.0.0.1:9000: connection refused", "enrich", "other"},
 	}
 	for _, tt := range tests {
 		m := New("v", "c")
-		m.RetryFunc(tt.component)(tt.reason)
-		m.Error(tt.component)
-		if got := testutil.ToFloat64(m.Retries.WithLabelValues(tt.wantComponent, tt.wantReason)); got != 1 {
-			t.Errorf("Retry(%q, %q): retries{%s,%s} = %v, want 1", tt.component, tt.reason, tt.wantComponent, tt.wantReason, got)
+		m.Attempt(tt.component, tt.outcome)
+		m.Failure(tt.component)
+		if got := testutil.ToFloat64(m.PipelineAttempts.WithLabelValues(tt.wantComponent, tt.wantOutcome)); got != 1 {
+			t.Errorf("Attempt(%q, %q): attempts{%s,%s} = %v, want 1", tt.component, tt.outcome, tt.wantComponent, tt.wantOutcome, got)
 		}
-		if got := testutil.ToFloat64(m.Errors.WithLabelValues(tt.wantComponent)); got != 1 {
-			t.Errorf("Error(%q): errors{%s} = %v, want 1", tt.component, tt.wantComponent, got)
+		if got := testutil.ToFloat64(m.PipelineFailures.WithLabelValues(tt.wantComponent)); got != 1 {
+			t.Errorf("Failure(%q): failures{%s} = %v, want 1", tt.component, tt.wantComponent, got)
 		}
-		if got, want := testutil.CollectAndCount(m.Retries), len(components)*len(reasons)+boolInt(tt.wantComponent == "other"); got != want {
-			t.Errorf("Retry(%q, %q): %d retry series, want %d", tt.component, tt.reason, got, want)
+		extra := boolInt(tt.wantComponent == "other" || tt.wantOutcome == "other")
+		if got, want := testutil.CollectAndCount(m.PipelineAttempts), len(components)*len(outcomes)+extra; got != want {
+			t.Errorf("Attempt(%q, %q): %d attempt series, want %d", tt.component, tt.outcome, got, want)
 		}
 	}
 }

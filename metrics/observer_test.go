@@ -9,22 +9,13 @@ import (
 
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/mapping"
+	"github.com/tributary-cdc/tributary/pipeline"
 	"github.com/tributary-cdc/tributary/source"
 )
 
-// observer is pipeline.Observer's method set, copied here so that this
-// package does not depend on the pipeline; main's call of pipeline.New with
-// m.PipelineObserver() checks the real interface at compile time.
-type observer interface {
-	BatchRead(events []source.Event)
-	Mapped(stats mapping.Stats)
-	BatchWritten(events int, tableRows map[string]int, d time.Duration, lastEvent time.Time)
-	CheckpointSaved(cp checkpoint.Checkpoint)
-	Retry(component, reason string)
-	Error(component string)
-}
-
-var _ observer = (*PipelineObserver)(nil)
+// The observer records what the pipeline reports (the pipeline does not
+// import this package).
+var _ pipeline.Observer = (*PipelineObserver)(nil)
 
 func events(types ...string) []source.Event {
 	out := make([]source.Event, len(types))
@@ -54,8 +45,13 @@ func TestPipelineObserverCountsByClass(t *testing.T) {
 	o.BatchWritten(3, rows1.Counts(), 40*time.Millisecond, now.Add(-30*time.Second))
 	o.BatchWritten(1, nil, 10*time.Millisecond, now.Add(-10*time.Second))
 	o.CheckpointSaved(checkpoint.Checkpoint{Events: 4, SavedAt: now.Add(-5 * time.Second)})
-	o.Retry(ComponentSink, "error")
-	o.Error(ComponentSink)
+	o.Attempt(ComponentSink, OutcomeTransient)
+	o.Attempt(ComponentSource, OutcomeOK)
+	o.Attempt(ComponentSource, "bogus")
+	o.Failure(ComponentSink)
+	o.Rejected(mapping.RejectRefused, 2)
+	o.Rejected("bogus", 1)
+	o.Window(3)
 
 	policy, billing, quote := mapping.TypeClass("policy.issue"), mapping.TypeClass("billing.invoice.create"), mapping.TypeClass("quote.create")
 	tests := []struct {
@@ -75,8 +71,14 @@ func TestPipelineObserverCountsByClass(t *testing.T) {
 		{"checkpoint events", testutil.ToFloat64(m.CheckpointEvents), 4},
 		{"checkpoint saves", testutil.ToFloat64(m.CheckpointSaves), 1},
 		{"checkpoint age", m.CheckpointAge().Seconds(), 5},
-		{"retries sink other", testutil.ToFloat64(m.Retries.WithLabelValues("sink", "other")), 1},
-		{"errors sink", testutil.ToFloat64(m.Errors.WithLabelValues("sink")), 1},
+		{"attempts sink transient", testutil.ToFloat64(m.PipelineAttempts.WithLabelValues("sink", "transient")), 1},
+		{"attempts source ok", testutil.ToFloat64(m.PipelineAttempts.WithLabelValues("source", "ok")), 1},
+		{"attempts source other (bounded)", testutil.ToFloat64(m.PipelineAttempts.WithLabelValues("source", "other")), 1},
+		{"sink unhealthy", testutil.ToFloat64(m.PipelineComponentHealthy.WithLabelValues("sink")), 0},
+		{"failures sink", testutil.ToFloat64(m.PipelineFailures.WithLabelValues("sink")), 1},
+		{"rejected refused", testutil.ToFloat64(m.EventsRejected.WithLabelValues("refused")), 2},
+		{"rejected other (bounded)", testutil.ToFloat64(m.EventsRejected.WithLabelValues("other")), 1},
+		{"window", testutil.ToFloat64(m.PipelineWindowBatches), 3},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -100,7 +102,7 @@ func TestPipelineObserverConcurrent(t *testing.T) {
 				o.BatchRead(events("policy.issue"))
 				o.Mapped(mapping.Stats{Events: 1, ByClass: map[string]int{"policy": 1}})
 				o.BatchWritten(1, nil, time.Millisecond, time.Now())
-				o.Retry(ComponentSource, ReasonTimeout)
+				o.Attempt(ComponentSource, OutcomeTransient)
 			}
 		}()
 	}
@@ -108,8 +110,8 @@ func TestPipelineObserverConcurrent(t *testing.T) {
 	if got := testutil.ToFloat64(m.SinkEventsWritten.WithLabelValues("policy")); got != 800 {
 		t.Errorf("written = %v, want 800", got)
 	}
-	if got := testutil.ToFloat64(m.Retries.WithLabelValues("source", "timeout")); got != 800 {
-		t.Errorf("retries = %v, want 800", got)
+	if got := testutil.ToFloat64(m.PipelineAttempts.WithLabelValues("source", "transient")); got != 800 {
+		t.Errorf("attempts = %v, want 800", got)
 	}
 }
 

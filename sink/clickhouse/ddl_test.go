@@ -142,6 +142,32 @@ func testDefaultSchemaOnServer(t *testing.T, ch *testenv.ClickHouseServer) {
 	if endings == 0 {
 		t.Errorf("policy_endings has no rows, want the policy.end events")
 	}
+	// Rejects, written twice (a replay), read back once each with their raw bytes.
+	for range 2 {
+		rows := mapping.NewRows()
+		mapping.Map(rejectBatch(), mapping.Options{Pipeline: "test", Position: "tok-9"}, rows)
+		if err := s.Write(ctx, rows); err != nil {
+			t.Fatalf("write rejects: %v", err)
+		}
+	}
+	var rejects, kinds uint64
+	var raw, pos string
+	if err := ch.Conn.QueryRow(ctx, "SELECT count(), uniqExact(kind), any(raw), any(source_position) FROM _tributary_rejects FINAL WHERE event_locator = '01JBADTIME' OR kind = 'missing_field'").Scan(&rejects, &kinds, &raw, &pos); err != nil {
+		t.Fatalf("query _tributary_rejects: %v", err)
+	}
+	if rejects != 2 || kinds != 2 || pos != "tok-9" || !strings.Contains(raw, `"type":"policy.issue"`) {
+		t.Errorf("_tributary_rejects FINAL: %d rows, %d kinds, raw %q, position %q; want 2, 2, the raw event, tok-9", rejects, kinds, raw, pos)
+	}
+}
+
+// rejectBatch returns two events a source could not read, for the rejects table.
+func rejectBatch() source.Batch {
+	return source.Batch{Position: "tok-9", Events: []source.Event{
+		{Tenant: "tenant-1", Flavor: source.FlavorSuite, Type: "policy.issue", Data: json.RawMessage(`{"type":"policy.issue","data":{}}`),
+			Reject: mapping.RejectReason(mapping.RejectMissingField, "event lacks a locator")},
+		{Locator: "01JBADTIME", Tenant: "tenant-1", Flavor: source.FlavorSuite, Type: "policy.issue", Seq: 7,
+			Data: json.RawMessage(`{"locator":"01JBADTIME","timestamp":"yesterday"}`), Reject: mapping.RejectReason(mapping.RejectBadTime, `timestamp "yesterday"`)},
+	}}
 }
 
 // sampleBatch returns n suite events cycling through a few types that fill

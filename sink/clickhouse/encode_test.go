@@ -15,7 +15,9 @@ import (
 // the modern encoding (DateTime64, LowCardinality) short of a modern server.
 func TestColumnsFitDriverTypes(t *testing.T) {
 	rows := mapping.NewRows()
-	mapping.Map(sampleBatch(40), mapping.Options{Pipeline: "t", IngestedAt: time.Date(2026, 1, 1, 0, 0, 0, 1e6, time.UTC)}, rows)
+	opts := mapping.Options{Pipeline: "t", IngestedAt: time.Date(2026, 1, 1, 0, 0, 0, 1e6, time.UTC)}
+	mapping.Map(sampleBatch(40), opts, rows)
+	mapping.Map(rejectBatch(), opts, rows)
 	schema := mapping.DefaultSchema()
 	schema.Tables = append(schema.Tables, testSchema().Tables...)
 	for i := range 40 {

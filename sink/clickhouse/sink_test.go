@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/mapping"
 )
@@ -42,8 +42,6 @@ func wantDialect(ch *testenv.ClickHouseServer) Dialect {
 func newTestSink(t testing.TB, ch *testenv.ClickHouseServer, edit func(c *Config)) *Sink {
 	t.Helper()
 	cfg := testConfig(ch)
-	cfg.RetryBackoff = 20 * time.Millisecond
-	cfg.RetryMaxBackoff = 200 * time.Millisecond
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -323,8 +321,7 @@ func TestWritePermanentErrorsReturnAtOnce(t *testing.T) {
 }
 
 func testWritePermanentErrorsReturnAtOnce(t *testing.T, ch *testenv.ClickHouseServer) {
-	var retries atomic.Int64
-	s := newTestSink(t, ch, func(c *Config) { c.OnRetry = func(string) { retries.Add(1) } })
+	s := newTestSink(t, ch, nil)
 	ctx := testenv.Context(t, time.Minute)
 	if err := s.Ensure(ctx, testSchema()); err != nil {
 		t.Fatal(err)
@@ -349,9 +346,6 @@ func testWritePermanentErrorsReturnAtOnce(t *testing.T, ch *testenv.ClickHouseSe
 	if err == nil || !strings.Contains(err.Error(), "note") || !isPermanent(err) {
 		t.Errorf("Write with a dropped column = %v (permanent: %v), want a permanent error naming the column", err, isPermanent(err))
 	}
-	if got := retries.Load(); got != 0 {
-		t.Errorf("retries of a permanent error = %d, want 0", got)
-	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("a permanent error took %s to return", took)
 	}
@@ -361,11 +355,13 @@ func testWritePermanentErrorsReturnAtOnce(t *testing.T, ch *testenv.ClickHouseSe
 }
 
 // flakyProxy forwards loopback TCP connections to the real server; while it is
-// broken it closes every connection, open or new.
+// broken it closes every connection, open or new; while it is frozen it
+// stops passing bytes (a server that stopped answering).
 type flakyProxy struct {
 	ln     net.Listener
 	target string
 	broken atomic.Bool
+	frozen atomic.Bool
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 }
@@ -400,8 +396,27 @@ func (p *flakyProxy) serve() {
 		p.mu.Lock()
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+		go func() { p.copy(up, c); up.Close(); c.Close() }()
+		go func() { p.copy(c, up); up.Close(); c.Close() }()
+	}
+}
+
+// copy passes bytes from src to dst, holding them while the proxy is frozen.
+func (p *flakyProxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.frozen.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -415,20 +430,18 @@ func (p *flakyProxy) cut() {
 	clear(p.conns)
 }
 
-func TestWriteRetriesTransientFailures(t *testing.T) {
-	testenv.ForEachClickHouse(t, testWriteRetriesTransientFailures)
+// TestWriteFailsOnceAndTransiently: through a path that is cut, Write makes
+// one attempt and returns an error that is neither permanent nor poison (the
+// pipeline retries it); once the path heals, the same rows land.
+func TestWriteFailsOnceAndTransiently(t *testing.T) {
+	testenv.ForEachClickHouse(t, testWriteFailsOnceAndTransiently)
 }
 
-func testWriteRetriesTransientFailures(t *testing.T, ch *testenv.ClickHouseServer) {
+func testWriteFailsOnceAndTransiently(t *testing.T, ch *testenv.ClickHouseServer) {
 	proxy := newFlakyProxy(t, ch.Addr)
-	var reasons sync.Map
 	cfg := testConfig(ch)
 	cfg.Addr = []string{proxy.ln.Addr().String()}
 	cfg.DialTimeout = 2 * time.Second
-	cfg.MaxRetries = 20
-	cfg.RetryBackoff = 50 * time.Millisecond
-	cfg.RetryMaxBackoff = 200 * time.Millisecond
-	cfg.OnRetry = func(reason string) { reasons.Store(reason, true) }
 	ctx := testenv.Context(t, time.Minute)
 	s, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -438,25 +451,30 @@ func testWriteRetriesTransientFailures(t *testing.T, ch *testenv.ClickHouseServe
 	if err := s.Ensure(ctx, testSchema()); err != nil {
 		t.Fatal(err)
 	}
-	// Break the path: open connections die and new ones are refused for a
-	// while; the write must wait it out and land.
+	const n = 50
+	rows := rowsOf(n, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC))
 	proxy.broken.Store(true)
 	proxy.cut()
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		proxy.broken.Store(false)
-	}()
-	const n = 50
-	if err := s.Write(ctx, rowsOf(n, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC))); err != nil {
-		t.Fatalf("Write through a broken then healed path: %v", err)
+	start := time.Now()
+	err = s.Write(ctx, rows)
+	if err == nil || isPermanent(err) || fault.IsPoison(err) {
+		t.Fatalf("Write through a cut path = %v (permanent %v, poison %v), want a transient error", err, isPermanent(err), fault.IsPoison(err))
 	}
-	if got := s.Stats().Retries; got == 0 {
-		t.Error("Stats().Retries = 0, want at least one retry")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("one attempt took %s", took)
 	}
-	if _, ok := reasons.Load("network"); !ok {
-		var seen []string
-		reasons.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
-		t.Errorf("retry reasons = %v, want network among them", seen)
+	if got := s.Stats().Failures; got != 1 {
+		t.Errorf("Stats().Failures = %d, want 1", got)
+	}
+	proxy.broken.Store(false)
+	// The pool may still hold a cut connection: the pipeline would retry.
+	for attempt := 0; ; attempt++ {
+		if err = s.Write(ctx, rows); err == nil || attempt >= 5 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Write once the path healed: %v", err)
 	}
 	var final uint64
 	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things FINAL").Scan(&final); err != nil {
@@ -465,14 +483,38 @@ func testWriteRetriesTransientFailures(t *testing.T, ch *testenv.ClickHouseServe
 	if final != n {
 		t.Errorf("FINAL count() = %d, want %d", final, n)
 	}
+}
 
-	// A path that never heals: the write gives up after MaxRetries and says so.
-	s.cfg.MaxRetries = 2
-	proxy.broken.Store(true)
-	proxy.cut()
-	err = s.Write(ctx, rowsOf(1, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)))
-	if err == nil || !strings.Contains(err.Error(), "giving up after 2 retries") || isPermanent(err) {
-		t.Errorf("Write through a dead path = %v (permanent: %v), want giving up after 2 retries, not permanent", err, isPermanent(err))
+// TestOutOfRangeTimeIsPoison: a time the server's column cannot hold refuses
+// the rows (poison: the pipeline isolates the event), naming the column and
+// the row, and writes nothing of the chunk.
+func TestOutOfRangeTimeIsPoison(t *testing.T) {
+	testenv.ForEachClickHouse(t, testOutOfRangeTimeIsPoison)
+}
+
+func testOutOfRangeTimeIsPoison(t *testing.T, ch *testenv.ClickHouseServer) {
+	s := newTestSink(t, ch, nil)
+	ctx := testenv.Context(t, time.Minute)
+	if err := s.Ensure(ctx, testSchema()); err != nil {
+		t.Fatal(err)
+	}
+	bad := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) // beyond legacy DateTime
+	if s.Dialect() == Modern {
+		bad = time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC) // beyond DateTime64
+	}
+	r := mapping.NewRows()
+	appendRow(r, testSchema().Tables[0], testRow(0, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
+	appendRow(r, testSchema().Tables[0], testRow(1, bad))
+	err := s.Write(ctx, r)
+	if !fault.IsPoison(err) || isPermanent(err) || !strings.Contains(err.Error(), "column ts") || !strings.Contains(err.Error(), "row 1") {
+		t.Fatalf("Write of a time in %d = %v (poison %v), want a poison error naming column ts and row 1", bad.Year(), err, fault.IsPoison(err))
+	}
+	var n uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM things").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d rows stored from a refused chunk", n)
 	}
 }
 
@@ -484,8 +526,6 @@ func testWriteHonoursCancellation(t *testing.T, ch *testenv.ClickHouseServer) {
 	proxy := newFlakyProxy(t, ch.Addr)
 	cfg := testConfig(ch)
 	cfg.Addr = []string{proxy.ln.Addr().String()}
-	cfg.MaxRetries = 1000
-	cfg.RetryBackoff = 100 * time.Millisecond
 	s, err := New(testenv.Context(t, time.Minute), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -494,14 +534,14 @@ func testWriteHonoursCancellation(t *testing.T, ch *testenv.ClickHouseServer) {
 	if err := s.Ensure(testenv.Context(t, time.Minute), testSchema()); err != nil {
 		t.Fatal(err)
 	}
-	proxy.broken.Store(true)
-	proxy.cut()
+	proxy.frozen.Store(true) // ClickHouse stops answering
+	defer proxy.frozen.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	err = s.Write(ctx, rowsOf(1, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)))
 	if err == nil {
-		t.Fatal("Write with a dead path and a cancelled context succeeded")
+		t.Fatal("Write to a frozen server within a 500ms context succeeded")
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Write returned %s after its context ended, want promptly", took)
@@ -557,7 +597,7 @@ func testAuthentication(t *testing.T, ch *testenv.ClickHouseServer) {
 			if strings.Contains(err.Error(), tt.password) {
 				t.Errorf("%s: the error reveals the password: %v", tt.name, err)
 			}
-			if _, transient := classify(err); transient || !isPermanent(err) {
+			if !isPermanent(err) {
 				t.Errorf("%s: authentication failure classified transient or not marked permanent: %v", tt.name, err)
 			}
 			continue

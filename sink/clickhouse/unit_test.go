@@ -16,8 +16,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/spf13/pflag"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/cli"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
@@ -64,10 +64,11 @@ func TestValidate(t *testing.T) {
 			c.Database = "bad-name"
 			c.PasswordFile = filepath.Join(dir, "missing")
 			c.Password = "p"
-			c.MaxRetries = -1
 			c.BatchRows = 0
 			c.Dialect = "ancient"
-		}, []string{"--clickhouse.addr", "--clickhouse.database", "exclusive", "--clickhouse.password-file", "--clickhouse.max-retries", "--clickhouse.batch-rows", "--clickhouse.dialect"}},
+			c.Settings = map[string]string{"async_insert": "1", "bad name": "x"}
+		}, []string{"--clickhouse.addr", "--clickhouse.database", "exclusive", "--clickhouse.password-file", "--clickhouse.batch-rows", "--clickhouse.dialect",
+			"async_insert is pinned to 0", `"bad name" is not a setting name`}},
 		{"tls options without tls", func(c *Config) { c.TLSInsecureSkipVerify = true }, []string{"need --clickhouse.tls"}},
 		{"no address", func(c *Config) { c.Addr = nil }, []string{"at least one address"}},
 	}
@@ -97,10 +98,12 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var c Config
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	c.RegisterFlags(fs)
-	if err := fs.Parse([]string{"--clickhouse.addr=a:9440,b:9440", "--clickhouse.tls", "--clickhouse.max-retries=2"}); err != nil {
+	// A deprecated flag is still accepted (and ignored), so that old
+	// deployments start.
+	if err := fs.Parse([]string{"--clickhouse.addr=a:9440,b:9440", "--clickhouse.tls", "--clickhouse.max-retries=2", "--clickhouse.write-timeout=7s"}); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"TRIBUTARY_CLICKHOUSE_PASSWORD": "from-env", "TRIBUTARY_CLICKHOUSE_MAX_RETRIES": "9"}
+	env := map[string]string{"TRIBUTARY_CLICKHOUSE_PASSWORD": "from-env", "TRIBUTARY_CLICKHOUSE_WRITE_TIMEOUT": "9s", "TRIBUTARY_CLICKHOUSE_SETTINGS": "compatibility=23.8"}
 	if err := cli.ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +113,11 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	if got, want := c.Password, "from-env"; got != want {
 		t.Errorf("Password = %q, want %q", got, want)
 	}
-	if got, want := c.MaxRetries, 2; got != want {
-		t.Errorf("MaxRetries = %d, want %d (a set flag wins)", got, want)
+	if got, want := c.WriteTimeout, 7*time.Second; got != want {
+		t.Errorf("WriteTimeout = %s, want %s (a set flag wins)", got, want)
+	}
+	if got, want := fmt.Sprint(c.Settings), "map[compatibility:23.8]"; got != want {
+		t.Errorf("Settings = %s, want %s (from the environment)", got, want)
 	}
 	if got, want := c.Database, "tributary"; got != want {
 		t.Errorf("Database = %q, want the default %q", got, want)
@@ -148,45 +154,43 @@ func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
 func TestClassify(t *testing.T) {
+	const transient, permanentKind, poisonKind = "transient", "permanent", "poison"
 	tests := []struct {
-		name          string
-		err           error
-		wantReason    string
-		wantTransient bool
+		name string
+		err  error
+		want string
 	}{
-		{"too many parts", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 252}), "rate_limited", true},
-		{"memory limit", &clickhouse.Exception{Code: 241}, "server_error", true},
-		{"server timeout", &clickhouse.Exception{Code: 159}, "timeout", true},
-		{"unknown column", &clickhouse.Exception{Code: 16}, "", false},
-		{"unknown table", &clickhouse.Exception{Code: 60}, "", false},
-		{"auth", &clickhouse.Exception{Code: 516}, "", false},
-		{"type mismatch", &clickhouse.Exception{Code: 53}, "", false},
-		{"connection reset", fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: syscall.ECONNRESET}), "network", true},
-		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "network", true},
-		{"eof", fmt.Errorf("read: %w", io.EOF), "network", true},
-		{"net timeout", fmt.Errorf("read: %w", timeoutErr{}), "timeout", true},
-		{"attempt deadline", fmt.Errorf("send: %w", context.DeadlineExceeded), "timeout", true},
-		{"cancelled", fmt.Errorf("send: %w", context.Canceled), "", false},
-		{"bad row", permanent("row 3: got int, want string"), "", false},
-		{"other", errors.New("something odd"), "", false},
+		{"too many parts", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 252}), transient},
+		{"memory limit", &clickhouse.Exception{Code: 241}, transient},
+		{"server timeout", &clickhouse.Exception{Code: 159}, transient},
+		{"unknown column", &clickhouse.Exception{Code: 16}, permanentKind},
+		{"unknown table", &clickhouse.Exception{Code: 60}, permanentKind},
+		{"auth", &clickhouse.Exception{Code: 516}, permanentKind},
+		{"type mismatch", &clickhouse.Exception{Code: 53}, permanentKind},
+		{"cannot parse datetime", &clickhouse.Exception{Code: 41}, poisonKind},
+		{"value out of range", fmt.Errorf("send: %w", &clickhouse.Exception{Code: 321}), poisonKind},
+		{"connection reset", fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: syscall.ECONNRESET}), transient},
+		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), transient},
+		{"eof", fmt.Errorf("read: %w", io.EOF), transient},
+		{"net timeout", fmt.Errorf("read: %w", timeoutErr{}), transient},
+		{"attempt deadline", fmt.Errorf("send: %w", context.DeadlineExceeded), transient},
+		{"bad row", permanent("row 3: got int, want string"), permanentKind},
+		{"other", errors.New("something odd"), transient},
 	}
 	for _, tt := range tests {
-		reason, transient := classify(tt.err)
-		if reason != tt.wantReason || transient != tt.wantTransient {
-			t.Errorf("%s: classify = %q, %v; want %q, %v", tt.name, reason, transient, tt.wantReason, tt.wantTransient)
+		err := classifyErr(tt.err)
+		got := transient
+		switch {
+		case fault.IsPermanent(err):
+			got = permanentKind
+		case fault.IsPoison(err):
+			got = poisonKind
 		}
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	base, max := 100*time.Millisecond, time.Second
-	for attempt, full := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
-		full *= time.Millisecond
-		for range 50 {
-			got := backoff.Delay(attempt, base, max)
-			if got < full/2 || got > full {
-				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, got, full/2, full)
-			}
+		if got != tt.want {
+			t.Errorf("%s: classified %s, want %s", tt.name, got, tt.want)
+		}
+		if !errors.Is(err, tt.err) {
+			t.Errorf("%s: the classification hides the error", tt.name)
 		}
 	}
 }
@@ -293,8 +297,10 @@ func TestToColumnsRejectsBadRows(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: toColumns error %v, want it to contain %q", tt.name, err, tt.want)
 		}
-		if _, transient := classify(err); transient {
-			t.Errorf("%s: classified transient, want permanent", tt.name)
+		// A value out of range refuses the rows (poison); a row of the
+		// wrong shape is a bug (permanent).
+		if wantPoison := strings.Contains(tt.want, "outside"); fault.IsPoison(err) != wantPoison || fault.IsPermanent(err) == wantPoison {
+			t.Errorf("%s: poison %v, permanent %v; want poison %v", tt.name, fault.IsPoison(err), fault.IsPermanent(err), wantPoison)
 		}
 	}
 }

@@ -94,6 +94,26 @@ ENGINE = ReplacingMergeTree(_version)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (tenant, policy_locator, event_locator, status, change);
 
+CREATE TABLE IF NOT EXISTS tributary._tributary_rejects
+(
+    _source String COMMENT 'Name of the pipeline that wrote the row (--pipeline).',
+    flavor String COMMENT 'Where the event came from: suite, classic or postgres.',
+    kind String COMMENT 'Why, in a word: missing_field, invalid_json, bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
+    reason String COMMENT 'Why, in full: the source\'s or ClickHouse\'s message.',
+    event_locator String COMMENT 'The event\'s locator, when it had one.',
+    event_type String COMMENT 'The event\'s type, when it had one.',
+    tenant String COMMENT 'The tenant the event belongs to.',
+    event_time String COMMENT 'The event\'s time as read (RFC 3339, UTC, milliseconds), empty when it had none. Text, since a time the server cannot hold is one reason to be here.',
+    source_position String COMMENT 'Where the source stood after the batch that held the event (a paging token or an LSN): resuming there reads what follows it.',
+    _position String COMMENT 'The event\'s Seq as the source orders it, as in events._position.',
+    raw String COMMENT 'The event\'s raw bytes as the source delivered them (for an event ClickHouse refused: the event as JSON), for review and replay.',
+    _version UInt64 COMMENT 'The event\'s Seq: a replayed reject collapses onto itself.',
+    _ingested_at DateTime('UTC') COMMENT 'When the pipeline mapped the row (wall clock). Informational only: it is no part of any key or version.',
+    _ingested_at_ms UInt16 COMMENT 'Milliseconds (0-999) of _ingested_at, which holds whole seconds: _ingested_at + _ingested_at_ms ms is the exact time.'
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (_source, event_locator, cityHash64(raw));
+
 CREATE VIEW IF NOT EXISTS tributary.policy_current_status AS
 SELECT
     tenant,

@@ -91,6 +91,26 @@ PARTITION BY toYYYYMM(timestamp)
 ORDER BY (tenant, policy_locator, event_locator, status, change)
 COMMENT 'One row per status a policy.status.update event added to or removed from a policy. Read with FINAL; policy_current_status applies them in order.';
 
+CREATE TABLE IF NOT EXISTS tributary._tributary_rejects
+(
+    _source LowCardinality(String) COMMENT 'Name of the pipeline that wrote the row (--pipeline).',
+    flavor LowCardinality(String) COMMENT 'Where the event came from: suite, classic or postgres.',
+    kind LowCardinality(String) COMMENT 'Why, in a word: missing_field, invalid_json, bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
+    reason String COMMENT 'Why, in full: the source\'s or ClickHouse\'s message.',
+    event_locator String COMMENT 'The event\'s locator, when it had one.',
+    event_type LowCardinality(String) COMMENT 'The event\'s type, when it had one.',
+    tenant LowCardinality(String) COMMENT 'The tenant the event belongs to.',
+    event_time String COMMENT 'The event\'s time as read (RFC 3339, UTC, milliseconds), empty when it had none. Text, since a time the server cannot hold is one reason to be here.',
+    source_position String COMMENT 'Where the source stood after the batch that held the event (a paging token or an LSN): resuming there reads what follows it.',
+    _position String COMMENT 'The event\'s Seq as the source orders it, as in events._position.',
+    raw String COMMENT 'The event\'s raw bytes as the source delivered them (for an event ClickHouse refused: the event as JSON), for review and replay.',
+    _version UInt64 COMMENT 'The event\'s Seq: a replayed reject collapses onto itself.',
+    _ingested_at DateTime64(3, 'UTC') COMMENT 'When the pipeline mapped the row (wall clock). Informational only: it is no part of any key or version.'
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (_source, event_locator, cityHash64(raw))
+COMMENT 'The quarantine: one row per event that could not be read or stored, with its raw bytes and the reason; the stream went on without it. Read with FINAL; see docs/schema.md for review and replay.';
+
 CREATE VIEW IF NOT EXISTS tributary.policy_current_status AS
 SELECT
     tenant,
