@@ -16,10 +16,13 @@ import (
 
 // stallProxy forwards TCP connections to target until stalled, after which
 // it stops moving bytes (the connections stay open): a ClickHouse that hangs.
+// While refusing, it closes every new connection at once: a server that is
+// down.
 type stallProxy struct {
-	ln      net.Listener
-	target  string
-	stalled atomic.Bool
+	ln       net.Listener
+	target   string
+	stalled  atomic.Bool
+	refusing atomic.Bool
 	mu      sync.Mutex
 	conns   []net.Conn
 }
@@ -36,6 +39,10 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if p.refusing.Load() {
+				c.Close()
+				continue
 			}
 			u, err := net.Dial("tcp", target)
 			if err != nil {

@@ -20,8 +20,21 @@ const firstBackoff = 100 * time.Millisecond
 // nil, the permanent or poison error, or, when ctx ended first, an error
 // wrapping ctx's and the last failure.
 func (p *Pipeline) do(ctx context.Context, component string, op func(context.Context) error) error {
+	return p.retry(ctx, component, true, op)
+}
+
+// retry is do; watch says whether a call that does not return shows in
+// readiness (not for a source's Read, which waits for events by contract).
+func (p *Pipeline) retry(ctx context.Context, component string, watch bool, op func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
+		var id uint64
+		if watch {
+			id = p.health.begin(component)
+		}
 		err := op(ctx)
+		if watch {
+			p.health.end(component, id)
+		}
 		switch {
 		case err == nil:
 			p.health.ok(component)

@@ -512,3 +512,38 @@ func TestReadyRules(t *testing.T) {
 	p.status.setCheckpoint(checkpoint.Checkpoint{}, now.Add(-30*time.Second))
 	check("checkpoint 30s old after the last read", "")
 }
+
+// TestReadyNamesAFrozenSink: a write that does not return (ClickHouse stopped
+// answering) shows in readiness once it has waited longer than the grace,
+// although it has not failed; a source's Read waiting for events does not.
+func TestReadyNamesAFrozenSink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &chanSource{scriptSource: scriptSource{j: j}, ch: make(chan source.Batch)}
+		cfg := testConfig()
+		cfg.FailureGrace = 15 * time.Second
+		p := newP(cfg, src, hangSink{}, &memStore{j: j})
+		ready := p.Ready(time.Hour)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(time.Minute) // the source waits for events: not a problem
+		synctest.Wait()
+		if err := ready(ctx); err != nil {
+			t.Errorf("Ready with a quiet source = %v, want ready", err)
+		}
+		src.ch <- source.Batch{Events: events(0, 3), Position: "p1"}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if err := ready(ctx); err != nil {
+			t.Errorf("Ready 10s into a hanging write (grace 15s) = %v, want ready", err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "sink: no answer for 2") {
+			t.Errorf("Ready 20s into a hanging write = %v, want it to name the sink", err)
+		}
+		cancel()
+		<-done
+	})
+}

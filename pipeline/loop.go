@@ -129,7 +129,7 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 	for {
 		var b source.Batch
 		eof := false
-		err := p.do(ctx, ComponentSource, func(ctx context.Context) error {
+		err := p.retry(ctx, ComponentSource, false, func(ctx context.Context) error {
 			var err error
 			b, err = p.src.Read(ctx, p.cfg.BatchEvents)
 			if errors.Is(err, io.EOF) {

@@ -18,22 +18,46 @@ type ComponentState struct {
 	FailingSince time.Time // when the current run of failures began; zero when healthy
 	Failures     int       // failed attempts in a row
 	LastErr      error     // the last failure; nil when healthy
+	WaitingSince time.Time // when the oldest attempt still running began; zero when none runs
 }
 
 // health is the one health table of the process: every attempt of every
 // component lands here (do), and readiness is answered from it without any
 // I/O.
 type health struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	comps map[string]*ComponentState
-	phase string // what start-up is doing; "" once running
+	mu      sync.Mutex
+	now     func() time.Time
+	comps   map[string]*ComponentState
+	running map[string]map[uint64]time.Time // component → attempts running, by id → start
+	nextID  uint64
+	phase   string // what start-up is doing; "" once running
 }
 
 func (h *health) init(now func() time.Time) {
 	h.now = now
 	h.comps = map[string]*ComponentState{}
+	h.running = map[string]map[uint64]time.Time{}
 	h.phase = "not started"
+}
+
+// begin records that an attempt of c starts; end(id) records that it
+// returned. An attempt that does not return (a server that stopped
+// answering) shows in readiness once it has run longer than the grace.
+func (h *health) begin(c string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nextID++
+	if h.running[c] == nil {
+		h.running[c] = map[uint64]time.Time{}
+	}
+	h.running[c][h.nextID] = h.now()
+	return h.nextID
+}
+
+func (h *health) end(c string, id uint64) {
+	h.mu.Lock()
+	delete(h.running[c], id)
+	h.mu.Unlock()
 }
 
 func (h *health) state(c string) *ComponentState {
@@ -75,6 +99,18 @@ func (h *health) snapshot() (string, map[string]ComponentState) {
 	out := make(map[string]ComponentState, len(h.comps))
 	for c, s := range h.comps {
 		out[c] = *s
+	}
+	for c, attempts := range h.running {
+		for _, start := range attempts {
+			s, ok := out[c]
+			if !ok {
+				s = ComponentState{Healthy: true}
+			}
+			if s.WaitingSince.IsZero() || start.Before(s.WaitingSince) {
+				s.WaitingSince = start
+			}
+			out[c] = s
+		}
 	}
 	return h.phase, out
 }
@@ -123,7 +159,9 @@ func (p *Pipeline) Status() Status {
 // health table without any I/O. It fails, naming every reason:
 //   - during start-up, with what start-up is doing and every failing
 //     component (a server unreachable at start is retried like any outage);
-//   - while a component has been failing for longer than FailureGrace;
+//   - while a component has been failing for longer than FailureGrace, or
+//     one of its calls has not returned for that long (a server that stopped
+//     answering);
 //   - when events were read after the last checkpoint and that checkpoint is
 //     older than maxCheckpointAge: read events are not reaching ClickHouse (a
 //     quiet, caught-up source whose checkpoint is old is fine).
@@ -142,6 +180,10 @@ func (p *Pipeline) Ready(maxCheckpointAge time.Duration) func(context.Context) e
 		sort.Strings(names)
 		for _, c := range names {
 			cs := s.Components[c]
+			if !cs.WaitingSince.IsZero() && now.Sub(cs.WaitingSince) >= p.cfg.FailureGrace {
+				problems = append(problems, fmt.Sprintf("%s: no answer for %s (waiting since %s)",
+					c, now.Sub(cs.WaitingSince).Round(time.Second), cs.WaitingSince.UTC().Format(time.RFC3339)))
+			}
 			if cs.Healthy || (s.Running && now.Sub(cs.FailingSince) < p.cfg.FailureGrace) {
 				continue
 			}
