@@ -23,8 +23,8 @@ type stallProxy struct {
 	target   string
 	stalled  atomic.Bool
 	refusing atomic.Bool
-	mu      sync.Mutex
-	conns   []net.Conn
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
