@@ -47,7 +47,11 @@ func TestCheckpointCommandFile(t *testing.T) {
 		{Pipeline: "main", Position: "tok-42", Events: 1234, SavedAt: saved},
 		{Pipeline: "other", Position: "tok-7", Events: 7, SavedAt: saved},
 	} {
-		if err := s.Save(context.Background(), checkpoint.Lease{}, cp); err != nil {
+		lease, _, _, err := s.Acquire(context.Background(), cp.Pipeline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(context.Background(), lease, cp); err != nil {
 			t.Fatal(err)
 		}
 	}
