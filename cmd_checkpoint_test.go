@@ -101,7 +101,12 @@ func TestCheckpointCommandClickHouse(t *testing.T) {
 func testCheckpointCommandClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	ctx := testenv.Context(t, time.Minute)
 	saved := time.Date(2026, 11, 22, 21, 31, 0, 5e6, time.UTC)
-	if err := chstore.New(ch.Conn, ch.Database).Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 99, SavedAt: saved}); err != nil {
+	store := chstore.New(ch.Conn, ch.Database)
+	lease, _, _, err := store.Acquire(ctx, "pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 99, SavedAt: saved}); err != nil {
 		t.Fatal(err)
 	}
 	conn := ch.Flags()
