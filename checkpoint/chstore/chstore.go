@@ -167,7 +167,7 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 	}
 	pinned, err := chsink.InsertSettings(ctx, conn)
 	if err != nil {
-		return classify(err)
+		return s.classify(err)
 	}
 	cols, err := s.columns(ctx, conn)
 	if err != nil {
@@ -176,22 +176,22 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 	if len(cols) == 0 {
 		var dbs uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", s.db).Scan(&dbs); err != nil {
-			return classify(fmt.Errorf("look up database %s: %w", s.db, err))
+			return s.classify(fmt.Errorf("look up database %s: %w", s.db, err))
 		}
 		if dbs == 0 {
 			if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
-				return classify(fmt.Errorf("create database %s: %w", s.db, err))
+				return s.classify(fmt.Errorf("create database %s: %w", s.db, err))
 			}
 		}
 		if err := conn.Exec(ctx, DDL(s.db)); err != nil {
-			return classify(fmt.Errorf("create checkpoint table %s: %w", s.table(), err))
+			return s.classify(fmt.Errorf("create checkpoint table %s: %w", s.table(), err))
 		}
 	} else if !cols["generation"] {
 		if err := conn.Exec(ctx, "ALTER TABLE "+s.table()+" ADD COLUMN "+generationColumn); err != nil {
 			// Another process may have added it at the same moment
 			// (18.16 knows no ADD COLUMN IF NOT EXISTS).
 			if cols, cerr := s.columns(ctx, conn); cerr != nil || !cols["generation"] {
-				return classify(fmt.Errorf("add column generation to checkpoint table %s: %w", s.table(), err))
+				return s.classify(fmt.Errorf("add column generation to checkpoint table %s: %w", s.table(), err))
 			}
 		}
 	}
@@ -204,7 +204,7 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 func (s *Store) columns(ctx context.Context, conn driver.Conn) (map[string]bool, error) {
 	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", s.db, Table)
 	if err != nil {
-		return nil, classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
+		return nil, s.classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
 	}
 	defer rows.Close()
 	cols := map[string]bool{}
@@ -216,7 +216,7 @@ func (s *Store) columns(ctx context.Context, conn driver.Conn) (map[string]bool,
 		cols[name] = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
+		return nil, s.classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
 	}
 	return cols, nil
 }
@@ -235,12 +235,22 @@ var permanentCodes = map[int32]bool{
 
 // classify marks err permanent when it is a ClickHouse refusal of the
 // user's rights; anything else stays transient, for the pipeline to retry.
-func classify(err error) error {
+// When the table or its database is gone, the next call creates it again.
+func (s *Store) classify(err error) error {
+	if missing(err) {
+		s.ensured = false
+	}
 	var exc *clickhouse.Exception
 	if errors.As(err, &exc) && permanentCodes[exc.Code] {
 		return fault.Permanent(err)
 	}
 	return err
+}
+
+// missing reports whether err says the table or its database does not exist.
+func missing(err error) bool {
+	var exc *clickhouse.Exception
+	return errors.As(err, &exc) && (exc.Code == 60 || exc.Code == 81) // UNKNOWN_TABLE, UNKNOWN_DATABASE
 }
 
 // row is one entry of the table.
@@ -265,7 +275,7 @@ func (s *Store) latestLocked(ctx context.Context, conn driver.Conn, pipeline str
 	rows, err := conn.Query(ctx, "SELECT position, events, saved_at, saved_at_ms, seq, deleted, "+gen+" FROM "+s.table()+
 		" FINAL WHERE pipeline = ? ORDER BY seq DESC LIMIT 1", pipeline)
 	if err != nil {
-		return r, false, classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
+		return r, false, s.classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -277,7 +287,7 @@ func (s *Store) latestLocked(ctx context.Context, conn driver.Conn, pipeline str
 		found = true
 	}
 	if err := rows.Err(); err != nil {
-		return r, false, classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
+		return r, false, s.classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
 	}
 	switch {
 	case !found:
@@ -333,6 +343,9 @@ func (s *Store) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoin
 		legacy = !cols["generation"]
 	}
 	r, found, err := s.latestLocked(ctx, conn, pipeline, legacy)
+	if missing(err) {
+		return checkpoint.Checkpoint{}, false, nil // dropped since
+	}
 	if err != nil || !found {
 		return checkpoint.Checkpoint{}, false, err
 	}
@@ -399,7 +412,7 @@ func (s *Store) verifyLocked(ctx context.Context, pipeline string, gen uint64) e
 	}
 	var n uint64
 	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.table()+" WHERE pipeline = ? AND seq >= ?", pipeline, gen<<counterBits).Scan(&n); err != nil {
-		return classify(fmt.Errorf("verify generation %d: %w", gen, err))
+		return s.classify(fmt.Errorf("verify generation %d: %w", gen, err))
 	}
 	if n > 1 {
 		return fmt.Errorf("another process acquired or reset pipeline %q at the same moment (generation %d)", pipeline, gen)
@@ -423,9 +436,13 @@ func (s *Store) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.
 		return err
 	}
 	var maxSeq, events, n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT max(seq), argMax(events, seq), count() FROM "+s.table()+" WHERE pipeline = ?", cp.Pipeline).
-		Scan(&maxSeq, &events, &n); err != nil {
-		return classify(fmt.Errorf("save checkpoint of pipeline %q to %s: read its newest generation: %w", cp.Pipeline, s.table(), err))
+	err := s.conn.QueryRow(ctx, "SELECT max(seq), argMax(events, seq), count() FROM "+s.table()+" WHERE pipeline = ?", cp.Pipeline).
+		Scan(&maxSeq, &events, &n)
+	switch {
+	case missing(err): // dropped since: the lease's generation is gone with it
+		s.ensured, n = false, 0
+	case err != nil:
+		return s.classify(fmt.Errorf("save checkpoint of pipeline %q to %s: read its newest generation: %w", cp.Pipeline, s.table(), err))
 	}
 	if err := checkpoint.CheckSave(lease, cp, checkpoint.Newest{Exists: n > 0, Generation: maxSeq >> counterBits, Events: events}); err != nil {
 		return err
@@ -461,7 +478,7 @@ func (s *Store) Reset(ctx context.Context, pipeline string) error {
 	}
 	var maxSeq, maxGen, n uint64
 	if err := s.conn.QueryRow(ctx, "SELECT max(seq), max(generation), count() FROM "+s.table()+" WHERE pipeline = ?", pipeline).Scan(&maxSeq, &maxGen, &n); err != nil {
-		return classify(fmt.Errorf("reset checkpoint of pipeline %q in %s: %w", pipeline, s.table(), err))
+		return s.classify(fmt.Errorf("reset checkpoint of pipeline %q in %s: %w", pipeline, s.table(), err))
 	}
 	if n == 0 {
 		return nil // nothing to forget, no lease to fence
@@ -487,7 +504,7 @@ func (s *Store) insertLocked(ctx context.Context, pipeline string, r row) error 
 	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table()+" (pipeline, position, events, saved_at, saved_at_ms, seq, deleted, generation)")
 	if err != nil {
-		return classify(fmt.Errorf("prepare checkpoint insert: %w", err))
+		return s.classify(fmt.Errorf("prepare checkpoint insert: %w", err))
 	}
 	defer batch.Close()
 	at := r.savedAt.UTC()
@@ -496,7 +513,7 @@ func (s *Store) insertLocked(ctx context.Context, pipeline string, r row) error 
 		return fmt.Errorf("append checkpoint row: %w", err)
 	}
 	if err := batch.Send(); err != nil {
-		return classify(fmt.Errorf("insert checkpoint row: %w", err))
+		return s.classify(fmt.Errorf("insert checkpoint row: %w", err))
 	}
 	return nil
 }

@@ -540,3 +540,35 @@ func testSaveIsSynchronous(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Errorf("%d checkpoint INSERTs in the query log, want 2", n)
 	}
 }
+
+// TestDroppedTable: when the table is dropped under a running pipeline, its
+// next save is fenced (its generation is gone), Load finds nothing, and the
+// next Acquire creates the table again.
+func TestDroppedTable(t *testing.T) {
+	testenv.ForEachClickHouse(t, testDroppedTable)
+}
+
+func testDroppedTable(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	s := New(ch.Conn, ch.Database)
+	lease, _, _, err := s.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "a", Events: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Conn.Exec(ctx, "DROP TABLE "+ch.Database+"."+Table); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "b", Events: 2})
+	if !errors.Is(err, checkpoint.ErrFenced) || !strings.Contains(err.Error(), `checkpoint of pipeline "p" was removed`) {
+		t.Errorf("Save after the table was dropped = %v, want ErrFenced saying the checkpoint was removed", err)
+	}
+	if _, found, err := s.Load(ctx, "p"); err != nil || found {
+		t.Errorf("Load after the table was dropped = found %v, %v; want none", found, err)
+	}
+	if l, _, found, err := s.Acquire(ctx, "p"); err != nil || found || l.Generation != 1 {
+		t.Errorf("Acquire after the table was dropped = %+v, found %v, %v; want generation 1 in a new table", l, found, err)
+	}
+}
