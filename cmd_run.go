@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync"
 	"syscall"
 	"time"
 
@@ -190,8 +189,8 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 	var store checkpoint.Store
 	if cfg.checkpointFile != "" {
 		store = filestore.New(cfg.checkpointFile)
-	} else {
-		store = &sinkStore{snk: snk}
+	} else if store, err = chstore.NewLazy(cfg.clickhouse); err != nil {
+		return err
 	}
 	defer store.Close()
 
@@ -230,62 +229,6 @@ func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
 	}
 	return p.Run(ctx)
 }
-
-// sinkStore keeps checkpoints in the sink's database, on the sink's
-// connection, which exists once the pipeline's start-up has ensured the
-// schema (before it acquires the checkpoint).
-type sinkStore struct {
-	snk   *chsink.Sink
-	mu    sync.Mutex
-	store *chstore.Store
-}
-
-func (s *sinkStore) get() (*chstore.Store, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.store == nil {
-		conn := s.snk.Conn()
-		if conn == nil {
-			return nil, errors.New("checkpoint store: ClickHouse is not connected yet")
-		}
-		s.store = chstore.New(conn, s.snk.Database())
-	}
-	return s.store, nil
-}
-
-func (s *sinkStore) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
-	st, err := s.get()
-	if err != nil {
-		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
-	}
-	return st.Acquire(ctx, pipeline)
-}
-
-func (s *sinkStore) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoint, bool, error) {
-	st, err := s.get()
-	if err != nil {
-		return checkpoint.Checkpoint{}, false, err
-	}
-	return st.Load(ctx, pipeline)
-}
-
-func (s *sinkStore) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.Checkpoint) error {
-	st, err := s.get()
-	if err != nil {
-		return err
-	}
-	return st.Save(ctx, lease, cp)
-}
-
-func (s *sinkStore) Reset(ctx context.Context, pipeline string) error {
-	st, err := s.get()
-	if err != nil {
-		return err
-	}
-	return st.Reset(ctx, pipeline)
-}
-
-func (s *sinkStore) Close() error { return nil }
 
 // openSource builds the configured source, its enricher (or nil) and a
 // function that copies its statistics into metrics (or nil).

@@ -124,7 +124,16 @@ func (m *memStore) Acquire(ctx context.Context, pipeline string) (checkpoint.Lea
 	return checkpoint.Lease{Pipeline: pipeline, Generation: 1}, cp, found, err
 }
 
-func (m *memStore) Save(_ context.Context, _ checkpoint.Lease, cp checkpoint.Checkpoint) error {
+// Save judges a save as the real stores do (checkpoint.CheckSave): the
+// pipeline must save under its lease and never move backwards.
+func (m *memStore) Save(_ context.Context, lease checkpoint.Lease, cp checkpoint.Checkpoint) error {
+	newest := checkpoint.Newest{Exists: true, Generation: 1}
+	if m.cp != nil {
+		newest.Events = m.cp.Events
+	}
+	if err := checkpoint.CheckSave(lease, cp, newest); err != nil {
+		return err
+	}
 	m.j.add("save %s %d", cp.Position, cp.Events)
 	m.cp = &cp
 	return nil

@@ -2,13 +2,21 @@
 //
 //	<db>._tributary_checkpoints (pipeline String, position String,
 //	    events UInt64, saved_at DateTime('UTC'), saved_at_ms UInt16,
-//	    seq UInt64, deleted UInt8)
+//	    seq UInt64, deleted UInt8, generation UInt64)
 //	ENGINE = ReplacingMergeTree(seq) ORDER BY pipeline
 //
-// Every Save inserts a row with a larger seq than any before it for that
-// pipeline, and Load reads the pipeline's row under FINAL, so the latest save
-// wins even before ClickHouse merges. Reset inserts a tombstone (deleted = 1).
-// The layout is the same on every server version (18.16 has no DateTime64).
+// Every row is an entry of one generation (a lease, see package
+// checkpoint) and its seq is generation<<32 | counter, the counter counting
+// the entries within the generation: 0 is the row Acquire writes to carry
+// the latest checkpoint into its new generation, 1 a Reset's tombstone
+// (deleted = 1), 2 and up the saves. So the newest generation's rows have
+// the highest seq whatever the order they arrive in and whatever the
+// clocks say, and under FINAL (which keeps the row with the highest seq per
+// pipeline) a stale process's late save never wins over a newer generation.
+// The layout is the same on every server version (18.16 has no
+// DateTime64); tables of earlier versions, without the generation column,
+// get it on first use, and their rows' seqs (a microsecond clock, about
+// 2^50) stay below the first generation chosen above them.
 package chstore
 
 import (
@@ -22,6 +30,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -31,41 +40,90 @@ var _ checkpoint.Store = (*Store)(nil)
 // Table is the name of the checkpoint table.
 const Table = "_tributary_checkpoints"
 
-// Store keeps checkpoints in a ClickHouse table. It is safe for concurrent use.
-type Store struct {
-	conn driver.Conn
-	db   string
-	own  bool // Close closes conn
+// The parts of seq (see the package comment).
+const (
+	counterBits      = 32
+	counterMask      = 1<<counterBits - 1
+	maxGeneration    = 1<<(64-counterBits) - 1
+	counterAcquire   = 0 // the row Acquire carries the latest checkpoint in with
+	counterReset     = 1 // Reset's tombstone: above a concurrent Acquire's row of the same generation
+	counterFirstSave = 2
+)
 
-	mu      sync.Mutex
-	ensured bool
-	// insertSettings are the sink's pinned insert settings this server
-	// knows (chsink.InsertSettings): a save is stored when it returns.
+// Store keeps checkpoints in a ClickHouse table. It is safe for concurrent
+// use; its methods make one attempt each and classify failures with
+// internal/fault.
+type Store struct {
+	cfg *chsink.Config // NewLazy: how to connect on first use
+	db  string
+
+	mu   sync.Mutex
+	conn driver.Conn
+	snk  *chsink.Sink // the connection the store made (NewLazy, Open), closed by Close
+	// ensured: the table exists with every column, and insertSettings are
+	// the sink's pinned insert settings this server knows
+	// (chsink.InsertSettings), so that a save is stored when it returns.
+	ensured        bool
 	insertSettings clickhouse.Settings
-	lastSeq        map[string]uint64 // the highest seq known per pipeline
 	now            func() time.Time
+	// beforeVerify, when set (tests), runs between the insert of a new
+	// generation's row and the check that no other process took the same
+	// generation at the same moment.
+	beforeVerify func(ctx context.Context, generation uint64)
 }
 
 // New returns a store on an existing connection (for instance
 // (*chsink.Sink).Conn()), keeping its table in database. It makes no query;
-// the table is created by Ensure or the first Save. Close leaves conn open.
+// the table is created or upgraded by Ensure or the first Acquire, Save or
+// Reset. Close leaves conn open.
 func New(conn driver.Conn, database string) *Store {
-	return &Store{conn: conn, db: database, lastSeq: map[string]uint64{}, now: time.Now}
+	return &Store{conn: conn, db: database, now: time.Now}
 }
 
-// Open connects to ClickHouse with cfg (see chsink.Open) and returns a store
-// in cfg.Database that owns the connection.
-func Open(ctx context.Context, cfg chsink.Config) (*Store, error) {
+// NewLazy returns a store in cfg.Database that connects to ClickHouse with
+// cfg on first use, not before, so that a process can build it before
+// ClickHouse answers. Each call makes at most one connection attempt: a
+// failed one is returned (permanent for bad credentials or an invalid
+// configuration, transient for an unreachable server) and the next call
+// tries again. Close closes the connection. The only error is an invalid
+// cfg (permanent).
+func NewLazy(cfg chsink.Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid ClickHouse configuration: %w", err)
+		return nil, fault.Permanent(fmt.Errorf("invalid ClickHouse configuration for checkpoints: %w", err))
 	}
-	conn, err := chsink.Open(ctx, cfg)
+	return &Store{cfg: &cfg, db: cfg.Database, now: time.Now}, nil
+}
+
+// Open is NewLazy followed by connecting at once, for commands that want a
+// connection failure reported up front.
+func Open(ctx context.Context, cfg chsink.Config) (*Store, error) {
+	s, err := NewLazy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := New(conn, cfg.Database)
-	s.own = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.connLocked(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// connLocked returns the connection, connecting first when the store is
+// lazy and not connected yet (one attempt).
+func (s *Store) connLocked(ctx context.Context) (driver.Conn, error) {
+	if s.conn != nil {
+		return s.conn, nil
+	}
+	if s.cfg == nil {
+		return nil, fault.Permanent(errors.New("checkpoint store: no connection"))
+	}
+	snk, err := chsink.New(ctx, *s.cfg, nil) // one attempt; bad credentials are marked permanent
+	if err != nil {
+		return nil, fmt.Errorf("connect to ClickHouse for checkpoints: %w", err)
+	}
+	s.snk, s.conn = snk, snk.Conn()
+	return s.conn, nil
 }
 
 func (s *Store) table() string { return s.db + "." + Table }
@@ -73,20 +131,26 @@ func (s *Store) table() string { return s.db + "." + Table }
 // DDL returns the statement that creates the checkpoint table in database.
 func DDL(database string) string {
 	return "CREATE TABLE IF NOT EXISTS " + database + "." + Table + ` (
-    pipeline String COMMENT 'Name of the pipeline (--pipeline).',
+    pipeline String COMMENT 'Name of the pipeline (--pipeline.name).',
     position String COMMENT 'Where the source resumes: a paging token or an LSN.',
     events UInt64 COMMENT 'Events written by the pipeline up to position, in total.',
     saved_at DateTime('UTC') COMMENT 'When the checkpoint was saved, whole seconds.',
     saved_at_ms UInt16 COMMENT 'Milliseconds of saved_at.',
-    seq UInt64 COMMENT 'Save order: strictly increasing per pipeline; the highest wins.',
-    deleted UInt8 COMMENT '1: a reset (tombstone); the pipeline starts over.'
+    seq UInt64 COMMENT 'generation<<32 | counter within the generation: the highest wins.',
+    deleted UInt8 COMMENT '1: a reset (tombstone); the pipeline starts over.',
+    ` + generationColumn + `
 )
 ENGINE = ReplacingMergeTree(seq)
 ORDER BY pipeline`
 }
 
-// Ensure creates the database and the checkpoint table if they are missing.
-// It is idempotent.
+// generationColumn is the column added in the version that fences
+// checkpoints; tables created before it get it by ALTER TABLE.
+const generationColumn = `generation UInt64 COMMENT 'The lease (process start or reset) the row was written under; seq >> 32.'`
+
+// Ensure creates the database and the checkpoint table if they are missing
+// and adds the generation column to a table of an earlier version. It is
+// idempotent.
 func (s *Store) Ensure(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,34 +158,93 @@ func (s *Store) Ensure(ctx context.Context) error {
 }
 
 func (s *Store) ensureLocked(ctx context.Context) error {
-	if s.ensured {
-		return nil
-	}
-	pinned, err := chsink.InsertSettings(ctx, s.conn)
+	conn, err := s.connLocked(ctx)
 	if err != nil {
 		return err
 	}
-	var n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.db, Table).Scan(&n); err != nil {
-		return fmt.Errorf("look up checkpoint table %s: %w", s.table(), err)
+	if s.ensured {
+		return nil
 	}
-	if n == 0 {
+	pinned, err := chsink.InsertSettings(ctx, conn)
+	if err != nil {
+		return s.classify(err)
+	}
+	cols, err := s.columns(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(cols) == 0 {
 		var dbs uint64
-		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", s.db).Scan(&dbs); err != nil {
-			return fmt.Errorf("look up database %s: %w", s.db, err)
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", s.db).Scan(&dbs); err != nil {
+			return s.classify(fmt.Errorf("look up database %s: %w", s.db, err))
 		}
 		if dbs == 0 {
-			if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
-				return fmt.Errorf("create database %s: %w", s.db, err)
+			if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+				return s.classify(fmt.Errorf("create database %s: %w", s.db, err))
 			}
 		}
-		if err := s.conn.Exec(ctx, DDL(s.db)); err != nil {
-			return fmt.Errorf("create checkpoint table %s: %w", s.table(), err)
+		if err := conn.Exec(ctx, DDL(s.db)); err != nil {
+			return s.classify(fmt.Errorf("create checkpoint table %s: %w", s.table(), err))
+		}
+	} else if !cols["generation"] {
+		if err := conn.Exec(ctx, "ALTER TABLE "+s.table()+" ADD COLUMN "+generationColumn); err != nil {
+			// Another process may have added it at the same moment
+			// (18.16 knows no ADD COLUMN IF NOT EXISTS).
+			if cols, cerr := s.columns(ctx, conn); cerr != nil || !cols["generation"] {
+				return s.classify(fmt.Errorf("add column generation to checkpoint table %s: %w", s.table(), err))
+			}
 		}
 	}
 	s.ensured = true
 	s.insertSettings = pinned
 	return nil
+}
+
+// columns returns the checkpoint table's columns; none when it does not exist.
+func (s *Store) columns(ctx context.Context, conn driver.Conn) (map[string]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", s.db, Table)
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
+	}
+	defer rows.Close()
+	cols := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("look up checkpoint table %s: %w", s.table(), err)
+		}
+		cols[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.classify(fmt.Errorf("look up checkpoint table %s: %w", s.table(), err))
+	}
+	return cols, nil
+}
+
+// permanentCodes are ClickHouse exceptions no retry of a checkpoint query
+// can fix: the user may not read or write the table.
+var permanentCodes = map[int32]bool{
+	164: true, // READONLY
+	192: true, // UNKNOWN_USER
+	193: true, // WRONG_PASSWORD
+	194: true, // REQUIRED_PASSWORD
+	195: true, // IP_ADDRESS_NOT_ALLOWED
+	497: true, // ACCESS_DENIED
+	516: true, // AUTHENTICATION_FAILED
+}
+
+// classify marks err permanent when it is a ClickHouse refusal of the
+// user's rights; anything else stays transient, for the pipeline to retry.
+// When the table or its database is gone, the next call creates it again.
+func (s *Store) classify(err error) error {
+	if missing(err) {
+		s.ensured = false
+	}
+	var exc *clickhouse.Exception
+	if errors.As(err, &exc) && permanentCodes[exc.Code] {
+		return fault.Permanent(err)
+	}
+	return err
 }
 
 // missing reports whether err says the table or its database does not exist.
@@ -130,139 +253,280 @@ func missing(err error) bool {
 	return errors.As(err, &exc) && (exc.Code == 60 || exc.Code == 81) // UNKNOWN_TABLE, UNKNOWN_DATABASE
 }
 
-// Load returns the latest checkpoint of pipeline; none when the table does
-// not exist yet or the last entry is a reset.
-func (s *Store) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoint, bool, error) {
-	rows, err := s.conn.Query(ctx, "SELECT position, events, saved_at, saved_at_ms, seq, deleted FROM "+s.table()+
-		" FINAL WHERE pipeline = ? ORDER BY seq DESC LIMIT 1", pipeline)
-	if missing(err) {
-		return checkpoint.Checkpoint{}, false, nil
+// row is one entry of the table.
+type row struct {
+	position   string
+	events     uint64
+	savedAt    time.Time
+	seq        uint64
+	deleted    uint8
+	generation uint64
+}
+
+// latestLocked reads the pipeline's newest row (FINAL keeps the highest seq);
+// found is false when it has none. legacy says the table lacks the
+// generation column (its rows have generation 0). A row that cannot be read
+// or is inconsistent is a permanent error that says how to repair it.
+func (s *Store) latestLocked(ctx context.Context, conn driver.Conn, pipeline string, legacy bool) (r row, found bool, err error) {
+	gen := "generation"
+	if legacy {
+		gen = "toUInt64(0)"
 	}
+	rows, err := conn.Query(ctx, "SELECT position, events, saved_at, saved_at_ms, seq, deleted, "+gen+" FROM "+s.table()+
+		" FINAL WHERE pipeline = ? ORDER BY seq DESC LIMIT 1", pipeline)
 	if err != nil {
-		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint of %s from %s: %w", pipeline, s.table(), err)
+		return r, false, s.classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
 	}
 	defer rows.Close()
-	var (
-		position string
-		events   uint64
-		savedAt  time.Time
-		ms       uint16
-		seq      uint64
-		deleted  uint8
-		found    bool
-	)
 	for rows.Next() {
-		if err := rows.Scan(&position, &events, &savedAt, &ms, &seq, &deleted); err != nil {
-			return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint of %s: %w", pipeline, err)
+		var ms uint16
+		if err := rows.Scan(&r.position, &r.events, &r.savedAt, &ms, &r.seq, &r.deleted, &r.generation); err != nil {
+			return r, false, s.corrupt(pipeline, err.Error())
 		}
+		r.savedAt = r.savedAt.Add(time.Duration(ms) * time.Millisecond).UTC()
 		found = true
 	}
 	if err := rows.Err(); err != nil {
-		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint of %s: %w", pipeline, err)
+		return r, false, s.classify(fmt.Errorf("read checkpoint of pipeline %q from %s: %w", pipeline, s.table(), err))
 	}
-	if !found {
-		return checkpoint.Checkpoint{}, false, nil
+	switch {
+	case !found:
+	case r.deleted > 1:
+		return r, false, s.corrupt(pipeline, fmt.Sprintf("deleted is %d, not 0 or 1", r.deleted))
+	case r.generation != 0 && r.generation != r.seq>>counterBits:
+		return r, false, s.corrupt(pipeline, fmt.Sprintf("generation %d does not match seq %d (generation<<32 | counter)", r.generation, r.seq))
 	}
-	s.mu.Lock()
-	s.lastSeq[pipeline] = max(s.lastSeq[pipeline], seq)
-	s.mu.Unlock()
-	if deleted != 0 {
-		return checkpoint.Checkpoint{}, false, nil
+	return r, found, nil
+}
+
+// corrupt is the permanent error of a row that cannot be used.
+func (s *Store) corrupt(pipeline, why string) error {
+	return checkpoint.Corrupt(fmt.Sprintf("the checkpoint row of pipeline %q in %s cannot be read (%s): repair the row, or run `tributary checkpoint reset --pipeline %s` to start the pipeline over from its configured start",
+		pipeline, s.table(), why, pipeline))
+}
+
+// checkpointOf returns r as a checkpoint, and whether it is one (not a reset).
+func checkpointOf(pipeline string, r row) (checkpoint.Checkpoint, bool) {
+	if r.deleted != 0 {
+		return checkpoint.Checkpoint{Pipeline: pipeline, Generation: r.generation}, false
 	}
 	return checkpoint.Checkpoint{
-		Pipeline: pipeline,
-		Position: source.Position(position),
-		Events:   events,
-		SavedAt:  savedAt.Add(time.Duration(ms) * time.Millisecond).UTC(),
-	}, true, nil
+		Pipeline:   pipeline,
+		Position:   source.Position(r.position),
+		Events:     r.events,
+		SavedAt:    r.savedAt,
+		Generation: r.generation,
+	}, true
 }
 
-// nextSeq returns a seq larger than any the pipeline has: the wall clock in
-// microseconds, or the last seq plus one when the clock is behind it. The
-// last seq is read from the table once per pipeline and process, so seq
-// stays monotonic across restarts even if the clock stepped back.
-func (s *Store) nextSeq(ctx context.Context, pipeline string) (uint64, error) {
-	last, known := s.lastSeq[pipeline]
-	if !known {
-		if err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM "+s.table()+" WHERE pipeline = ?", pipeline).Scan(&last); err != nil {
-			return 0, fmt.Errorf("read the last seq of %s: %w", pipeline, err)
-		}
+// Load returns the latest checkpoint of pipeline; none when the table does
+// not exist yet or the newest entry is a reset. It changes nothing (a table
+// of an earlier version is read as it is, its rows as generation 0). When
+// found is false but the pipeline has entries (it was reset, or started
+// from scratch and saved nothing yet), cp carries their newest Generation.
+func (s *Store) Load(ctx context.Context, pipeline string) (checkpoint.Checkpoint, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conn, err := s.connLocked(ctx)
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, err
 	}
-	seq := max(uint64(s.now().UnixMicro()), last+1)
-	s.lastSeq[pipeline] = seq
-	return seq, nil
+	legacy := false
+	if !s.ensured {
+		cols, err := s.columns(ctx, conn)
+		if err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+		if len(cols) == 0 {
+			return checkpoint.Checkpoint{}, false, nil
+		}
+		legacy = !cols["generation"]
+	}
+	r, found, err := s.latestLocked(ctx, conn, pipeline, legacy)
+	if missing(err) {
+		return checkpoint.Checkpoint{}, false, nil // dropped since
+	}
+	if err != nil || !found {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	cp, ok := checkpointOf(pipeline, r)
+	return cp, ok, nil
 }
 
-func (s *Store) insert(ctx context.Context, cp checkpoint.Checkpoint, deleted uint8) error {
+// Acquire reads the pipeline's newest row, then writes a row of a new
+// generation above every generation and seq in the table, carrying that
+// checkpoint (or its absence, as a tombstone) forward, and returns the
+// new generation's lease with the checkpoint (its Generation is the new
+// one, as a Load now reports). When another process took the same
+// generation at the same moment (a second process starting, a reset), it
+// returns a transient error: the retry takes the next generation.
+func (s *Store) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
+	if pipeline == "" {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, fault.Permanent(errors.New("acquire checkpoint: empty pipeline name"))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ensureLocked(ctx); err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
+	}
+	r, found, err := s.latestLocked(ctx, s.conn, pipeline, false)
+	if err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
+	}
+	gen, err := s.nextGeneration(pipeline, max(r.generation, r.seq>>counterBits))
+	if err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
+	}
+	carried := row{deleted: 1, savedAt: s.now().UTC()}
+	if found {
+		carried = r
+	}
+	carried.seq, carried.generation = gen<<counterBits|counterAcquire, gen
+	if err := s.insertLocked(ctx, pipeline, carried); err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, fmt.Errorf("acquire checkpoint of pipeline %q in %s: %w", pipeline, s.table(), err)
+	}
+	if err := s.verifyLocked(ctx, pipeline, gen); err != nil {
+		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, fmt.Errorf("acquire checkpoint of pipeline %q: %w (retry to take the next generation)", pipeline, err)
+	}
+	cp, ok := checkpointOf(pipeline, carried)
+	return checkpoint.Lease{Pipeline: pipeline, Generation: gen}, cp, ok, nil
+}
+
+// nextGeneration returns the generation after newest, or a permanent error
+// when seq has no room for it.
+func (s *Store) nextGeneration(pipeline string, newest uint64) (uint64, error) {
+	if newest >= maxGeneration {
+		return 0, fault.Permanent(fmt.Errorf("checkpoint of pipeline %q in %s is at generation %d, the last one seq can hold: delete its rows (ALTER TABLE %s DELETE WHERE pipeline = '%s') to start it over from its configured start",
+			pipeline, s.table(), newest, s.table(), pipeline))
+	}
+	return newest + 1, nil
+}
+
+// verifyLocked checks that the row just written is the only one of
+// generation gen or above: two processes that read the same newest row at
+// the same moment chose the same generation, and at most one of them sees
+// only its own row (inserts are synchronous), so at most one holds it.
+func (s *Store) verifyLocked(ctx context.Context, pipeline string, gen uint64) error {
+	if s.beforeVerify != nil {
+		s.beforeVerify(ctx, gen)
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.table()+" WHERE pipeline = ? AND seq >= ?", pipeline, gen<<counterBits).Scan(&n); err != nil {
+		return s.classify(fmt.Errorf("verify generation %d: %w", gen, err))
+	}
+	if n > 1 {
+		return fmt.Errorf("another process acquired or reset pipeline %q at the same moment (generation %d)", pipeline, gen)
+	}
+	return nil
+}
+
+// Save checks with one query that no newer generation exists and that
+// cp.Events does not go below the generation's newest entry
+// (checkpoint.CheckSave), then inserts cp as the generation's next entry.
+// It is durable in ClickHouse when Save returns. A zero SavedAt is set to
+// now. Should a stale process's insert land after a newer Acquire despite
+// the check, its seq is below the newer generation's and it never wins.
+func (s *Store) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.Checkpoint) error {
+	if err := checkpoint.CheckSave(lease, cp, checkpoint.Newest{Exists: true, Generation: lease.Generation}); err != nil {
+		return err // no lease at all: nothing to ask the table
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ensureLocked(ctx); err != nil {
 		return err
 	}
-	seq, err := s.nextSeq(ctx, cp.Pipeline)
-	if err != nil {
+	var maxSeq, events, n uint64
+	err := s.conn.QueryRow(ctx, "SELECT max(seq), argMax(events, seq), count() FROM "+s.table()+" WHERE pipeline = ?", cp.Pipeline).
+		Scan(&maxSeq, &events, &n)
+	switch {
+	case missing(err): // dropped since: the lease's generation is gone with it
+		s.ensured, n = false, 0
+	case err != nil:
+		return s.classify(fmt.Errorf("save checkpoint of pipeline %q to %s: read its newest generation: %w", cp.Pipeline, s.table(), err))
+	}
+	if err := checkpoint.CheckSave(lease, cp, checkpoint.Newest{Exists: n > 0, Generation: maxSeq >> counterBits, Events: events}); err != nil {
 		return err
+	}
+	seq := max(maxSeq+1, lease.Generation<<counterBits|counterFirstSave)
+	if seq>>counterBits != lease.Generation {
+		return fault.Permanent(fmt.Errorf("save checkpoint of pipeline %q: generation %d is full (%d saves): restart the process to take a new one", cp.Pipeline, lease.Generation, uint64(counterMask)))
 	}
 	at := cp.SavedAt
 	if at.IsZero() {
 		at = s.now()
 	}
-	at = at.UTC()
+	r := row{position: string(cp.Position), events: cp.Events, savedAt: at.UTC(), seq: seq, generation: lease.Generation}
+	if err := s.insertLocked(ctx, cp.Pipeline, r); err != nil {
+		return fmt.Errorf("save checkpoint of pipeline %q to %s: %w", cp.Pipeline, s.table(), err)
+	}
+	return nil
+}
+
+// Reset writes a tombstone in a new generation, so that Load finds no
+// checkpoint, the pipeline starts over, and every lease is fenced: a
+// running pipeline stops at its next save. It reads only the pipeline's
+// highest seq and generation, so it also replaces a row that cannot be read.
+// A pipeline without any row (so without a lease) is left alone.
+func (s *Store) Reset(ctx context.Context, pipeline string) error {
+	if pipeline == "" {
+		return fault.Permanent(errors.New("reset checkpoint: empty pipeline name"))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ensureLocked(ctx); err != nil {
+		return err
+	}
+	var maxSeq, maxGen, n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT max(seq), max(generation), count() FROM "+s.table()+" WHERE pipeline = ?", pipeline).Scan(&maxSeq, &maxGen, &n); err != nil {
+		return s.classify(fmt.Errorf("reset checkpoint of pipeline %q in %s: %w", pipeline, s.table(), err))
+	}
+	if n == 0 {
+		return nil // nothing to forget, no lease to fence
+	}
+	gen, err := s.nextGeneration(pipeline, max(maxGen, maxSeq>>counterBits))
+	if err != nil {
+		return err
+	}
+	tomb := row{deleted: 1, savedAt: s.now().UTC(), seq: gen<<counterBits | counterReset, generation: gen}
+	if err := s.insertLocked(ctx, pipeline, tomb); err != nil {
+		return fmt.Errorf("reset checkpoint of pipeline %q in %s: %w", pipeline, s.table(), err)
+	}
+	if err := s.verifyLocked(ctx, pipeline, gen); err != nil {
+		return fmt.Errorf("reset checkpoint of pipeline %q: %w: run the reset again", pipeline, err)
+	}
+	return nil
+}
+
+// insertLocked inserts r for pipeline with the pinned insert settings.
+func (s *Store) insertLocked(ctx context.Context, pipeline string, r row) error {
 	if len(s.insertSettings) > 0 {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.insertSettings))
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table()+" (pipeline, position, events, saved_at, saved_at_ms, seq, deleted)")
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table()+" (pipeline, position, events, saved_at, saved_at_ms, seq, deleted, generation)")
 	if err != nil {
-		return fmt.Errorf("prepare checkpoint insert: %w", err)
+		return s.classify(fmt.Errorf("prepare checkpoint insert: %w", err))
 	}
 	defer batch.Close()
-	if err := batch.Append(cp.Pipeline, string(cp.Position), cp.Events, at.Truncate(time.Second),
-		uint16(at.Nanosecond()/int(time.Millisecond)), seq, deleted); err != nil {
+	at := r.savedAt.UTC()
+	if err := batch.Append(pipeline, r.position, r.events, at.Truncate(time.Second),
+		uint16(at.Nanosecond()/int(time.Millisecond)), r.seq, r.deleted, r.generation); err != nil {
 		return fmt.Errorf("append checkpoint row: %w", err)
 	}
 	if err := batch.Send(); err != nil {
-		delete(s.lastSeq, cp.Pipeline) // unknown whether it landed: re-read next time
-		return fmt.Errorf("insert checkpoint row: %w", err)
+		return s.classify(fmt.Errorf("insert checkpoint row: %w", err))
 	}
 	return nil
 }
 
-// Save inserts cp as the pipeline's latest checkpoint; it is durable in
-// ClickHouse when Save returns. A zero SavedAt is set to now.
-// Acquire returns the latest checkpoint with a lease. (Stub: generations
-// are not kept yet.)
-func (s *Store) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease, checkpoint.Checkpoint, bool, error) {
-	cp, found, err := s.Load(ctx, pipeline)
-	return checkpoint.Lease{Pipeline: pipeline}, cp, found, err
-}
-
-func (s *Store) Save(ctx context.Context, _ checkpoint.Lease, cp checkpoint.Checkpoint) error {
-	if cp.Pipeline == "" {
-		return errors.New("save checkpoint: empty pipeline name")
-	}
-	if err := s.insert(ctx, cp, 0); err != nil {
-		return fmt.Errorf("save checkpoint of %s to %s: %w", cp.Pipeline, s.table(), err)
-	}
-	return nil
-}
-
-// Reset writes a tombstone, so that Load finds no checkpoint and the
-// pipeline starts over.
-func (s *Store) Reset(ctx context.Context, pipeline string) error {
-	if err := s.insert(ctx, checkpoint.Checkpoint{Pipeline: pipeline}, 1); err != nil {
-		return fmt.Errorf("reset checkpoint of %s in %s: %w", pipeline, s.table(), err)
-	}
-	return nil
-}
-
-// Close closes the connection if the store opened it (Open), and does
-// nothing if it was given one (New).
+// Close closes the connection if the store made it (NewLazy, Open), and
+// does nothing if it was given one (New).
 func (s *Store) Close() error {
-	if !s.own {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snk == nil {
 		return nil
 	}
-	if err := s.conn.Close(); err != nil {
-		return fmt.Errorf("close ClickHouse connection: %w", err)
-	}
-	return nil
+	err := s.snk.Close()
+	s.snk, s.conn = nil, nil
+	return err
 }

@@ -1,10 +1,15 @@
 package chstore
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/checkpoint/storetest"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source"
@@ -17,6 +22,57 @@ func storeConfig(ch *testenv.ClickHouseServer) chsink.Config {
 	cfg.Database = ch.Database
 	cfg.Settings = ch.Settings
 	return cfg
+}
+
+// lazy returns a store with a connection of its own (another process).
+func lazy(t *testing.T, ch *testenv.ClickHouseServer) *Store {
+	t.Helper()
+	s, err := NewLazy(storeConfig(ch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestConformance plays the scenarios every store passes; the stores of a
+// scenario alternate between the test's connection and connections of
+// their own.
+func TestConformance(t *testing.T) {
+	testenv.ForEachClickHouse(t, func(t *testing.T, ch *testenv.ClickHouseServer) {
+		n := 0
+		storetest.Run(t, testenv.Context(t, 2*time.Minute), func(t *testing.T) checkpoint.Store {
+			n++
+			if n%2 == 0 {
+				return lazy(t, ch)
+			}
+			return New(ch.Conn, ch.Database)
+		})
+	})
+}
+
+// insertRow writes a row directly, as a process of another version or a
+// stale process would.
+func insertRow(t *testing.T, ctx context.Context, ch *testenv.ClickHouseServer, pipeline, position string, events, seq uint64, deleted uint8, generation uint64) {
+	t.Helper()
+	insert(t, ctx, ch, "pipeline, position, events, saved_at, saved_at_ms, seq, deleted, generation",
+		pipeline, position, events, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), uint16(0), seq, deleted, generation)
+}
+
+// insert inserts one row of values into the named columns of the table
+// (through a batch: 18.16 takes no INSERT … VALUES with bound arguments).
+func insert(t *testing.T, ctx context.Context, ch *testenv.ClickHouseServer, columns string, values ...any) {
+	t.Helper()
+	b, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO "+ch.Database+"."+Table+" ("+columns+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Append(values...); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestSaveLoadReset(t *testing.T) {
@@ -39,16 +95,27 @@ func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Errorf("Load created the checkpoint table; want Load without side effects")
 	}
 
-	at := time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)
-	saves := []checkpoint.Checkpoint{
-		{Pipeline: "a", Position: "tok-1", Events: 10, SavedAt: at},
-		{Pipeline: "b", Position: "0/16B3748", Events: 5, SavedAt: at},
-		{Pipeline: "a", Position: "tok-2", Events: 25, SavedAt: at.Add(1500 * time.Millisecond)},
-		{Pipeline: "a", Position: "tok-3", Events: 40, SavedAt: at.Add(2 * time.Second)},
+	la, _, found, err := s.Acquire(ctx, "a")
+	if err != nil || found || la.Generation != 1 {
+		t.Fatalf("first Acquire = %+v, found %v, %v; want generation 1, nothing found", la, found, err)
 	}
-	for _, cp := range saves {
-		if err := s.Save(ctx, checkpoint.Lease{}, cp); err != nil {
-			t.Fatalf("Save(%v): %v", cp, err)
+	lb, _, _, err := s.Acquire(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)
+	saves := []struct {
+		lease checkpoint.Lease
+		cp    checkpoint.Checkpoint
+	}{
+		{la, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-1", Events: 10, SavedAt: at, Generation: 1}},
+		{lb, checkpoint.Checkpoint{Pipeline: "b", Position: "0/16B3748", Events: 5, SavedAt: at, Generation: 1}},
+		{la, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-2", Events: 25, SavedAt: at.Add(1500 * time.Millisecond), Generation: 1}},
+		{la, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-3", Events: 40, SavedAt: at.Add(2 * time.Second), Generation: 1}},
+	}
+	for _, sv := range saves {
+		if err := s.Save(ctx, sv.lease, sv.cp); err != nil {
+			t.Fatalf("Save(%v): %v", sv.cp, err)
 		}
 	}
 	// A second store on its own connection (another process, a restart).
@@ -62,14 +129,14 @@ func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 		want      checkpoint.Checkpoint
 		wantFound bool
 	}{
-		{"a", saves[3], true},
-		{"b", saves[1], true},
+		{"a", saves[3].cp, true},
+		{"b", saves[1].cp, true},
 		{"c", checkpoint.Checkpoint{}, false},
 	}
 	for _, tt := range tests {
 		got, found, err := s2.Load(ctx, tt.pipeline)
 		if err != nil || found != tt.wantFound || !got.SavedAt.Equal(tt.want.SavedAt) || got.Position != tt.want.Position ||
-			got.Events != tt.want.Events || got.Pipeline != tt.want.Pipeline {
+			got.Events != tt.want.Events || got.Pipeline != tt.want.Pipeline || got.Generation != tt.want.Generation {
 			t.Errorf("Load(%s) = %+v, %v, %v; want %+v, %v", tt.pipeline, got, found, err, tt.want, tt.wantFound)
 		}
 	}
@@ -77,18 +144,290 @@ func testSaveLoadReset(t *testing.T, ch *testenv.ClickHouseServer) {
 	if err := s2.Reset(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, err := s.Load(ctx, "a"); err != nil || found {
-		t.Errorf("Load(a) after Reset = found %v, %v; want none", found, err)
+	if got, found, err := s.Load(ctx, "a"); err != nil || found || got.Generation != 2 {
+		t.Errorf("Load(a) after Reset = %+v, found %v, %v; want none, generation 2", got, found, err)
 	}
 	if got, found, _ := s.Load(ctx, "b"); !found || got.Position != "0/16B3748" {
 		t.Errorf("Load(b) after Reset(a) = %+v, %v; want position 0/16B3748", got, found)
 	}
-	// A save after the reset brings the pipeline back.
-	if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-9", Events: 1}); err != nil {
+	// A new lease after the reset brings the pipeline back.
+	la2, _, found, err := s.Acquire(ctx, "a")
+	if err != nil || found || la2.Generation != 3 {
+		t.Fatalf("Acquire after Reset = %+v, found %v, %v; want generation 3, nothing found", la2, found, err)
+	}
+	if err := s.Save(ctx, la2, checkpoint.Checkpoint{Pipeline: "a", Position: "tok-9", Events: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got, found, err := s2.Load(ctx, "a"); err != nil || !found || got.Position != "tok-9" {
-		t.Errorf("Load(a) after a new save = %+v, %v, %v; want tok-9", got, found, err)
+	if got, found, err := s2.Load(ctx, "a"); err != nil || !found || got.Position != "tok-9" || got.Generation != 3 {
+		t.Errorf("Load(a) after a new save = %+v, %v, %v; want tok-9 in generation 3", got, found, err)
+	}
+}
+
+// TestStaleRowNeverWins: a stale process's save that lands after a newer
+// Acquire (it passed its check just before) loses by construction, before
+// and after ClickHouse merges, whatever its counter.
+func TestStaleRowNeverWins(t *testing.T) {
+	testenv.ForEachClickHouse(t, testStaleRowNeverWins)
+}
+
+func testStaleRowNeverWins(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	old, fresh := New(ch.Conn, ch.Database), lazy(t, ch)
+	defer fresh.Close()
+	l1, _, _, err := old.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Save(ctx, l1, checkpoint.Checkpoint{Pipeline: "p", Position: "old-1", Events: 10}); err != nil {
+		t.Fatal(err)
+	}
+	l2, cp, _, err := fresh.Acquire(ctx, "p")
+	if err != nil || cp.Position != "old-1" {
+		t.Fatalf("second Acquire = %+v, %+v, %v; want old-1 carried forward", l2, cp, err)
+	}
+	tests := []struct {
+		name    string
+		counter uint64
+	}{
+		{"the stale process's next save", 3},
+		{"a stale save with the largest counter", counterMask},
+	}
+	for _, tt := range tests {
+		insertRow(t, ctx, ch, "p", "stale", 99, l1.Generation<<counterBits|tt.counter, 0, l1.Generation)
+		for _, final := range []bool{false, true} {
+			if final {
+				if err := ch.Conn.Exec(ctx, "OPTIMIZE TABLE "+ch.Database+"."+Table+" FINAL"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p")
+			if err != nil || !found || got.Position != "old-1" || got.Generation != l2.Generation {
+				t.Errorf("%s (merged %v): Load = %+v, %v, %v; want old-1 of generation %d", tt.name, final, got, found, err, l2.Generation)
+			}
+			var pos string
+			if err := ch.Conn.QueryRow(ctx, "SELECT position FROM "+ch.Database+"."+Table+" FINAL WHERE pipeline = 'p'").Scan(&pos); err != nil || pos != "old-1" {
+				t.Errorf("%s (merged %v): FINAL row = %q, %v; want old-1", tt.name, final, pos, err)
+			}
+		}
+	}
+	err = old.Save(ctx, l1, checkpoint.Checkpoint{Pipeline: "p", Position: "old-2", Events: 20})
+	if !errors.Is(err, checkpoint.ErrFenced) || !fault.IsPermanent(err) ||
+		!strings.Contains(err.Error(), `checkpoint of pipeline "p" was reset or taken over by another process (generation 2; this process holds 1)`) {
+		t.Errorf("stale Save = %v, want a permanent ErrFenced naming both generations", err)
+	}
+	if err := fresh.Save(ctx, l2, checkpoint.Checkpoint{Pipeline: "p", Position: "new-1", Events: 11}); err != nil {
+		t.Errorf("Save under the newer lease after the stale rows: %v", err)
+	}
+	if got, _, _ := old.Load(ctx, "p"); got.Position != "new-1" {
+		t.Errorf("Load = %+v, want new-1", got)
+	}
+}
+
+// TestSameGenerationAtTheSameMoment: when another process writes a row of
+// the generation an Acquire or Reset just took (both read the same newest
+// row), the call fails transiently and its retry takes the next
+// generation; a reset's tombstone outranks an Acquire's row of the same
+// generation, so the retry carries the reset forward.
+func TestSameGenerationAtTheSameMoment(t *testing.T) {
+	testenv.ForEachClickHouse(t, testSameGenerationAtTheSameMoment)
+}
+
+func testSameGenerationAtTheSameMoment(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	tests := []struct {
+		name      string
+		reset     bool   // the call is a Reset, else an Acquire
+		other     string // what the other process wrote: "acquire" or "reset"
+		wantFound bool   // the retried Acquire finds the checkpoint
+	}{
+		{"two acquires", false, "acquire", true},
+		{"an acquire and a reset", false, "reset", false},
+		{"a reset and an acquire", true, "acquire", false},
+	}
+	for i, tt := range tests {
+		p := string(rune('a' + i))
+		s := New(ch.Conn, ch.Database)
+		l, _, _, err := s.Acquire(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, l, checkpoint.Checkpoint{Pipeline: p, Position: "pos", Events: 5}); err != nil {
+			t.Fatal(err)
+		}
+		s.beforeVerify = func(ctx context.Context, gen uint64) {
+			if tt.other == "reset" {
+				insertRow(t, ctx, ch, p, "", 0, gen<<counterBits|counterReset, 1, gen)
+			} else {
+				insertRow(t, ctx, ch, p, "pos", 5, gen<<counterBits|counterAcquire, 0, gen)
+			}
+		}
+		if tt.reset {
+			err = s.Reset(ctx, p)
+		} else {
+			_, _, _, err = s.Acquire(ctx, p)
+		}
+		if err == nil || fault.IsPermanent(err) || !strings.Contains(err.Error(), "at the same moment (generation 2)") {
+			t.Errorf("%s: first call = %v, want a transient error about generation 2", tt.name, err)
+		}
+		s.beforeVerify = nil
+		if tt.reset {
+			if err := s.Reset(ctx, p); err != nil {
+				t.Errorf("%s: the reset run again: %v", tt.name, err)
+			}
+		}
+		lease, cp, found, err := s.Acquire(ctx, p)
+		want := uint64(3)
+		if tt.reset {
+			want = 4
+		}
+		if err != nil || found != tt.wantFound || lease.Generation != want || (found && cp.Position != "pos") {
+			t.Errorf("%s: the retried Acquire = %+v, %+v, found %v, %v; want generation %d, found %v", tt.name, lease, cp, found, err, want, tt.wantFound)
+		}
+		if err := s.Save(ctx, l, checkpoint.Checkpoint{Pipeline: p, Position: "late", Events: 6}); !errors.Is(err, checkpoint.ErrFenced) {
+			t.Errorf("%s: Save under generation 1 = %v, want ErrFenced", tt.name, err)
+		}
+	}
+}
+
+// TestUpgradeFromTableWithoutGenerations: a table of the version before
+// generations (its seqs a microsecond clock) is read as it is by Load, gets
+// the generation column on Acquire, and every new generation outranks its
+// rows, also one an old process writes afterwards with the clock.
+func TestUpgradeFromTableWithoutGenerations(t *testing.T) {
+	testenv.ForEachClickHouse(t, testUpgradeFromTableWithoutGenerations)
+}
+
+func testUpgradeFromTableWithoutGenerations(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	tbl := ch.Database + "." + Table
+	oldDDL := "CREATE TABLE " + tbl + ` (pipeline String, position String, events UInt64,
+		saved_at DateTime('UTC'), saved_at_ms UInt16, seq UInt64, deleted UInt8)
+		ENGINE = ReplacingMergeTree(seq) ORDER BY pipeline`
+	if err := ch.Conn.Exec(ctx, oldDDL); err != nil {
+		t.Fatal(err)
+	}
+	oldSeq := uint64(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).UnixMicro())
+	insertOld := func(pos string, events, seq uint64) {
+		t.Helper()
+		insert(t, ctx, ch, "pipeline, position, events, saved_at, saved_at_ms, seq, deleted",
+			"p", pos, events, time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), uint16(0), seq, uint8(0))
+	}
+	insertOld("old-1", 100, oldSeq)
+
+	got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p")
+	if err != nil || !found || got.Position != "old-1" || got.Events != 100 || got.Generation != 0 {
+		t.Fatalf("Load from the old table = %+v, %v, %v; want old-1, 100 events, generation 0", got, found, err)
+	}
+	if cols := testenv.DataColumns(t, ch.Conn, ch.Database, Table); strings.Contains(strings.Join(cols, ","), "generation") {
+		t.Errorf("Load changed the table: columns %v", cols)
+	}
+
+	s := lazy(t, ch)
+	defer s.Close()
+	lease, cp, found, err := s.Acquire(ctx, "p")
+	if err != nil || !found || cp.Position != "old-1" || cp.Events != 100 {
+		t.Fatalf("Acquire on the old table = %+v, %+v, %v, %v; want old-1 carried forward", lease, cp, found, err)
+	}
+	if lease.Generation <= oldSeq>>counterBits {
+		t.Errorf("generation %d is not above the old seq's %d", lease.Generation, oldSeq>>counterBits)
+	}
+	if err := s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "new-1", Events: 150}); err != nil {
+		t.Fatal(err)
+	}
+	// An old process, still running, saves with its clock a minute later.
+	insertOld("old-2", 160, oldSeq+60e6)
+	got, found, err = New(ch.Conn, ch.Database).Load(ctx, "p")
+	if err != nil || !found || got.Position != "new-1" || got.Generation != lease.Generation {
+		t.Errorf("Load after the upgrade = %+v, %v, %v; want new-1 of generation %d", got, found, err, lease.Generation)
+	}
+	// A second store upgrading the same table at the same time finds the column there.
+	if err := lazy(t, ch).Ensure(ctx); err != nil {
+		t.Errorf("Ensure on the upgraded table: %v", err)
+	}
+}
+
+// TestCorruptRowIsPermanent: a row whose fields are inconsistent stops
+// Acquire and Load with a permanent error saying how to repair it; Reset
+// replaces it.
+func TestCorruptRowIsPermanent(t *testing.T) {
+	testenv.ForEachClickHouse(t, testCorruptRowIsPermanent)
+}
+
+func testCorruptRowIsPermanent(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	if err := New(ch.Conn, ch.Database).Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		seq        uint64
+		deleted    uint8
+		generation uint64
+		want       string
+	}{
+		{"deleted neither 0 nor 1", 5<<counterBits | 2, 7, 5, "deleted is 7, not 0 or 1"},
+		{"generation against seq", 5<<counterBits | 2, 0, 9, "generation 9 does not match seq 21474836482"},
+	}
+	for i, tt := range tests {
+		p := string(rune('a' + i))
+		insertRow(t, ctx, ch, p, "pos", 1, tt.seq, tt.deleted, tt.generation)
+		s := New(ch.Conn, ch.Database)
+		_, _, loadErr := s.Load(ctx, p)
+		_, _, _, acquireErr := s.Acquire(ctx, p)
+		for op, err := range map[string]error{"Load": loadErr, "Acquire": acquireErr} {
+			if !errors.Is(err, checkpoint.ErrCorrupt) || !fault.IsPermanent(err) || !strings.Contains(err.Error(), tt.want) ||
+				!strings.Contains(err.Error(), "repair the row, or run `tributary checkpoint reset --pipeline "+p+"` to start the pipeline over") {
+				t.Errorf("%s: %s = %v; want a permanent ErrCorrupt saying %q and how to repair it", tt.name, op, err, tt.want)
+			}
+		}
+		if err := s.Reset(ctx, p); err != nil {
+			t.Fatalf("%s: Reset: %v", tt.name, err)
+		}
+		if lease, _, found, err := s.Acquire(ctx, p); err != nil || found || lease.Generation <= tt.generation {
+			t.Errorf("%s: Acquire after Reset = %+v, found %v, %v; want a new generation without a checkpoint", tt.name, lease, found, err)
+		}
+	}
+}
+
+// TestLazyConnection: NewLazy connects on first use, one attempt per call;
+// an unreachable server is transient, bad credentials permanent.
+func TestLazyConnection(t *testing.T) {
+	if _, err := NewLazy(chsink.Config{}); err == nil || !fault.IsPermanent(err) {
+		t.Errorf("NewLazy of an invalid configuration = %v, want a permanent error", err)
+	}
+	cfg := chsink.DefaultConfig()
+	cfg.Addr = []string{"127.0.0.1:1"}
+	cfg.DialTimeout = 2 * time.Second
+	s, err := NewLazy(cfg)
+	if err != nil {
+		t.Fatalf("NewLazy with an unreachable server = %v, want no connection attempt yet", err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	for range 2 {
+		if _, _, _, err := s.Acquire(ctx, "p"); err == nil || fault.IsPermanent(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("Acquire with an unreachable server = %v, want a transient error naming the address", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close of a store that never connected: %v", err)
+	}
+	testenv.ForEachClickHouse(t, testLazyConnection)
+}
+
+func testLazyConnection(t *testing.T, ch *testenv.ClickHouseServer) {
+	if ch.Modern() && ch.FromTestBed() {
+		t.Skip("a failed login aborts the test bed's modern server (clickhouse-local)")
+	}
+	ctx := testenv.Context(t, time.Minute)
+	cfg := storeConfig(ch)
+	cfg.User, cfg.Password = "tributary", "wrong-password"
+	s, err := NewLazy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, _, err := s.Acquire(ctx, "p"); err == nil || !fault.IsPermanent(err) {
+		t.Errorf("Acquire with a wrong password = %v, want a permanent error", err)
 	}
 }
 
@@ -109,14 +448,18 @@ func testMonotonicAcrossRestartsAndClockSteps(t *testing.T, ch *testenv.ClickHou
 	for i, clock := range clocks {
 		s := New(ch.Conn, ch.Database) // a fresh store: a restarted process
 		s.now = func() time.Time { return clock }
+		lease, _, _, err := s.Acquire(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
 		for j := range 3 {
 			pos := string(rune('A'+i)) + string(rune('0'+j))
-			if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "p", Position: source.Position(pos), Events: uint64(i*3 + j)}); err != nil {
+			if err := s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: source.Position(pos), Events: uint64(i*3 + j)}); err != nil {
 				t.Fatal(err)
 			}
 			got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p")
-			if err != nil || !found || string(got.Position) != pos {
-				t.Fatalf("after save %s with clock %s: Load = %+v, %v, %v; want position %s", pos, clock, got, found, err, pos)
+			if err != nil || !found || string(got.Position) != pos || !got.SavedAt.Equal(clock) {
+				t.Fatalf("after save %s with clock %s: Load = %+v, %v, %v; want position %s saved at the clock", pos, clock, got, found, err, pos)
 			}
 		}
 	}
@@ -163,7 +506,11 @@ func testSaveIsSynchronous(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Save(ctx, checkpoint.Lease{}, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-1", Events: 1}); err != nil {
+	lease, _, _, err := s.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-1", Events: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if got, found, err := New(ch.Conn, ch.Database).Load(ctx, "p"); err != nil || !found || got.Position != "tok-1" {
@@ -172,12 +519,56 @@ func testSaveIsSynchronous(t *testing.T, ch *testenv.ClickHouseServer) {
 	if err := ch.Conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 		t.Fatal(err)
 	}
-	var async, wait string
-	if err := ch.Conn.QueryRow(ctx, `SELECT Settings['async_insert'], Settings['wait_for_async_insert'] FROM system.query_log
-		WHERE type = 'QueryFinish' AND query_kind = 'Insert' AND user = 'async' AND has(tables, ?)`, ch.Database+"."+Table).Scan(&async, &wait); err != nil {
-		t.Fatalf("the checkpoint INSERT in the query log: %v", err)
+	rows, err := ch.Conn.Query(ctx, `SELECT Settings['async_insert'], Settings['wait_for_async_insert'] FROM system.query_log
+		WHERE type = 'QueryFinish' AND query_kind = 'Insert' AND user = 'async' AND has(tables, ?)`, ch.Database+"."+Table)
+	if err != nil {
+		t.Fatalf("the checkpoint INSERTs in the query log: %v", err)
 	}
-	if async != "0" || wait != "1" {
-		t.Errorf("the checkpoint INSERT ran with async_insert=%s wait_for_async_insert=%s, want 0 and 1", async, wait)
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var async, wait string
+		if err := rows.Scan(&async, &wait); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if async != "0" || wait != "1" {
+			t.Errorf("a checkpoint INSERT ran with async_insert=%s wait_for_async_insert=%s, want 0 and 1", async, wait)
+		}
+	}
+	if n != 2 { // Acquire's and Save's
+		t.Errorf("%d checkpoint INSERTs in the query log, want 2", n)
+	}
+}
+
+// TestDroppedTable: when the table is dropped under a running pipeline, its
+// next save is fenced (its generation is gone), Load finds nothing, and the
+// next Acquire creates the table again.
+func TestDroppedTable(t *testing.T) {
+	testenv.ForEachClickHouse(t, testDroppedTable)
+}
+
+func testDroppedTable(t *testing.T, ch *testenv.ClickHouseServer) {
+	ctx := testenv.Context(t, time.Minute)
+	s := New(ch.Conn, ch.Database)
+	lease, _, _, err := s.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "a", Events: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Conn.Exec(ctx, "DROP TABLE "+ch.Database+"."+Table); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Save(ctx, lease, checkpoint.Checkpoint{Pipeline: "p", Position: "b", Events: 2})
+	if !errors.Is(err, checkpoint.ErrFenced) || !strings.Contains(err.Error(), `checkpoint of pipeline "p" was removed`) {
+		t.Errorf("Save after the table was dropped = %v, want ErrFenced saying the checkpoint was removed", err)
+	}
+	if _, found, err := s.Load(ctx, "p"); err != nil || found {
+		t.Errorf("Load after the table was dropped = found %v, %v; want none", found, err)
+	}
+	if l, _, found, err := s.Acquire(ctx, "p"); err != nil || found || l.Generation != 1 {
+		t.Errorf("Acquire after the table was dropped = %+v, found %v, %v; want generation 1 in a new table", l, found, err)
 	}
 }
