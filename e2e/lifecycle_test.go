@@ -156,3 +156,43 @@ func testShutdownIsBounded(t *testing.T, ch *testenv.ClickHouseServer) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestResetStopsTheRunningPipeline: `tributary checkpoint reset` while a
+// pipeline runs fences it: the running process stops at its next checkpoint
+// with a message that says why (instead of undoing the reset with its next
+// save), and the next start replicates from the configured start, exact.
+func TestResetStopsTheRunningPipeline(t *testing.T) {
+	testenv.ForEachClickHouse(t, testResetStopsTheRunningPipeline)
+}
+
+func testResetStopsTheRunningPipeline(t *testing.T, ch *testenv.ClickHouseServer) {
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 19, Events: 6000, Policies: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags())
+	p := testenv.Start(t, args...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, p.Alive)
+
+	reset := testenv.Start(t, append([]string{"checkpoint", "reset", "--pipeline", "e2e"}, ch.Flags()...)...)
+	if code := reset.Wait(t, 30*time.Second); code != 0 || !strings.Contains(reset.Output(), "stops at its next checkpoint") {
+		t.Fatalf("checkpoint reset: exit %d:\n%s", code, reset.Output())
+	}
+	// A new event makes the running pipeline save again: it must stop.
+	emu.Append(5)
+	if code := p.Wait(t, 30*time.Second); code != 1 || !strings.Contains(p.Output(), "reset or taken over") {
+		t.Fatalf("the running pipeline after a reset: exit %d, want 1 saying it was reset:\n%s", code, p.Output())
+	}
+	q := testenv.Start(t, args...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, q.Alive)
+	q.WaitOutput(t, "no checkpoint: starting from the configured start", 10*time.Second)
+	if code, _ := q.Stop(t); code != 0 {
+		t.Errorf("SIGTERM: exit %d:\n%s", code, q.Output())
+	}
+	if n, err := testenv.CountEvents(t.Context(), ch.Conn, ch.Database); err != nil || n != uint64(emu.Len()) {
+		t.Errorf("%d events after the reset and replay (%v), want %d", n, err, emu.Len())
+	}
+}
