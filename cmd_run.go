@@ -119,7 +119,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := notifyShutdown(logger)
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logger) }()
+	go func() { done <- run(ctx, cfg, fs, logger) }()
 	if err := awaitRun(ctx, done, cfg.pipeline.ShutdownTimeout+shutdownGrace); err != nil {
 		logger.Error("tributary stopped", "err", err)
 		return 1
@@ -155,7 +155,7 @@ func awaitRun(ctx context.Context, done <-chan error, limit time.Duration) error
 // a second signal exits the process at once.
 func notifyShutdown(logger *slog.Logger) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		select {
@@ -165,17 +165,43 @@ func notifyShutdown(logger *slog.Logger) (context.Context, func()) {
 		case <-ctx.Done():
 			return
 		}
-		s := <-sigs
-		logger.Warn("second signal: exiting without draining", "signal", s.String())
-		os.Exit(1)
+		first := time.Now()
+		for s := range sigs {
+			if time.Since(first) < signalEcho {
+				// One signal delivered twice: GNU timeout and a terminal
+				// signal the process and its group at the same moment.
+				continue
+			}
+			logger.Warn("second signal: exiting without draining", "signal", s.String())
+			os.Exit(1)
+		}
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
+// signalEcho is how close a second signal may follow the first and still
+// count as the same one.
+const signalEcho = 100 * time.Millisecond
+
+// configSummary returns every flag's value as a log attribute, for the
+// configuration line at start; secrets are redacted by the logger (by their
+// flag's name, and passwords inside DSNs and URLs).
+func configSummary(fs *pflag.FlagSet) []any {
+	var attrs []any
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Deprecated != "" || f.Hidden {
+			return
+		}
+		attrs = append(attrs, slog.String(f.Name, f.Value.String()))
+	})
+	return attrs
+}
+
 // run wires the parts without connecting anything, starts the web server,
 // and runs the pipeline, which connects, retries and reports health.
-func run(ctx context.Context, cfg *runConfig, logger *slog.Logger) error {
+func run(ctx context.Context, cfg *runConfig, fs *pflag.FlagSet, logger *slog.Logger) error {
 	logger.Info("tributary starting", "version", version, "commit", commit, "source", cfg.source, "pipeline", cfg.pipeline.Name)
+	logger.Info("configuration", configSummary(fs)...)
 	m := metrics.New(version, commit)
 
 	chcfg := cfg.clickhouse

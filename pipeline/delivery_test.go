@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -545,5 +546,62 @@ func TestReadyNamesAFrozenSink(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestProgressLines: while events flow an Info line reports progress every
+// interval; the first time the source catches up one line says so; when Run
+// returns one line sums the run up.
+func TestProgressLines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		src := &chanSource{scriptSource: scriptSource{j: j}, ch: make(chan source.Batch)}
+		var logs syncBuffer
+		cfg := testConfig()
+		p := New(cfg, Parts{Source: src, Sink: newCondSink(nil), Store: &memStore{j: j}, Schema: mapping.DefaultSchema()},
+			nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		src.ch <- source.Batch{Events: events(0, 10), Position: "p1"}
+		src.ch <- source.Batch{Position: "p2"} // caught up
+		time.Sleep(progressInterval + time.Second)
+		src.ch <- source.Batch{Events: events(10, 5), Position: "p3"}
+		time.Sleep(progressInterval + time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		out := logs.String()
+		for _, want := range []string{
+			`msg="caught up with the source`, "events_read=10",
+			`msg=progress events_written=10`, "lag=",
+			`msg="pipeline stopped" pipeline=test events_read=15 events_written=15 events_rejected=0`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("logs lack %q:\n%s", want, out)
+			}
+		}
+		if n := strings.Count(out, "caught up with the source"); n != 1 {
+			t.Errorf("%d caught-up lines, want 1", n)
+		}
 	})
 }

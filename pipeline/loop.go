@@ -88,6 +88,7 @@ func (p *Pipeline) replicate(ctx context.Context, cp checkpoint.Checkpoint) erro
 		}
 	}()
 
+	go p.progress(readCtx)
 	reads := make(chan source.Batch, 1)
 	toWrite := make(chan *mapped, p.cfg.InFlight)
 	win := newWindow(p.cfg.Window())
@@ -147,6 +148,7 @@ func (p *Pipeline) read(ctx context.Context, out chan<- source.Batch) error {
 		if len(b.Events) > 0 {
 			p.status.setRead(p.now())
 			p.obs.BatchRead(b.Events)
+			p.nRead.Add(uint64(len(b.Events)))
 		}
 		if len(b.Events) > 0 || b.Position != "" || !eof {
 			select {
@@ -181,7 +183,8 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 	defer close(out)
 	var cur pending
 	var seq uint64
-	draining := true // working through a backlog
+	draining := true  // working through a backlog
+	caughtUp := false // logged once: the first backlog is read
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
@@ -241,6 +244,11 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 					return err
 				}
 			}
+			if len(b.Events) == 0 && !caughtUp {
+				caughtUp = true
+				p.log.Info("caught up with the source: the backlog is read; new events are written within --pipeline.batch-age",
+					"events_read", p.nRead.Load(), "position", string(b.Position))
+			}
 		case <-timer.C:
 			draining = false
 			if err := flush(); err != nil {
@@ -279,6 +287,7 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 	p.obs.Mapped(stats)
 	for kind, n := range stats.Rejected {
 		p.obs.Rejected(kind, n)
+		p.nRejected.Add(uint64(n))
 	}
 	m := &mapped{events: cur.events, opts: opts, rows: rows, position: cur.position, n: len(cur.events)}
 	if n := len(cur.events); n > 0 {

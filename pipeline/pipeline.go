@@ -184,8 +184,16 @@ type Pipeline struct {
 	lease  checkpoint.Lease // the generation Run acquired
 	health health
 	status statusHolder
-	taken  atomic.Int64 // window slots in use, for the observer
+
+	// For the progress and summary log lines.
+	progressEvery   time.Duration
+	nRead, nWritten atomic.Uint64 // events read from the source, written and checkpointed
+	nRejected       atomic.Uint64 // of which quarantined
+	lastEvent       atomic.Int64  // Unix ms of the newest event written
 }
+
+// progressInterval is how often an Info line reports progress while events flow.
+const progressInterval = 30 * time.Second
 
 // New returns a pipeline; obs may be nil.
 func New(cfg Config, parts Parts, obs Observer, logger *slog.Logger) *Pipeline {
@@ -196,7 +204,7 @@ func New(cfg Config, parts Parts, obs Observer, logger *slog.Logger) *Pipeline {
 		obs = nopObserver{}
 	}
 	p := &Pipeline{cfg: cfg, src: parts.Source, snk: parts.Sink, store: parts.Store, schema: parts.Schema,
-		enrich: parts.Enricher, obs: obs, log: logger, now: time.Now}
+		enrich: parts.Enricher, obs: obs, log: logger, now: time.Now, progressEvery: progressInterval}
 	p.health.init(p.nowFunc)
 	return p
 }
@@ -213,7 +221,9 @@ func (p *Pipeline) nowFunc() time.Time { return p.now() }
 // read, saves the checkpoint, acknowledges it and returns nil; a drain that
 // does not finish within ShutdownTimeout returns an error naming what is
 // replayed on the next start.
-func (p *Pipeline) Run(ctx context.Context) error {
+func (p *Pipeline) Run(ctx context.Context) (err error) {
+	began := p.now()
+	defer func() { p.summary(began, err) }()
 	cp, ok, err := p.start(ctx)
 	if err != nil || !ok {
 		return err
@@ -264,6 +274,44 @@ func (p *Pipeline) start(ctx context.Context) (cp checkpoint.Checkpoint, ok bool
 	p.health.setPhase("")
 	p.status.setCheckpoint(cp, p.now())
 	return cp, true, nil
+}
+
+// summary logs what the run did, once, when Run returns.
+func (p *Pipeline) summary(began time.Time, err error) {
+	attrs := []any{"pipeline", p.cfg.Name, "events_read", p.nRead.Load(), "events_written", p.nWritten.Load(),
+		"events_rejected", p.nRejected.Load(), "duration", p.now().Sub(began).Round(time.Millisecond)}
+	if cp := p.status.get().Checkpoint; cp.Pipeline != "" {
+		attrs = append(attrs, "checkpoint_events", cp.Events)
+	}
+	if err != nil {
+		p.log.Info("pipeline stopped", append(attrs, "err", err.Error())...)
+		return
+	}
+	p.log.Info("pipeline stopped", attrs...)
+}
+
+// progress logs, every progressEvery while events are written, how many, how
+// fast, the time of the newest one and the lag behind it; it returns when ctx
+// ends.
+func (p *Pipeline) progress(ctx context.Context) {
+	t := time.NewTicker(p.progressEvery)
+	defer t.Stop()
+	last, at := p.nWritten.Load(), p.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, now := p.nWritten.Load(), p.now()
+		if n == last {
+			continue // quiet: nothing to report
+		}
+		newest := time.UnixMilli(p.lastEvent.Load()).UTC()
+		p.log.Info("progress", "events_written", n, "events_per_second", int(float64(n-last)/now.Sub(at).Seconds()),
+			"position_time", newest.Format(time.RFC3339), "lag", now.Sub(newest).Round(time.Second))
+		last, at = n, now
+	}
 }
 
 // nopObserver is the Observer of a pipeline without metrics.

@@ -84,6 +84,8 @@ func (p *Pipeline) write(ctx context.Context, in <-chan *mapped, win *window, cp
 			committed++
 			if w.m.n > 0 {
 				p.obs.BatchWritten(w.m.n, w.m.tableRows, w.took, w.m.lastEvent)
+				p.nWritten.Add(uint64(w.m.n))
+				p.lastEvent.Store(w.m.lastEvent.UnixMilli())
 			}
 			if w.m.position != cp.Position || w.m.n > 0 {
 				cp.Position = w.m.position
@@ -176,6 +178,7 @@ func (p *Pipeline) quarantine(ctx context.Context, m *mapped, ev source.Event, c
 	}
 	addCounts(m.tableRows, rows.Counts())
 	p.obs.Rejected(mapping.RejectRefused, 1)
+	p.nRejected.Add(1)
 	p.log.Warn("event quarantined: ClickHouse refused it", "locator", ev.Locator, "type", ev.Type, "reason", cause.Error())
 	return nil
 }

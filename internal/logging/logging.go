@@ -122,8 +122,12 @@ func isSecretKey(key string) bool {
 }
 
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindGroup {
+	switch a.Value.Kind() {
+	case slog.KindGroup:
 		return a
+	case slog.KindDuration:
+		// "8s", not 8000000000: JSON would print nanoseconds.
+		return slog.String(a.Key, a.Value.Duration().String())
 	}
 	if err, ok := a.Value.Any().(error); ok && a.Value.Kind() == slog.KindAny {
 		return slog.String(a.Key, RedactText(err.Error()))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -239,5 +240,27 @@ func TestFlags(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "hunter2") || strings.Contains(buf.String(), "tok123") {
 		t.Errorf("a secret reached the log: %s", buf.String())
+	}
+}
+
+// TestDurationsAsText: a duration reads "8s" in both formats, not the
+// nanoseconds JSON would print.
+func TestDurationsAsText(t *testing.T) {
+	for _, format := range []string{FormatJSON, FormatText} {
+		var buf bytes.Buffer
+		log, err := New(Config{Format: format, Level: "info"}, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("shutting down", "timeout", 8*time.Second, "took", 1500*time.Millisecond)
+		out := buf.String()
+		for _, want := range []string{"timeout", "8s", "1.5s"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: %q lacks %q", format, out, want)
+			}
+		}
+		if strings.Contains(out, "8000000000") {
+			t.Errorf("%s: %q prints nanoseconds", format, out)
+		}
 	}
 }
