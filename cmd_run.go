@@ -257,7 +257,6 @@ func openSource(cfg *runConfig, m *metrics.Metrics, health *requestHealth, logge
 			m.ObserveRequest(status, d)
 			health.observe(status)
 		}
-		acfg.OnRetry = func(reason string) { m.Retry(metrics.ComponentSource, reason) }
 		acfg.OnLookup = func(result string) { m.EnrichLookups.WithLabelValues(result).Inc() }
 		client, err := eventapi.New(acfg)
 		if err != nil {

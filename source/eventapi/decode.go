@@ -11,13 +11,14 @@ import (
 	"github.com/tributary-cdc/tributary/source"
 )
 
-// page is one page of the stream as fetched.
+// page is one page of the stream as fetched, or the failure of the request
+// that should have fetched it.
 type page struct {
 	reqToken string         // the token it was fetched with ("": the configured filters)
 	events   []source.Event // in the server's order
 	next     string         // the token returned with it
 	skip     int            // events at its start already delivered before a resume
-	err      error          // a permanent error (or end of stream) instead of a page
+	err      error          // the request failed (or the stream ended) instead
 }
 
 // suiteEvent is the suite's EventResponse.
