@@ -142,7 +142,8 @@ func (c *Client) restart(from *page) error {
 // When a request of the fetcher fails, Read first returns every page fetched
 // before it, then the failure (classified with internal/fault); the next Read
 // fetches again from that request, so no page is skipped. A permanent error
-// or ErrEndReached is returned by this and every later call.
+// or ErrEndReached is returned by this and every later call. Events that
+// cannot be read come with Reject set, in their place.
 func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 	if c.pages == nil {
 		return source.Batch{}, errors.New("event stream: Read before Open")
@@ -175,8 +176,8 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 				}
 				c.cur, c.off = &p, p.skip
 				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
-				for _, ev := range p.events[:min(p.skip, len(p.events))] {
-					c.curSeen[ev.Locator] = struct{}{} // delivered before the resume
+				for i := range p.events[:min(p.skip, len(p.events))] {
+					c.curSeen[seenKey(&p.events[i])] = struct{}{} // delivered before the resume
 				}
 			}
 		}
@@ -185,13 +186,14 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 		for c.off < len(p.events) && len(evs) < max {
 			ev := p.events[c.off]
 			c.off++
-			if c.seen(ev.Locator) {
+			key := seenKey(&ev)
+			if c.seen(key) {
 				c.duplicates.Add(1)
 				continue
 			}
-			c.curSeen[ev.Locator] = struct{}{}
-			if c.types != nil && !c.types[ev.Type] {
-				continue
+			c.curSeen[key] = struct{}{}
+			if c.types != nil && !c.types[ev.Type] && ev.Reject == "" {
+				continue // a rejected event is never filtered: its type may be wrong
 			}
 			evs = append(evs, ev)
 		}
@@ -209,11 +211,21 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 	}
 }
 
-func (c *Client) seen(locator string) bool {
-	if _, ok := c.curSeen[locator]; ok {
+// seenKey is what identifies ev among the current and previous pages' events:
+// its locator, or for a rejected event (whose locator may be missing) its raw
+// bytes, with a prefix no locator has.
+func seenKey(ev *source.Event) string {
+	if ev.Reject != "" {
+		return "\x00" + string(ev.Data)
+	}
+	return ev.Locator
+}
+
+func (c *Client) seen(key string) bool {
+	if _, ok := c.curSeen[key]; ok {
 		return true
 	}
-	_, ok := c.prevSeen[locator]
+	_, ok := c.prevSeen[key]
 	return ok
 }
 

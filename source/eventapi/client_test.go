@@ -290,8 +290,36 @@ func TestTypesFilteredClientSide(t *testing.T) {
 	}
 }
 
+// TestDuplicatesAcrossPagesDropped serves every follow-up page two events
+// early; the repeats are dropped, rejected events (keyed by their raw bytes,
+// since they may have no locator) included, and distinct rejects without a
+// locator are not taken for repeats of each other.
 func TestDuplicatesAcrossPagesDropped(t *testing.T) {
+	tests := []struct {
+		name    string
+		rejects map[int]string // events replaced by unreadable ones
+	}{
+		{"readable events", nil},
+		{"two rejects without locator repeated", map[int]string{
+			4: `{"type":"policy.issue","timestamp":"2024-01-01T00:00:06.000Z","data":{"n":4}}`,
+			5: `{"type":"policy.issue","timestamp":"2024-01-01T00:00:07.500Z","data":{"n":5}}`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testDuplicatesAcrossPages(t, tt.rejects)
+		})
+	}
+}
+
+func testDuplicatesAcrossPages(t *testing.T, rejects map[int]string) {
 	f, srv := newFake(t, source.FlavorSuite, 9)
+	want := wantLocators(source.FlavorSuite, 0, 9)
+	f.mu.Lock()
+	for i, ev := range rejects {
+		f.events[i], want[i] = ev, ""
+	}
+	f.mu.Unlock()
 	// Every follow-up page starts two events early, like a server repeating
 	// the page boundary.
 	f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
@@ -315,8 +343,13 @@ func TestDuplicatesAcrossPagesDropped(t *testing.T) {
 	})
 	c := open(t, testConfig(source.FlavorSuite, srv.URL), "")
 	evs, _ := readN(t, c, 9, 100, 10*time.Second)
-	if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, 9); !slices.Equal(got, want) {
+	if got := locators(evs); !slices.Equal(got, want) {
 		t.Errorf("locators = %v, want %v", got, want)
+	}
+	for i, ev := range evs {
+		if raw, ok := rejects[i]; ok && (ev.Reject == "" || string(ev.Data) != raw) {
+			t.Errorf("event %d = %+v, want the reject %s", i, ev, raw)
+		}
 	}
 	if got, want := c.Duplicates(), uint64(4); got != want {
 		t.Errorf("Duplicates() = %d, want %d", got, want)

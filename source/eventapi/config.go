@@ -8,7 +8,8 @@
 // (transient, with the server's Retry-After, or permanent, such as a refused
 // paging token), and the pipeline retries; the Read after a failure fetches
 // again from the request that failed, so the token never advances past an
-// undelivered page. An Enricher completes
+// undelivered page. An event that cannot be read is delivered with
+// source.Event.Reject set instead of failing its page. An Enricher completes
 // the partial policy-locator lists of billing events through the suite's
 // billing look-ups.
 package eventapi

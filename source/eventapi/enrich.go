@@ -100,7 +100,7 @@ func NeedsCompletion(ev source.Event) bool {
 }
 
 func incomplete(ev source.Event) (billingData, bool) {
-	if ev.Flavor != source.FlavorSuite || !strings.HasPrefix(ev.Type, "billing.") {
+	if ev.Flavor != source.FlavorSuite || ev.Reject != "" || !strings.HasPrefix(ev.Type, "billing.") {
 		return billingData{}, false
 	}
 	var d billingData

@@ -308,6 +308,15 @@ func TestEnricherCancelled(t *testing.T) {
 	}
 }
 
+// TestEnricherSkipsRejects: a rejected event is never looked up.
+func TestEnricherSkipsRejects(t *testing.T) {
+	ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
+	ev.Reject, ev.Data = "missing field: timestamp", []byte(`{"policyLocators":{"listCompleted":false,"items":["P1"]},"invoiceLocator":"I1"}`)
+	if NeedsCompletion(ev) {
+		t.Error("NeedsCompletion of a rejected event = true, want false")
+	}
+}
+
 func TestLRUBounded(t *testing.T) {
 	c := newLRU(2)
 	c.put("a", []string{"1"})
