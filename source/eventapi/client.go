@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -33,12 +34,13 @@ type Client struct {
 	path  string
 	types map[string]bool // client-side type filter; nil: every type
 
-	mu     sync.Mutex // guards opened/closed/cancel
+	mu     sync.Mutex // guards opened, closed, done
 	opened bool
 	closed bool
+	fctx   context.Context // the fetcher's context, cancelled by Close
 	cancel context.CancelFunc
-	done   chan struct{}
-	pages  chan page
+	done   chan struct{} // closed when the running fetcher has stopped
+	pages  chan page     // the fetcher's pages, then its failure, if any
 
 	// Read's state; Read is called from one goroutine.
 	cur      *page
@@ -46,7 +48,8 @@ type Client struct {
 	prevSeen map[string]struct{}
 	curSeen  map[string]struct{}
 	last     source.Position
-	err      error
+	err      error // a permanent error or the end: returned by every later Read
+	resume   *page // after a failure: the request to fetch again (reqToken, skip)
 
 	duplicates atomic.Uint64
 }
@@ -88,7 +91,8 @@ func (c *Client) Duplicates() uint64 { return c.duplicates.Load() }
 // Open starts fetching pages after from, in the background, up to
 // Config.Prefetch pages ahead of Read. An empty from starts at the configured
 // filters (Start, End, Types). Open makes no request itself: a failing first
-// request surfaces from Read.
+// request surfaces from Read. A position this client cannot have written is a
+// permanent error.
 func (c *Client) Open(ctx context.Context, from source.Position) error {
 	tok, skip, err := parsePosition(from)
 	if err != nil {
@@ -100,14 +104,32 @@ func (c *Client) Open(ctx context.Context, from source.Position) error {
 		return errors.New("event stream: Open called twice")
 	}
 	c.opened = true
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel = cancel
-	c.done = make(chan struct{})
+	c.fctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.pages = make(chan page, c.cfg.Prefetch-1)
 	c.last = from
 	c.curSeen = map[string]struct{}{}
 	c.cfg.Logger.Info("event stream opened", "flavor", c.cfg.Flavor, "path", c.path, "resume", from != "")
-	go c.prefetch(pctx, tok, skip)
+	c.startFetcher(tok, skip)
+	return nil
+}
+
+// startFetcher starts the background fetcher at the page after tok, of
+// which skip events were delivered already. c.mu must be held.
+func (c *Client) startFetcher(tok string, skip int) {
+	c.done = make(chan struct{})
+	go c.prefetch(c.fctx, tok, skip, c.done)
+}
+
+// restart starts the fetcher again at the request that failed, once the
+// one that failed has stopped.
+func (c *Client) restart(from *page) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fault.Permanent(errors.New("event stream: Read after Close"))
+	}
+	<-c.done // it stops right after handing over its failure
+	c.startFetcher(from.reqToken, from.skip)
 	return nil
 }
 
@@ -115,8 +137,13 @@ func (c *Client) Open(ctx context.Context, from source.Position) error {
 // blocks until there is at least one event, or a page whose events were all
 // filtered out or duplicates (an empty Batch with a new Position, worth
 // saving), or ctx is done. Once the stream is caught up Read keeps polling
-// every PollInterval without returning. A permanent error (wrapping
-// ErrPermanent) or ErrEndReached is returned by this and every later call.
+// every PollInterval without returning.
+//
+// When a request of the fetcher fails, Read first returns every page fetched
+// before it, then the failure (classified with internal/fault); the next Read
+// fetches again from that request, so no page is skipped. A permanent error
+// or ErrEndReached is returned by this and every later call. Events that
+// cannot be read come with Reject set, in their place.
 func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 	if c.pages == nil {
 		return source.Batch{}, errors.New("event stream: Read before Open")
@@ -129,21 +156,28 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 			return source.Batch{}, c.err
 		}
 		if c.cur == nil {
+			if c.resume != nil {
+				if err := c.restart(c.resume); err != nil {
+					return source.Batch{}, err
+				}
+				c.resume = nil
+			}
 			select {
 			case <-ctx.Done():
 				return source.Batch{}, ctx.Err()
-			case p, ok := <-c.pages:
-				if !ok {
-					return source.Batch{}, errors.New("event stream: closed")
-				}
+			case p := <-c.pages:
 				if p.err != nil {
-					c.err = p.err
-					return source.Batch{}, c.err
+					if errors.Is(p.err, ErrEndReached) || fault.IsPermanent(p.err) {
+						c.err = p.err
+					} else {
+						c.resume = &page{reqToken: p.reqToken, skip: p.skip}
+					}
+					return source.Batch{}, p.err
 				}
 				c.cur, c.off = &p, p.skip
 				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
-				for _, ev := range p.events[:min(p.skip, len(p.events))] {
-					c.curSeen[ev.Locator] = struct{}{} // delivered before the resume
+				for i := range p.events[:min(p.skip, len(p.events))] {
+					c.curSeen[seenKey(&p.events[i])] = struct{}{} // delivered before the resume
 				}
 			}
 		}
@@ -152,13 +186,14 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 		for c.off < len(p.events) && len(evs) < max {
 			ev := p.events[c.off]
 			c.off++
-			if c.seen(ev.Locator) {
+			key := seenKey(&ev)
+			if c.seen(key) {
 				c.duplicates.Add(1)
 				continue
 			}
-			c.curSeen[ev.Locator] = struct{}{}
-			if c.types != nil && !c.types[ev.Type] {
-				continue
+			c.curSeen[key] = struct{}{}
+			if c.types != nil && !c.types[ev.Type] && ev.Reject == "" {
+				continue // a rejected event is never filtered: its type may be wrong
 			}
 			evs = append(evs, ev)
 		}
@@ -176,11 +211,21 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 	}
 }
 
-func (c *Client) seen(locator string) bool {
-	if _, ok := c.curSeen[locator]; ok {
+// seenKey is what identifies ev among the current and previous pages' events:
+// its locator, or for a rejected event (whose locator may be missing) its raw
+// bytes, with a prefix no locator has.
+func seenKey(ev *source.Event) string {
+	if ev.Reject != "" {
+		return "\x00" + string(ev.Data)
+	}
+	return ev.Locator
+}
+
+func (c *Client) seen(key string) bool {
+	if _, ok := c.curSeen[key]; ok {
 		return true
 	}
-	_, ok := c.prevSeen[locator]
+	_, ok := c.prevSeen[key]
 	return ok
 }
 
@@ -190,7 +235,8 @@ func (c *Client) seen(locator string) bool {
 func (c *Client) Ack(ctx context.Context, upTo source.Position) error { return nil }
 
 // Close stops the background fetching and releases idle connections. It
-// waits for the fetcher to stop, or for ctx.
+// waits for the fetcher to stop, or for ctx. Read returns a permanent error
+// after it.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed || !c.opened {
@@ -212,17 +258,19 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 }
 
-// prefetch fetches pages until ctx is done or a permanent error, sending the
-// non-empty ones to c.pages. An empty page means caught up: it waits
-// PollInterval and calls again with the token it got.
-func (c *Client) prefetch(ctx context.Context, tok string, skip int) {
-	defer close(c.done)
+// prefetch fetches pages until ctx is done or a request fails, sending the
+// non-empty ones to c.pages, then the failure with the token and skip of the
+// request that failed, and stops. An empty page means caught up: it waits
+// PollInterval and calls again with the token it got. It closes done when it
+// returns.
+func (c *Client) prefetch(ctx context.Context, tok string, skip int, done chan<- struct{}) {
+	defer close(done)
 	for {
 		evs, next, err := c.fetchPage(ctx, tok)
 		if err != nil {
 			if ctx.Err() == nil {
 				select {
-				case c.pages <- page{err: fmt.Errorf("fetch event page: %w", err)}:
+				case c.pages <- page{reqToken: tok, skip: skip, err: fmt.Errorf("fetch event page: %w", err)}:
 				case <-ctx.Done():
 				}
 			}
@@ -257,7 +305,7 @@ func (c *Client) prefetch(ctx context.Context, tok string, skip int) {
 }
 
 // fetchPage fetches the page after tok ("": the first page of the configured
-// filters), retrying until it has one, a permanent error or ctx is done.
+// filters), in one attempt.
 func (c *Client) fetchPage(ctx context.Context, tok string) ([]source.Event, string, error) {
 	var (
 		evs  []source.Event
@@ -310,7 +358,8 @@ func (c *Client) query(tok string) url.Values {
 }
 
 // parsePosition splits a Position into the token to fetch with and the
-// number of events of that page already delivered.
+// number of events of that page already delivered. A position this client
+// cannot have written is a permanent error saying how to repair it.
 func parsePosition(p source.Position) (tok string, skip int, err error) {
 	s := string(p)
 	if !strings.HasPrefix(s, skipPrefix) {
@@ -319,7 +368,8 @@ func parsePosition(p source.Position) (tok string, skip int, err error) {
 	n, tok, ok := strings.Cut(s[len(skipPrefix):], ";")
 	skip, err = strconv.Atoi(n)
 	if !ok || err != nil || skip < 0 {
-		return "", 0, fmt.Errorf("event stream: invalid position %q: want a paging token or skip=N;TOKEN", s)
+		return "", 0, fault.Permanent(fmt.Errorf("event stream: invalid saved position %q: want a paging token, or skip=N;TOKEN with N a count of events; "+
+			"repair the checkpoint (`tributary checkpoint reset --pipeline NAME` starts again from --api.start)", s))
 	}
 	return tok, skip, nil
 }

@@ -10,14 +10,13 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/internal/cli"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -54,26 +53,56 @@ func waitRequests(t *testing.T, f *fakeStream, n int) {
 	}
 }
 
-// readN reads batches of at most max until it has n events, failing after d.
+// readN reads batches of at most max until it has n events, failing after d
+// or on a permanent error. Transient errors are retried as the pipeline does.
 func readN(t *testing.T, c *Client, n, max int, d time.Duration) ([]source.Event, []source.Batch) {
+	t.Helper()
+	evs, batches, _ := readNErrs(t, c, n, max, d)
+	return evs, batches
+}
+
+// maxFailuresInRow bounds the transient failures in a row readRetrying
+// accepts, so that a server that never recovers fails the test.
+const maxFailuresInRow = 200
+
+// readNErrs is readN that also returns the transient errors it retried.
+func readNErrs(t *testing.T, c *Client, n, max int, d time.Duration) ([]source.Event, []source.Batch, []error) {
 	t.Helper()
 	ctx := testenv.Context(t, d)
 	var (
 		evs     []source.Event
 		batches []source.Batch
+		errs    []error
 	)
 	for len(evs) < n {
-		b, err := c.Read(ctx, max)
-		if err != nil {
-			t.Fatalf("Read after %d of %d events: %v", len(evs), n, err)
-		}
+		b, failed := readRetrying(t, ctx, c, max)
+		errs = append(errs, failed...)
 		if len(b.Events) > max {
 			t.Fatalf("Read(max=%d) returned %d events", max, len(b.Events))
 		}
 		evs = append(evs, b.Events...)
 		batches = append(batches, b)
 	}
-	return evs, batches
+	return evs, batches, errs
+}
+
+// readRetrying calls Read until it succeeds, retrying transient errors at
+// once (the pipeline would back off; the tests' servers recover by
+// themselves), and returns the batch and the errors retried. A permanent
+// error or too many failures in a row fail the test.
+func readRetrying(t *testing.T, ctx context.Context, c *Client, max int) (source.Batch, []error) {
+	t.Helper()
+	var errs []error
+	for {
+		b, err := c.Read(ctx, max)
+		if err == nil {
+			return b, errs
+		}
+		if fault.IsPermanent(err) || ctx.Err() != nil || len(errs) >= maxFailuresInRow {
+			t.Fatalf("Read after %d transient errors: %v", len(errs), err)
+		}
+		errs = append(errs, err)
+	}
 }
 
 func TestReadWholeStream(t *testing.T) {
@@ -195,8 +224,9 @@ func TestInvalidPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Open(context.Background(), "skip=x;p1"); err == nil {
-		t.Fatal("Open with a broken skip position succeeded")
+	err = c.Open(context.Background(), "skip=x;p1")
+	if !fault.IsPermanent(err) || !strings.Contains(err.Error(), "tributary checkpoint reset --pipeline NAME") {
+		t.Fatalf("Open with a broken skip position = %v, want a permanent error saying how to repair it", err)
 	}
 }
 
@@ -260,8 +290,36 @@ func TestTypesFilteredClientSide(t *testing.T) {
 	}
 }
 
+// TestDuplicatesAcrossPagesDropped serves every follow-up page two events
+// early; the repeats are dropped, rejected events (keyed by their raw bytes,
+// since they may have no locator) included, and distinct rejects without a
+// locator are not taken for repeats of each other.
 func TestDuplicatesAcrossPagesDropped(t *testing.T) {
+	tests := []struct {
+		name    string
+		rejects map[int]string // events replaced by unreadable ones
+	}{
+		{"readable events", nil},
+		{"two rejects without locator repeated", map[int]string{
+			4: `{"type":"policy.issue","timestamp":"2024-01-01T00:00:06.000Z","data":{"n":4}}`,
+			5: `{"type":"policy.issue","timestamp":"2024-01-01T00:00:07.500Z","data":{"n":5}}`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testDuplicatesAcrossPages(t, tt.rejects)
+		})
+	}
+}
+
+func testDuplicatesAcrossPages(t *testing.T, rejects map[int]string) {
 	f, srv := newFake(t, source.FlavorSuite, 9)
+	want := wantLocators(source.FlavorSuite, 0, 9)
+	f.mu.Lock()
+	for i, ev := range rejects {
+		f.events[i], want[i] = ev, ""
+	}
+	f.mu.Unlock()
 	// Every follow-up page starts two events early, like a server repeating
 	// the page boundary.
 	f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
@@ -285,8 +343,13 @@ func TestDuplicatesAcrossPagesDropped(t *testing.T) {
 	})
 	c := open(t, testConfig(source.FlavorSuite, srv.URL), "")
 	evs, _ := readN(t, c, 9, 100, 10*time.Second)
-	if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, 9); !slices.Equal(got, want) {
+	if got := locators(evs); !slices.Equal(got, want) {
 		t.Errorf("locators = %v, want %v", got, want)
+	}
+	for i, ev := range evs {
+		if raw, ok := rejects[i]; ok && (ev.Reject == "" || string(ev.Data) != raw) {
+			t.Errorf("event %d = %+v, want the reject %s", i, ev, raw)
+		}
 	}
 	if got, want := c.Duplicates(), uint64(4); got != want {
 		t.Errorf("Duplicates() = %d, want %d", got, want)
@@ -329,194 +392,6 @@ func TestDecodeEvents(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestDecodePageErrors(t *testing.T) {
-	tests := []struct {
-		name, flavor, body string
-	}{
-		{"truncated", source.FlavorSuite, `{"pagingToken":"p1","events":[{"locator":"L`},
-		{"no token", source.FlavorSuite, `{"events":[]}`},
-		{"empty token", source.FlavorClassic, `{"events":[],"pagingToken":""}`},
-		{"event without locator", source.FlavorSuite, `{"pagingToken":"p1","events":[{"type":"a","timestamp":"2024-01-01T00:00:00Z","data":{}}]}`},
-		{"bad suite timestamp", source.FlavorSuite, `{"pagingToken":"p1","events":[{"locator":"L","type":"a","timestamp":"yesterday","data":{}}]}`},
-		{"bad classic timestamp", source.FlavorClassic, `{"pagingToken":"p1","events":[{"id":"E","type":"a","timestamp":"2024-01-01","data":{}}]}`},
-		{"not an object", source.FlavorClassic, `[1,2]`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, _, err := decodePage(tt.flavor, "t", []byte(tt.body)); err == nil {
-				t.Errorf("decodePage(%s) succeeded, want an error", tt.body)
-			}
-		})
-	}
-}
-
-// TestTransientErrorsRetried answers the second call with a fault, then
-// normally, and checks the events, the retry reason, and that the retry
-// used the same token.
-func TestTransientErrorsRetried(t *testing.T) {
-	tests := []struct {
-		name       string
-		fault      func(w http.ResponseWriter, r *http.Request)
-		wantReason string
-		minWait    time.Duration
-	}{
-		{"500", func(w http.ResponseWriter, r *http.Request) {
-			writeJSONError(w, 500, "internal", "boom")
-		}, Reason5xx, 0},
-		{"503", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, Reason5xx, 0},
-		{"429 Retry-After seconds", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(429)
-		}, Reason429, 900 * time.Millisecond},
-		{"429 Retry-After date", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Retry-After", time.Now().Add(2*time.Second).UTC().Format(http.TimeFormat))
-			w.WriteHeader(429)
-		}, Reason429, 900 * time.Millisecond},
-		{"malformed JSON", func(w http.ResponseWriter, r *http.Request) {
-			w.Write([]byte(`{"pagingToken":"p9","events":[{]}`))
-		}, ReasonMalformed, 0},
-		{"truncated JSON", func(w http.ResponseWriter, r *http.Request) {
-			w.Write([]byte(`{"pagingToken":"p9","events":[{"locator":"L0003","requestId"`))
-		}, ReasonMalformed, 0},
-		{"body cut short", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Length", "500")
-			w.Write([]byte(`{"pagingToken":"p9","events":[`))
-		}, ReasonNetwork, 0},
-		{"connection closed", func(w http.ResponseWriter, r *http.Request) {
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close()
-			}
-		}, ReasonNetwork, 0},
-		{"timeout", func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-r.Context().Done():
-			case <-time.After(3 * time.Second):
-			}
-		}, ReasonNetwork, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, srv := newFake(t, source.FlavorSuite, 6)
-			f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
-				if n == 1 || n == 2 {
-					tt.fault(w, r)
-					return true
-				}
-				return false
-			})
-			var (
-				mu      sync.Mutex
-				reasons []string
-				status  []int
-			)
-			cfg := testConfig(source.FlavorSuite, srv.URL)
-			cfg.RequestTimeout = time.Second
-			cfg.OnRetry = func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() }
-			cfg.OnRequest = func(s int, d time.Duration) { mu.Lock(); status = append(status, s); mu.Unlock() }
-			c := open(t, cfg, "")
-			start := time.Now()
-			evs, _ := readN(t, c, 6, 100, 15*time.Second)
-			if el := time.Since(start); el < tt.minWait {
-				t.Errorf("read in %v, want at least %v (Retry-After)", el, tt.minWait)
-			}
-			if got, want := locators(evs), wantLocators(source.FlavorSuite, 0, 6); !slices.Equal(got, want) {
-				t.Errorf("locators = %v, want %v", got, want)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			// Go's transport itself retries a GET whose reused connection was
-			// closed, so that case may reach the client once only.
-			if len(reasons) < 1 || len(reasons) > 2 || slices.ContainsFunc(reasons, func(r string) bool { return r != tt.wantReason }) {
-				t.Errorf("retry reasons = %v, want %s once or twice", reasons, tt.wantReason)
-			}
-			if len(status) < 2+len(reasons) {
-				t.Errorf("OnRequest saw %d requests, want at least %d", len(status), 2+len(reasons))
-			}
-			qs := f.requests()
-			for i := 1; i <= 1+len(reasons); i++ {
-				if got := qs[i].Get("pagingToken"); got != "p3" {
-					t.Errorf("request %d pagingToken = %q, want the same p3 on every retry", i, got)
-				}
-			}
-		})
-	}
-}
-
-func TestPermanentErrors(t *testing.T) {
-	tests := []struct {
-		name       string
-		status     int
-		from       source.Position
-		wantInErr  []string
-		wantStatus int
-	}{
-		{"401", 401, "", []string{"401", "Unauthorized", "token expired", "unauthorized"}, 401},
-		{"403", 403, "", []string{"403", "Forbidden", "no access to events"}, 403},
-		{"400 tampered token", 0, "pTAMPERED", []string{"400", "invalid paging token pTAMPERED", "invalidPagingToken"}, 400},
-		{"404", 404, "", []string{"404", "no tenant"}, 404},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, srv := newFake(t, source.FlavorSuite, 3)
-			if tt.status != 0 {
-				f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
-					msg := map[int]string{401: "token expired", 403: "no access to events", 404: "no tenant"}[tt.status]
-					code := map[int]string{401: "unauthorized", 403: "forbidden", 404: "notFound"}[tt.status]
-					writeJSONError(w, tt.status, code, msg)
-					return true
-				})
-			}
-			c := open(t, testConfig(source.FlavorSuite, srv.URL), tt.from)
-			ctx := testenv.Context(t, 10*time.Second)
-			_, err := c.Read(ctx, 100)
-			if !errors.Is(err, ErrPermanent) {
-				t.Fatalf("Read error = %v, want one wrapping ErrPermanent", err)
-			}
-			var pe interface{ Permanent() bool }
-			if !errors.As(err, &pe) || !pe.Permanent() {
-				t.Errorf("Read error = %v has no Permanent() true method (the pipeline's test)", err)
-			}
-			var ae *APIError
-			if !errors.As(err, &ae) || ae.Status != tt.wantStatus {
-				t.Fatalf("Read error = %v, want an *APIError with status %d", err, tt.wantStatus)
-			}
-			for _, s := range tt.wantInErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not mention %q", err, s)
-				}
-			}
-			if strings.Contains(err.Error(), "secret-token") {
-				t.Errorf("error %q shows the bearer token", err)
-			}
-			if _, err2 := c.Read(ctx, 100); !errors.Is(err2, ErrPermanent) {
-				t.Errorf("second Read error = %v, want the same permanent error", err2)
-			}
-			if got := len(f.requests()); got != 1 {
-				t.Errorf("%d requests, want 1 (no retry of a permanent error)", got)
-			}
-		})
-	}
-}
-
-func TestMalformedForeverIsPermanent(t *testing.T) {
-	f, srv := newFake(t, source.FlavorSuite, 3)
-	f.setFault(func(n int, w http.ResponseWriter, r *http.Request) bool {
-		w.Write([]byte(`<html>maintenance</html>`))
-		return true
-	})
-	cfg := testConfig(source.FlavorSuite, srv.URL)
-	cfg.MaxMalformed = 3
-	c := open(t, cfg, "")
-	_, err := c.Read(testenv.Context(t, 10*time.Second), 10)
-	if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "3 malformed responses") {
-		t.Fatalf("Read error = %v, want a permanent error after 3 malformed responses", err)
-	}
-	if got := len(f.requests()); got != 3 {
-		t.Errorf("%d requests, want 3", got)
 	}
 }
 
@@ -685,13 +560,17 @@ func TestConfigValidate(t *testing.T) {
 func TestFlagsAndEnvironment(t *testing.T) {
 	var c Config
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	var out strings.Builder
+	fs.SetOutput(&out)
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{"--api.url=https://api.example.com", "--api.tenant=" + testTenant,
-		"--api.start=1704067200000", "--api.end=2024-02-01T00:00:00.5Z", "--api.types=policy.issue,billing.invoice.generate"})
+		"--api.start=1704067200000", "--api.end=2024-02-01T00:00:00.5Z", "--api.types=policy.issue,billing.invoice.generate",
+		"--api.max-backoff=1s"}) // deprecated: accepted, ignored
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"TRIBUTARY_API_TOKEN": "from-env", "TRIBUTARY_API_PAGE_SIZE": "250", "TRIBUTARY_API_URL": "https://ignored"}
+	env := map[string]string{"TRIBUTARY_API_TOKEN": "from-env", "TRIBUTARY_API_PAGE_SIZE": "250", "TRIBUTARY_API_URL": "https://ignored",
+		"TRIBUTARY_API_MAX_MALFORMED": "5"}
 	if err := cli.ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
@@ -709,6 +588,9 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{"poll default", c.PollInterval.String(), "1s"},
 		{"prefetch default", fmt.Sprint(c.Prefetch), "2"},
 		{"no token in String", fmt.Sprint(strings.Contains(c.String(), "from-env")), "false"},
+		{"deprecation warnings", fmt.Sprint(strings.Count(out.String(), "has no effect: the client makes one attempt per request and the pipeline retries, with backoff up to --pipeline.retry-max")), "2"},
+		{"max-backoff hidden", fmt.Sprint(fs.Lookup("api.max-backoff").Hidden), "true"},
+		{"max-malformed hidden", fmt.Sprint(fs.Lookup("api.max-malformed").Hidden), "true"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -738,7 +620,7 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-func TestRetryAfterAndBackoff(t *testing.T) {
+func TestRetryAfter(t *testing.T) {
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		h    string
@@ -755,13 +637,6 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 	for _, tt := range tests {
 		if got := retryAfter(tt.h, now); got != tt.want {
 			t.Errorf("retryAfter(%q) = %v, want %v", tt.h, got, tt.want)
-		}
-	}
-	for attempt, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second} {
-		for range 20 {
-			if got := backoff.Delay(attempt, minBackoff, time.Second); got < want/2 || got > want {
-				t.Errorf("backoff(%d) = %v, want in [%v, %v]", attempt, got, want/2, want)
-			}
 		}
 	}
 }

@@ -3,11 +3,15 @@
 // "classic" (Socotra Core, GET /eventstream/events or /attributedEvents).
 //
 // A Client is a source.Source whose Position is the API's paging token. It
-// fetches pages ahead of the pipeline, retries transient failures with
-// exponential backoff and jitter without ever advancing the token, and stops
-// with an error wrapping ErrPermanent when retrying cannot help (401, 403, a
-// rejected token). An Enricher completes the partial policy-locator lists of
-// billing events through the suite's billing look-ups.
+// fetches pages ahead of the pipeline and makes one attempt per request: a
+// failure reaches the pipeline through Read, classified with internal/fault
+// (transient, with the server's Retry-After, or permanent, such as a refused
+// paging token), and the pipeline retries; the Read after a failure fetches
+// again from the request that failed, so the token never advances past an
+// undelivered page. An event that cannot be read is delivered with
+// source.Event.Reject set instead of failing its page. An Enricher completes
+// the partial policy-locator lists of billing events through the suite's
+// billing look-ups.
 package eventapi
 
 import (
@@ -31,16 +35,10 @@ const (
 	MaxPageSize              = 1000
 	DefaultPollInterval      = time.Second
 	DefaultRequestTimeout    = 30 * time.Second
-	DefaultMaxBackoff        = 30 * time.Second
 	DefaultPrefetch          = 2
 	DefaultUserAgent         = "tributary-eventapi"
 	DefaultEnrichConcurrency = 4
 	DefaultEnrichCacheSize   = 10000
-	// DefaultMaxMalformed is how many malformed responses in a row to one
-	// request are retried before the client gives up with a permanent error.
-	DefaultMaxMalformed = 20
-	// minBackoff is the first retry's delay before jitter.
-	minBackoff = 100 * time.Millisecond
 	// maxBodyBytes bounds one response body, so memory stays bounded even if
 	// a server misbehaves.
 	maxBodyBytes = 256 << 20
@@ -77,11 +75,6 @@ type Config struct {
 	PollInterval time.Duration
 	// RequestTimeout bounds every HTTP request, body included.
 	RequestTimeout time.Duration
-	// MaxBackoff caps the delay between retries.
-	MaxBackoff time.Duration
-	// MaxMalformed is how many malformed responses in a row are retried before
-	// giving up with a permanent error (0: DefaultMaxMalformed).
-	MaxMalformed int
 	// Prefetch is how many pages are fetched ahead of the pipeline.
 	Prefetch int
 	// UserAgent is sent with every request.
@@ -94,22 +87,27 @@ type Config struct {
 	// EnrichCacheSize bounds the Enricher's LRU cache of look-ups.
 	EnrichCacheSize int
 
-	// Logger receives retries (Warn) and lifecycle (Info); nil discards.
+	// Logger receives lifecycle messages (Info); nil discards.
 	Logger *slog.Logger
 	// OnRequest, if set, is called after every HTTP attempt with its status
 	// (0 when no response arrived) and its duration. It must be cheap and
 	// safe for concurrent use.
 	OnRequest func(status int, d time.Duration)
-	// OnRetry, if set, is called before every retry with its reason: one of
-	// ReasonNetwork, Reason5xx, Reason429, ReasonMalformed.
-	OnRetry func(reason string)
 	// OnLookup, if set, is called for every look-up the Enricher makes, with
 	// its result: "hit" (from the cache), "miss" (fetched), "not_found" or
 	// "error". It must be cheap and safe for concurrent use.
 	OnLookup func(result string)
 	// OnPage, if set, is called for every page fetched, with its event count.
 	OnPage func(events int)
+
+	// The deprecated flags --api.max-backoff and --api.max-malformed land
+	// here and are ignored: the pipeline retries, up to --pipeline.retry-max.
+	deprecatedMaxBackoff   time.Duration
+	deprecatedMaxMalformed int
 }
+
+// deprecatedRetry is the deprecation message of the client's former retry flags.
+const deprecatedRetry = "it has no effect: the client makes one attempt per request and the pipeline retries, with backoff up to --pipeline.retry-max"
 
 // RegisterFlags adds the --api.* and --enrich.* flags to fs, bound to c, with
 // their defaults.
@@ -118,7 +116,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.URL, "api.url", "", "base URL of the API, e.g. https://api.sandbox.socotra.com")
 	fs.StringVar(&c.Tenant, "api.tenant", "", "tenant locator (UUID; required for suite; classic: a label, default the URL's host)")
 	fs.StringVar(&c.Token, "api.token", "", "bearer token (prefer --api.token-file or TRIBUTARY_API_TOKEN; never logged)")
-	fs.StringVar(&c.TokenFile, "api.token-file", "", "file holding the bearer token, re-read when it changes")
+	fs.StringVar(&c.TokenFile, "api.token-file", "", "file holding the bearer token, re-read when it changes and after a 401/403 (which are then retried)")
 	fs.BoolVar(&c.Attributed, "api.attributed", false, "classic: read /eventstream/attributedEvents (events carry the username)")
 	fs.Var(timeValue{&c.Start}, "api.start", "first event timestamp on the first run, RFC 3339 or milliseconds since the epoch")
 	fs.Var(timeValue{&c.End}, "api.end", "last event timestamp (optional); once reached and caught up, reading ends")
@@ -126,7 +124,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.PageSize, "api.page-size", DefaultPageSize, "events per page, 1..1000")
 	fs.DurationVar(&c.PollInterval, "api.poll-interval", DefaultPollInterval, "wait between calls once the stream is caught up")
 	fs.DurationVar(&c.RequestTimeout, "api.request-timeout", DefaultRequestTimeout, "timeout of every HTTP request, body included")
-	fs.DurationVar(&c.MaxBackoff, "api.max-backoff", DefaultMaxBackoff, "longest wait between retries")
+	fs.DurationVar(&c.deprecatedMaxBackoff, "api.max-backoff", 0, "ignored (deprecated): see --pipeline.retry-max")
+	fs.IntVar(&c.deprecatedMaxMalformed, "api.max-malformed", 0, "ignored (deprecated): see --pipeline.retry-max")
+	for _, name := range []string{"api.max-backoff", "api.max-malformed"} {
+		if err := fs.MarkDeprecated(name, deprecatedRetry); err != nil {
+			panic(err) // the flag was just defined
+		}
+	}
 	fs.IntVar(&c.Prefetch, "api.prefetch", DefaultPrefetch, "pages fetched ahead while the current one is written")
 	fs.BoolVar(&c.EnrichPolicyLocators, "enrich.policy-locators", false, "suite: complete billing events' partial policy-locator lists through the billing API")
 	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups")
@@ -191,7 +195,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--api.poll-interval", c.PollInterval}, {"--api.request-timeout", c.RequestTimeout}, {"--api.max-backoff", c.MaxBackoff}} {
+	}{{"--api.poll-interval", c.PollInterval}, {"--api.request-timeout", c.RequestTimeout}} {
 		if d.v < 0 {
 			bad("%s %s: must not be negative", d.name, d.v)
 		}
@@ -204,9 +208,6 @@ func (c Config) Validate() error {
 	}
 	if c.EnrichCacheSize < 0 {
 		bad("--enrich.cache-size %d: must not be negative", c.EnrichCacheSize)
-	}
-	if c.MaxMalformed < 0 {
-		bad("max malformed %d: must not be negative", c.MaxMalformed)
 	}
 	return errors.Join(errs...)
 }
@@ -221,12 +222,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.MaxMalformed == 0 {
-		c.MaxMalformed = DefaultMaxMalformed
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = DefaultPrefetch

@@ -6,18 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tributary-cdc/tributary/source"
 )
 
-// page is one page of the stream as fetched.
+// page is one page of the stream as fetched, or the failure of the request
+// that should have fetched it.
 type page struct {
 	reqToken string         // the token it was fetched with ("": the configured filters)
 	events   []source.Event // in the server's order
 	next     string         // the token returned with it
 	skip     int            // events at its start already delivered before a resume
-	err      error          // a permanent error (or end of stream) instead of a page
+	err      error          // the request failed (or the stream ended) instead
 }
 
 // suiteEvent is the suite's EventResponse.
@@ -40,8 +42,29 @@ type classicEvent struct {
 	TransactionID json.RawMessage `json:"transactionId"`
 }
 
+// wireEvent is a pointer to an event's wire form E. event converts it; a
+// non-empty reason says why the event cannot be read (the event then holds
+// whatever could be read).
+type wireEvent[E any] interface {
+	*E
+	event(tenant string) (ev source.Event, reason string)
+}
+
+// Reject reasons start with one of these kinds, then ": " and the detail.
+const (
+	rejectMissing   = "missing field"     // no locator (classic: id), type or timestamp
+	rejectTimestamp = "invalid timestamp" // a timestamp that does not parse
+	rejectInvalid   = "invalid event"     // not an object, or a field of the wrong JSON type
+)
+
 // decodePage parses a page body of flavor into events and the next token.
-// The token is required: the API always returns one.
+//
+// The page itself must be what the API promises, or the error says how it is
+// malformed: JSON, an object whose events are an array, and a pagingToken
+// (the API always returns one). An event that cannot be read (a missing
+// locator, type or timestamp, an unparsable timestamp, a field of the wrong
+// JSON type) does not fail the page: it is returned in its place with Reject
+// set and Data holding its raw bytes (see markRejects).
 func decodePage(flavor, tenant string, body []byte) ([]source.Event, string, error) {
 	if flavor == source.FlavorClassic {
 		return decodeEvents[classicEvent](tenant, body)
@@ -49,14 +72,52 @@ func decodePage(flavor, tenant string, body []byte) ([]source.Event, string, err
 	return decodeEvents[suiteEvent](tenant, body)
 }
 
-// decodeEvents parses a page whose events have the wire form E.
-func decodeEvents[E any, P interface {
-	*E
-	event(tenant string) (source.Event, error)
-}](tenant string, body []byte) ([]source.Event, string, error) {
+// decodeEvents parses a page whose events have the wire form E in one pass;
+// the events' raw bytes are scanned again only when one is rejected.
+func decodeEvents[E any, P wireEvent[E]](tenant string, body []byte) ([]source.Event, string, error) {
 	var p struct {
 		Events      []E     `json:"events"`
 		PagingToken *string `json:"pagingToken"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Valid JSON with a value of the wrong type somewhere: decode
+			// event by event, so that only the culprits are rejected.
+			return decodeEventsOneByOne[E, P](tenant, body)
+		}
+		return nil, "", err
+	}
+	if p.PagingToken == nil || *p.PagingToken == "" {
+		return nil, "", errors.New("no pagingToken")
+	}
+	evs := make([]source.Event, len(p.Events))
+	var raws []json.RawMessage // scanned on the first reject
+	for i := range p.Events {
+		ev, reason := P(&p.Events[i]).event(tenant)
+		if reason != "" {
+			if raws == nil {
+				var r struct {
+					Events []json.RawMessage `json:"events"`
+				}
+				if err := json.Unmarshal(body, &r); err != nil || len(r.Events) != len(evs) {
+					return nil, "", fmt.Errorf("event %d of the page: %s; and its raw bytes cannot be found: %v", i, reason, err)
+				}
+				raws = r.Events
+			}
+			ev.Reject, ev.Data = reason, raws[i]
+		}
+		evs[i] = ev
+	}
+	markRejects(evs)
+	return evs, *p.PagingToken, nil
+}
+
+// decodeEventsOneByOne parses a page whose events are decoded one at a time.
+func decodeEventsOneByOne[E any, P wireEvent[E]](tenant string, body []byte) ([]source.Event, string, error) {
+	var p struct {
+		Events      []json.RawMessage `json:"events"`
+		PagingToken *string           `json:"pagingToken"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, "", err
@@ -65,59 +126,111 @@ func decodeEvents[E any, P interface {
 		return nil, "", errors.New("no pagingToken")
 	}
 	evs := make([]source.Event, len(p.Events))
-	for i := range p.Events {
-		ev, err := P(&p.Events[i]).event(tenant)
+	for i, raw := range p.Events {
+		var e E
+		err := json.Unmarshal(raw, &e) // on a type error, e holds the fields that did decode
+		ev, reason := P(&e).event(tenant)
 		if err != nil {
-			return nil, "", fmt.Errorf("event %d of the page: %w", i, err)
+			reason = rejectInvalid + ": " + strings.TrimPrefix(err.Error(), "json: ")
+		}
+		if reason != "" {
+			ev.Reject, ev.Data = reason, raw
 		}
 		evs[i] = ev
 	}
+	markRejects(evs)
 	return evs, *p.PagingToken, nil
 }
 
-func (e *suiteEvent) event(tenant string) (source.Event, error) {
-	if e.Locator == "" || e.Type == "" || e.Timestamp == "" {
-		return source.Event{}, fmt.Errorf("event %q lacks a locator, type or timestamp", e.Locator)
+// markRejects gives every rejected event without a readable timestamp the
+// Seq of the event before it in the page (the first of a page: of the next
+// readable one; 0 when the page has none), so that Seq stays ordered and a
+// replay of the same page gives the same Seq.
+func markRejects(evs []source.Event) {
+	var prev uint64
+	havePrev := false
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Reject == "" || !ev.Timestamp.IsZero() {
+			prev, havePrev = ev.Seq, true
+			continue
+		}
+		if !havePrev {
+			for _, next := range evs[i+1:] {
+				if !next.Timestamp.IsZero() {
+					prev = next.Seq
+					break
+				}
+			}
+			havePrev = true
+		}
+		ev.Seq = prev
 	}
-	ts, err := time.Parse(time.RFC3339Nano, e.Timestamp)
-	if err != nil {
-		return source.Event{}, fmt.Errorf("event %s: timestamp: %w", e.Locator, err)
+}
+
+// missing returns the rejection of an event lacking the named fields, or "".
+func missing(fields ...string) string {
+	var names []string
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i+1] == "" {
+			names = append(names, fields[i])
+		}
 	}
-	ts = ts.UTC().Truncate(time.Millisecond)
-	return source.Event{
+	if len(names) == 0 {
+		return ""
+	}
+	return rejectMissing + ": " + strings.Join(names, ", ")
+}
+
+func (e *suiteEvent) event(tenant string) (source.Event, string) {
+	ev := source.Event{
 		Locator:     e.Locator,
 		RequestID:   e.RequestID,
 		UserLocator: e.UserLocator,
 		Tenant:      tenant,
 		Type:        e.Type,
-		Timestamp:   ts,
 		Data:        rawData(e.Data),
 		Flavor:      source.FlavorSuite,
-		Seq:         uint64(ts.UnixMilli()),
-	}, nil
+	}
+	reason := missing("locator", e.Locator, "type", e.Type, "timestamp", e.Timestamp)
+	if e.Timestamp != "" {
+		ts, err := time.Parse(time.RFC3339Nano, e.Timestamp)
+		if err != nil {
+			if reason == "" {
+				reason = fmt.Sprintf("%s: %q is not RFC 3339", rejectTimestamp, e.Timestamp)
+			}
+		} else {
+			ev.Timestamp = ts.UTC().Truncate(time.Millisecond)
+			ev.Seq = uint64(ev.Timestamp.UnixMilli())
+		}
+	}
+	return ev, reason
 }
 
-func (e *classicEvent) event(tenant string) (source.Event, error) {
-	id := scalarString(e.ID)
-	if id == "" || e.Type == "" || len(e.Timestamp) == 0 {
-		return source.Event{}, fmt.Errorf("event %q lacks an id, type or timestamp", id)
-	}
-	ms, err := strconv.ParseInt(scalarString(e.Timestamp), 10, 64)
-	if err != nil {
-		return source.Event{}, fmt.Errorf("event %s: timestamp %s: want milliseconds since the epoch", id, e.Timestamp)
-	}
-	ts := time.UnixMilli(ms).UTC()
-	return source.Event{
+func (e *classicEvent) event(tenant string) (source.Event, string) {
+	id, stamp := scalarString(e.ID), scalarString(e.Timestamp)
+	ev := source.Event{
 		Locator:       id,
 		Username:      e.Username,
 		TransactionID: scalarString(e.TransactionID),
 		Tenant:        tenant,
 		Type:          e.Type,
-		Timestamp:     ts,
 		Data:          rawData(e.Data),
 		Flavor:        source.FlavorClassic,
-		Seq:           uint64(ms),
-	}, nil
+	}
+	reason := missing("id", id, "type", e.Type, "timestamp", stamp)
+	if stamp != "" {
+		ms, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil {
+			if reason == "" {
+				reason = fmt.Sprintf("%s: %s is not milliseconds since the epoch", rejectTimestamp, e.Timestamp)
+			}
+		} else {
+			ev.Timestamp = time.UnixMilli(ms).UTC()
+			ev.Seq = uint64(ms)
+		}
+	}
+	return ev, reason
 }
 
 // scalarString returns a JSON string's value or a number's text; "" for null

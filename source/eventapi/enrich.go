@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -28,7 +29,8 @@ import (
 //     its references of type policy, and of type invoice as above.
 //
 // Write-offs have no look-up in the published API and stay incomplete.
-// Look-ups run with bounded concurrency, share the Client's retries and are
+// Look-ups run with bounded concurrency, make one attempt each (the caller
+// retries Complete, which fetches again only what is not cached yet) and are
 // kept in a bounded LRU cache. An Enricher is safe for concurrent use.
 type Enricher struct {
 	doer   *httpDoer
@@ -98,7 +100,7 @@ func NeedsCompletion(ev source.Event) bool {
 }
 
 func incomplete(ev source.Event) (billingData, bool) {
-	if ev.Flavor != source.FlavorSuite || !strings.HasPrefix(ev.Type, "billing.") {
+	if ev.Flavor != source.FlavorSuite || ev.Reject != "" || !strings.HasPrefix(ev.Type, "billing.") {
 		return billingData{}, false
 	}
 	var d billingData
@@ -112,14 +114,20 @@ func incomplete(ev source.Event) (billingData, bool) {
 // list of every event of events that NeedsCompletion and could be resolved.
 // Events that cannot be resolved (a write-off, a payment to an account, a
 // look-up answering 404) are left out: their lists stay marked incomplete.
-// It returns an error wrapping ErrPermanent on 401/403 and similar, or ctx's
-// error; look-ups are retried like page fetches.
+//
+// Every look-up makes one attempt. If any fails, Complete returns no map but
+// an error classified like a page fetch's (internal/fault: a permanent one,
+// such as a 401 with a literal token, if any look-up failed permanently, which
+// also cancels the others; else the first transient one), and the caller
+// retries it: look-ups that succeeded are cached, so a retry repeats only the
+// failed ones. It returns ctx's error when ctx ends first.
 func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[string][]string, error) {
 	out := map[string][]string{}
 	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		firstErr error
+		mu                sync.Mutex
+		wg                sync.WaitGroup
+		firstErr, permErr error
+		failed, lookedUp  int
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -134,10 +142,16 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 			pols, ok, err := e.resolve(ctx, ev.Type, d)
 			mu.Lock()
 			defer mu.Unlock()
+			lookedUp++
 			if err != nil {
+				failed++
+				err = fmt.Errorf("complete policy locators of event %s (%s): %w", ev.Locator, ev.Type, err)
 				if firstErr == nil {
-					firstErr = fmt.Errorf("complete policy locators of event %s (%s): %w", ev.Locator, ev.Type, err)
-					cancel()
+					firstErr = err
+				}
+				if permErr == nil && fault.IsPermanent(err) {
+					permErr = err
+					cancel() // the others cannot change the outcome
 				}
 				return
 			}
@@ -147,8 +161,13 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	switch {
+	case permErr != nil:
+		return nil, permErr
+	case ctx.Err() != nil && firstErr != nil:
+		return nil, fmt.Errorf("complete policy locators: %w", ctx.Err())
+	case firstErr != nil:
+		return nil, fmt.Errorf("the policy lists of %d of %d events could not be completed, the first: %w", failed, lookedUp, firstErr)
 	}
 	return out, nil
 }

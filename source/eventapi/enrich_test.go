@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -158,16 +161,40 @@ func TestEnricherComplete(t *testing.T) {
 	}
 }
 
+// completeRetrying calls Complete as the pipeline does: a transient error is
+// retried (at once), a permanent one returned. It returns the errors retried.
+func completeRetrying(t *testing.T, ctx context.Context, e *Enricher, events []source.Event) (map[string][]string, []error, error) {
+	t.Helper()
+	var errs []error
+	for {
+		got, err := e.Complete(ctx, events)
+		if err == nil || fault.IsPermanent(err) || ctx.Err() != nil {
+			return got, errs, err
+		}
+		if len(errs) >= maxFailuresInRow {
+			t.Fatalf("Complete after %d transient errors: %v", len(errs), err)
+		}
+		errs = append(errs, err)
+	}
+}
+
+// TestEnricherErrors checks that every look-up makes one attempt: a failed
+// one fails Complete, classified like a page fetch, and the next Complete
+// repeats only what failed.
 func TestEnricherErrors(t *testing.T) {
 	tests := []struct {
-		name      string
-		fail      func(n int) (status int, ok bool)
-		permanent bool
+		name       string
+		fail       func(n int) (status int, ok bool)
+		tokenFile  bool
+		permanent  bool
+		after      time.Duration
+		wantErrors int // transient errors before success
 	}{
-		{"500 then fine", func(n int) (int, bool) { return 500, n == 0 }, false},
-		{"429 then fine", func(n int) (int, bool) { return 429, n < 2 }, false},
-		{"401", func(n int) (int, bool) { return 401, true }, true},
-		{"403", func(n int) (int, bool) { return 403, true }, true},
+		{"500 then fine", func(n int) (int, bool) { return 500, n == 0 }, false, false, 0, 1},
+		{"429 then fine", func(n int) (int, bool) { return 429, n < 2 }, false, false, 10 * time.Millisecond, 2},
+		{"401", func(n int) (int, bool) { return 401, true }, false, true, 0, 0},
+		{"403", func(n int) (int, bool) { return 403, true }, false, true, 0, 0},
+		{"401 with a token file, then fine", func(n int) (int, bool) { return 401, n < 3 }, true, false, 0, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,20 +208,37 @@ func TestEnricherErrors(t *testing.T) {
 				}
 				return ok
 			}
+			if tt.tokenFile {
+				cfg.Token, cfg.TokenFile = "", filepath.Join(t.TempDir(), "token")
+				if err := os.WriteFile(cfg.TokenFile, []byte("tok"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			e, err := NewEnricher(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
-			got, err := e.Complete(testenv.Context(t, 10*time.Second), []source.Event{ev})
+			got, errs, err := completeRetrying(t, testenv.Context(t, 10*time.Second), e, []source.Event{ev})
 			if tt.permanent {
-				if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "look-up refused") {
-					t.Fatalf("Complete error = %v, want a permanent error with the server's message", err)
+				if !fault.IsPermanent(err) || !strings.Contains(err.Error(), "look-up refused") || !strings.Contains(err.Error(), "event e1") {
+					t.Fatalf("Complete error = %v, want a permanent error naming the event, with the server's message", err)
+				}
+				if n := calls.Load(); n != 1 {
+					t.Errorf("%d look-ups, want 1", n)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatalf("Complete: %v", err)
+			}
+			if len(errs) != tt.wantErrors {
+				t.Errorf("Complete failed %d times (%v), want %d: one attempt per look-up", len(errs), errs, tt.wantErrors)
+			}
+			for _, err := range errs {
+				if got := fault.RetryAfter(err); got != tt.after {
+					t.Errorf("RetryAfter(%v) = %v, want %v", err, got, tt.after)
+				}
 			}
 			if len(got["e1"]) != 7 {
 				t.Errorf("Complete = %v, want e1's 7 policies after the retry", got)
@@ -203,18 +247,73 @@ func TestEnricherErrors(t *testing.T) {
 	}
 }
 
-func TestEnricherCancelled(t *testing.T) {
+// TestEnricherRetryRepeatsOnlyFailures fails one of two look-ups: Complete
+// fails, and the second Complete fetches only the one that failed.
+func TestEnricherRetryRepeatsOnlyFailures(t *testing.T) {
 	b, cfg := newBilling(t)
-	b.fail = func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(503); return true }
+	var failedOnce atomic.Bool
+	b.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/delinquencies/D1") && failedOnce.CompareAndSwap(false, true) {
+			writeJSONError(w, 502, "bad_gateway", "proxy hiccup")
+			return true
+		}
+		return false
+	}
 	e, err := NewEnricher(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	events := []source.Event{
+		billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1"),
+		billingEvent("e5", "billing.delinquency.create", "delinquencyLocator", "D1", false, "P9"),
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	_, err = e.Complete(ctx, events)
+	if err == nil || fault.IsPermanent(err) || !strings.Contains(err.Error(), "the policy lists of 1 of 2 events could not be completed") ||
+		!strings.Contains(err.Error(), "HTTP 502") {
+		t.Fatalf("first Complete = %v, want a transient error saying one of two failed", err)
+	}
+	before := b.total()
+	got, err := e.Complete(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Errorf("second Complete = %v, want both events", got)
+	}
+	// D1 again, and I2 which D1 references (never fetched: D1 failed first).
+	if n := b.total() - before; n != 2 {
+		t.Errorf("second Complete made %d requests, want 2 (I1 cached)", n)
+	}
+}
+
+// TestEnricherCancelled cancels the context while a look-up waits for its
+// answer: Complete returns the context's error.
+func TestEnricherCancelled(t *testing.T) {
+	b, cfg := newBilling(t)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	b.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		cancel()
+		<-r.Context().Done() // the client gives up
+		return true
+	}
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
-	if _, err := e.Complete(ctx, []source.Event{ev}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Complete against a failing server = %v, want the context's deadline", err)
+	if _, err := e.Complete(ctx, []source.Event{ev}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Complete cancelled = %v, want the context's error", err)
+	}
+}
+
+// TestEnricherSkipsRejects: a rejected event is never looked up.
+func TestEnricherSkipsRejects(t *testing.T) {
+	ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
+	ev.Reject, ev.Data = "missing field: timestamp", []byte(`{"policyLocators":{"listCompleted":false,"items":["P1"]},"invoiceLocator":"I1"}`)
+	if NeedsCompletion(ev) {
+		t.Error("NeedsCompletion of a rejected event = true, want false")
 	}
 }
 

@@ -151,7 +151,7 @@ func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"pagingToken":%q,"events":[%s]}`, tok, evs)
 }
 
-// testConfig returns a fast-retrying Config for srv.
+// testConfig returns a Config for srv that polls often.
 func testConfig(flavor, u string) Config {
 	c := Config{
 		Flavor:         flavor,
@@ -162,7 +162,6 @@ func testConfig(flavor, u string) Config {
 		PageSize:       3,
 		PollInterval:   20 * time.Millisecond,
 		RequestTimeout: 2 * time.Second,
-		MaxBackoff:     20 * time.Millisecond,
 	}
 	if flavor == source.FlavorClassic {
 		c.Tenant = ""

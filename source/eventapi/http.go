@@ -15,35 +15,24 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
+	"github.com/tributary-cdc/tributary/internal/fault"
 )
 
-// Retry reasons passed to Config.OnRetry.
-const (
-	ReasonNetwork   = "network"   // no response, a timeout, or a body cut short
-	Reason5xx       = "5xx"       // a server error
-	Reason429       = "429"       // rate limited
-	ReasonMalformed = "malformed" // a response that is not the expected JSON
-)
-
-// ErrPermanent is wrapped by every error that retrying cannot fix: 401, 403, a
-// rejected paging token (400), other 4xx, or a server that keeps answering
-// malformed JSON. Test with errors.Is(err, ErrPermanent), or through the
-// Permanent() bool method those errors have; errors.As into *APIError gives
-// the status and the server's message.
-var ErrPermanent = errors.New("permanent event-stream API error")
-
-// APIError is an HTTP error answer of the API.
+// APIError is an HTTP error answer of the API. Its Permanent method says
+// whether retrying cannot help (see classifyStatus); a 429 or 503 that asked
+// for a pause is wrapped with fault.WithRetryAfter. Find it in an error's
+// chain with errors.As.
 type APIError struct {
 	Method, Path string // the request, without its query (which may hold a token)
 	Status       int    // the HTTP status
-	APICode      string // the classic body's apiErrorCode, if any
+	APICode      string // the classic body's apiErrorCode (the suite's errorCode), if any
 	Message      string // the server's message, or the start of its body
 	FieldErrors  string // the classic body's fieldErrors, as JSON, if any
+	Hint         string // what to do about it, when the client knows
 	permanent    bool   // retrying cannot help
 }
 
-// Error names the request, the status and the server's message.
+// Error names the request, the status, the server's message and the hint.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: HTTP %d %s", e.Method, e.Path, e.Status, http.StatusText(e.Status))
@@ -56,39 +45,23 @@ func (e *APIError) Error() string {
 	if e.FieldErrors != "" {
 		fmt.Fprintf(&b, "; field errors: %s", e.FieldErrors)
 	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, "; %s", e.Hint)
+	}
 	return b.String()
 }
 
-// Is makes errors.Is(err, ErrPermanent) true for permanent errors.
-func (e *APIError) Is(target error) bool { return target == ErrPermanent && e.permanent }
-
-// Permanent reports whether retrying cannot help (the pipeline looks for this
-// method).
+// Permanent reports whether retrying cannot help (fault.IsPermanent looks
+// for this method).
 func (e *APIError) Permanent() bool { return e.permanent }
 
-// malformedError is a 2xx answer whose body is not what the API promises.
-type malformedError struct{ err error }
+// ErrMalformed is in the chain of every (transient) error about a 2xx answer
+// whose body is not what the API promises: not JSON, truncated, no
+// pagingToken, too large.
+var ErrMalformed = errors.New("malformed body")
 
-func (e *malformedError) Error() string { return "malformed response: " + e.err.Error() }
-func (e *malformedError) Unwrap() error { return e.err }
-
-// permanentMalformed is returned once MaxMalformed malformed answers in a row
-// have been retried.
-type permanentMalformed struct {
-	path string
-	n    int
-	err  error
-}
-
-func (e *permanentMalformed) Error() string {
-	return fmt.Sprintf("GET %s: %d malformed responses in a row, giving up: %v", e.path, e.n, e.err)
-}
-func (e *permanentMalformed) Unwrap() []error { return []error{ErrPermanent, e.err} }
-
-// Permanent reports true: the pipeline stops.
-func (e *permanentMalformed) Permanent() bool { return true }
-
-// httpDoer performs GET requests with timeouts, authentication and retries.
+// httpDoer performs GET requests with a timeout and authentication, one
+// attempt per call.
 type httpDoer struct {
 	cfg    Config
 	base   *url.URL
@@ -98,12 +71,13 @@ type httpDoer struct {
 	tok      string
 	tokMtime time.Time
 	tokSize  int64
+	tokStale bool // the server refused tok: read the file again on the next attempt
 }
 
 func newDoer(cfg Config) (*httpDoer, error) {
 	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("parse --api.url: %w", err)
+		return nil, fault.Permanent(fmt.Errorf("parse --api.url: %w", err))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.EnrichConcurrency + cfg.Prefetch + 2
@@ -111,13 +85,14 @@ func newDoer(cfg Config) (*httpDoer, error) {
 	d := &httpDoer{cfg: cfg, base: base, client: &http.Client{Transport: tr}, tok: cfg.Token}
 	if cfg.TokenFile != "" {
 		if _, err := d.token(); err != nil {
-			return nil, err
+			return nil, fault.Permanent(err)
 		}
 	}
 	return d, nil
 }
 
-// token returns the bearer token, re-reading the token file when it changed.
+// token returns the bearer token, re-reading the token file when it changed
+// or when the server refused the token last read.
 func (d *httpDoer) token() (string, error) {
 	if d.cfg.TokenFile == "" {
 		return d.tok, nil
@@ -127,11 +102,11 @@ func (d *httpDoer) token() (string, error) {
 	st, err := os.Stat(d.cfg.TokenFile)
 	if err != nil {
 		if d.tok != "" {
-			return d.tok, nil // keep the last good token while the file is being replaced
+			return d.tok, nil // keep the last token while the file is being replaced
 		}
-		return "", fmt.Errorf("read token file: %w", err)
+		return "", fmt.Errorf("read --api.token-file: %w", err)
 	}
-	if d.tok != "" && st.ModTime().Equal(d.tokMtime) && st.Size() == d.tokSize {
+	if d.tok != "" && !d.tokStale && st.ModTime().Equal(d.tokMtime) && st.Size() == d.tokSize {
 		return d.tok, nil
 	}
 	tok, err := readTokenFile(d.cfg.TokenFile)
@@ -142,82 +117,55 @@ func (d *httpDoer) token() (string, error) {
 		if err == nil {
 			err = errors.New("empty")
 		}
-		return "", fmt.Errorf("read token file %s: %w", d.cfg.TokenFile, err)
+		return "", fmt.Errorf("read --api.token-file %s: %w", d.cfg.TokenFile, err)
 	}
-	d.tok, d.tokMtime, d.tokSize = tok, st.ModTime(), st.Size()
+	d.tok, d.tokMtime, d.tokSize, d.tokStale = tok, st.ModTime(), st.Size(), false
 	return tok, nil
+}
+
+// refused notes that the server refused the token: the next attempt reads
+// the token file again even if it looks unchanged.
+func (d *httpDoer) refused() {
+	d.tokMu.Lock()
+	d.tokStale = true
+	d.tokMu.Unlock()
 }
 
 func (d *httpDoer) close() { d.client.CloseIdleConnections() }
 
-// getJSON GETs path?query and hands the body of a 2xx answer to decode,
-// retrying transient failures (and decode errors, as malformed) with backoff
-// until ctx is done. It returns a permanent error (wrapping ErrPermanent) or
-// ctx's error.
+// getJSON makes one GET of path?query and hands the body of a 2xx answer to
+// decode. It never retries: a failure comes back classified with
+// internal/fault (see classifyStatus; every failure without an answer, and a
+// body decode refuses, is transient), its message naming the request but
+// never its query or the bearer token.
 func (d *httpDoer) getJSON(ctx context.Context, path string, query url.Values, decode func([]byte) error) error {
+	body, err := d.attempt(ctx, path, query)
+	if err != nil {
+		return err
+	}
+	if err := decode(body); err != nil {
+		return fmt.Errorf("GET %s: HTTP 200 with a %w: %w", path, ErrMalformed, err)
+	}
+	return nil
+}
+
+// attempt performs one GET; it returns the body of a 2xx answer or a
+// classified error.
+func (d *httpDoer) attempt(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	tok, err := d.token()
+	if err != nil {
+		// Only before any token was read (newDoer reads it): the file may
+		// be written in a moment, like a rotated token.
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
 	u := *d.base
 	u.Path = d.base.Path + path
 	u.RawQuery = query.Encode()
-	full := u.String()
-	var (
-		attempt   int
-		malformed int
-	)
-	for {
-		body, retryAfter, err := d.attempt(ctx, full, path)
-		if err == nil {
-			if derr := decode(body); derr != nil {
-				err = &malformedError{derr}
-			} else {
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		reason, retry := classify(err)
-		if !retry {
-			return err
-		}
-		if reason == ReasonMalformed {
-			malformed++
-			if malformed >= d.cfg.MaxMalformed {
-				return &permanentMalformed{path: path, n: malformed, err: err}
-			}
-		} else {
-			malformed = 0
-		}
-		wait := backoff.Delay(attempt, minBackoff, d.cfg.MaxBackoff)
-		if retryAfter > 0 {
-			wait = retryAfter
-		}
-		attempt++
-		if d.cfg.OnRetry != nil {
-			d.cfg.OnRetry(reason)
-		}
-		d.cfg.Logger.Warn("event-stream request failed, retrying", "path", path, "reason", reason, "attempt", attempt, "wait", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// attempt performs one GET; it returns the body of a 2xx answer, or an error
-// and the delay a 429/503 asked for.
-func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time.Duration, error) {
-	tok, err := d.token()
-	if err != nil {
-		return nil, 0, &APIError{Method: "GET", Path: path, Status: 0, Message: err.Error(), permanent: true}
-	}
 	actx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, full, nil)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, 0, &APIError{Method: "GET", Path: path, Message: err.Error(), permanent: true}
+		return nil, fault.Permanent(fmt.Errorf("GET %s: %w", path, err))
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
@@ -228,28 +176,80 @@ func (d *httpDoer) attempt(ctx context.Context, full, path string) ([]byte, time
 	resp, err := d.client.Do(req)
 	if err != nil {
 		d.observe(0, start)
-		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
+		return nil, fmt.Errorf("GET %s: %w", path, d.noAnswer(ctx, actx, err))
 	}
 	defer resp.Body.Close()
 	body, err := readBody(resp)
 	d.observe(resp.StatusCode, start)
 	if err != nil {
-		return nil, 0, fmt.Errorf("GET %s: read body: %w", path, err)
+		return nil, fmt.Errorf("GET %s: HTTP %d, reading the body: %w", path, resp.StatusCode, d.noAnswer(ctx, actx, err))
 	}
 	if resp.StatusCode/100 == 2 {
 		if len(body) > maxBodyBytes {
-			return nil, 0, &malformedError{fmt.Errorf("body larger than %d bytes", maxBodyBytes)}
+			return nil, fmt.Errorf("GET %s: HTTP %d with a %w: larger than %d bytes", path, resp.StatusCode, ErrMalformed, maxBodyBytes)
 		}
-		return body, 0, nil
+		return body, nil
 	}
-	e := &APIError{Method: "GET", Path: path, Status: resp.StatusCode}
-	e.permanent = resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout
+	e := &APIError{Method: http.MethodGet, Path: path, Status: resp.StatusCode}
 	parseErrorBody(e, body)
-	var wait time.Duration
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return nil, d.classifyStatus(e, query, resp.Header.Get("Retry-After"), time.Now())
+}
+
+// noAnswer returns the cause of a request that got no (complete) answer:
+// the caller's context error, a timeout naming --api.request-timeout, or the
+// transport's error without the request URL (which holds the query).
+func (d *httpDoer) noAnswer(ctx, actx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return nil, wait, e
+	if actx.Err() != nil {
+		return fmt.Errorf("no answer within --api.request-timeout %s: %w", d.cfg.RequestTimeout, actx.Err())
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("no answer within --api.request-timeout %s: %w", d.cfg.RequestTimeout, ue.Err)
+		}
+		return ue.Err
+	}
+	return err
+}
+
+// classifyStatus marks e, an error answer to a request with query:
+//
+//   - 429, and 503 with Retry-After: transient, with the pause asked for;
+//   - 408 and every 5xx: transient;
+//   - 401/403: transient with --api.token-file (the file is read again on
+//     the next attempt, so a rotated token heals without a restart),
+//     permanent with a literal token;
+//   - 400 to a request with a pagingToken: permanent, with a hint to reset
+//     the checkpoint;
+//   - every other status (other 4xx, or 1xx/3xx that escaped the client):
+//     permanent for 4xx, transient otherwise.
+func (d *httpDoer) classifyStatus(e *APIError, query url.Values, retryAfterHeader string, now time.Time) error {
+	switch s := e.Status; {
+	case s == http.StatusTooManyRequests || s == http.StatusServiceUnavailable:
+		return fault.WithRetryAfter(e, retryAfter(retryAfterHeader, now))
+	case s == http.StatusRequestTimeout || s >= 500:
+		return e
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		if d.cfg.TokenFile != "" {
+			d.refused()
+			e.Hint = fmt.Sprintf("token rejected (HTTP %d); re-reading --api.token-file %s on every attempt", s, d.cfg.TokenFile)
+			return e
+		}
+		e.permanent = true
+		e.Hint = fmt.Sprintf("token rejected (HTTP %d): fix --api.token (TRIBUTARY_API_TOKEN) and restart, or use --api.token-file, which is re-read without a restart", s)
+		return e
+	case s == http.StatusBadRequest && query.Has("pagingToken"):
+		e.permanent = true
+		e.Hint = "the paging token was refused (saved by another tenant, server or environment?); to start again from --api.start, run `tributary checkpoint reset --pipeline NAME`"
+		return e
+	case s/100 == 4:
+		e.permanent = true
+		return e
+	}
+	return e
 }
 
 // readBody reads a response body of at most maxBodyBytes+1 bytes, in one
@@ -268,29 +268,6 @@ func (d *httpDoer) observe(status int, start time.Time) {
 	if d.cfg.OnRequest != nil {
 		d.cfg.OnRequest(status, time.Since(start))
 	}
-}
-
-// classify returns the retry reason of err and whether it is retried.
-func classify(err error) (string, bool) {
-	var ae *APIError
-	var me *malformedError
-	switch {
-	case errors.Is(err, ErrPermanent):
-		return "", false
-	case errors.As(err, &ae):
-		switch {
-		case ae.Status == http.StatusTooManyRequests:
-			return Reason429, true
-		case ae.Status == http.StatusRequestTimeout:
-			return ReasonNetwork, true
-		case ae.Status >= 500:
-			return Reason5xx, true
-		}
-		return "", false
-	case errors.As(err, &me):
-		return ReasonMalformed, true
-	}
-	return ReasonNetwork, true
 }
 
 // maxRetryAfter caps a server's Retry-After, so a bogus header cannot stall
