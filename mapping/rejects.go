@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"strings"
 	"time"
 
 	"github.com/tributary-cdc/tributary/source"
@@ -12,35 +11,24 @@ import (
 // without a row here.
 const TableRejects = "_tributary_rejects"
 
-// Kinds of reject: the first word of a reject reason (RejectReason) and the
-// values of the kind column and of the reason label of
-// tributary_events_rejected_total.
+// Kinds of reject (see source.RejectKinds): the values of the kind column
+// and of the reason label of tributary_events_rejected_total.
 const (
-	RejectMissingField = "missing_field" // the event lacks its locator, type or time
-	RejectInvalidJSON  = "invalid_json"  // the event (or its payload) is not valid JSON
-	RejectBadTime      = "bad_time"      // its time cannot be read
-	RejectRefused      = "refused"       // ClickHouse refused its rows for their content
-	RejectOther        = "other"         // any other reason
+	RejectMissingField = source.RejectMissingField
+	RejectInvalidJSON  = source.RejectInvalidJSON
+	RejectBadTime      = source.RejectBadTime
+	RejectRefused      = source.RejectRefused
+	RejectOther        = source.RejectOther
 )
 
 // RejectKinds lists every kind, for metrics.
-var RejectKinds = []string{RejectMissingField, RejectInvalidJSON, RejectBadTime, RejectRefused, RejectOther}
+var RejectKinds = source.RejectKinds
 
-// RejectReason returns the reason of a reject (source.Event.Reject) of kind
-// with detail: "kind: detail".
-func RejectReason(kind, detail string) string { return kind + ": " + detail }
+// RejectReason returns the reason of a reject of kind with detail.
+func RejectReason(kind, detail string) string { return source.RejectReason(kind, detail) }
 
-// RejectKind returns the kind a reject reason starts with, RejectOther when
-// it names none.
-func RejectKind(reason string) string {
-	k, _, _ := strings.Cut(reason, ":")
-	for _, known := range RejectKinds {
-		if k == known {
-			return k
-		}
-	}
-	return RejectOther
-}
+// RejectKind returns the kind a reject reason starts with.
+func RejectKind(reason string) string { return source.RejectKind(reason) }
 
 // Column positions of the rejects table.
 const (
@@ -68,7 +56,7 @@ func rejectsTable() Table {
 		Columns: []Column{
 			{"_source", LowString, commentSource},
 			{"flavor", LowString, "Where the event came from: suite, classic or postgres."},
-			{"kind", LowString, "Why, in a word: missing_field, invalid_json, bad_time (the source could not read it), refused (ClickHouse refused its rows), other."},
+			{"kind", LowString, "Why, in a word: missing_field, invalid_json (not JSON, or not the shape of an event), bad_time (the source could not read it), refused (ClickHouse refused its rows), other."},
 			{"reason", String, "Why, in full: the source's or ClickHouse's message."},
 			{"event_locator", String, "The event's locator, when it had one."},
 			{"event_type", LowString, "The event's type, when it had one."},

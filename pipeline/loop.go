@@ -290,8 +290,11 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 		p.nRejected.Add(uint64(n))
 	}
 	m := &mapped{events: cur.events, opts: opts, rows: rows, position: cur.position, n: len(cur.events)}
-	if n := len(cur.events); n > 0 {
-		m.lastEvent = cur.events[n-1].Timestamp
+	for i := len(cur.events) - 1; i >= 0; i-- {
+		if t := cur.events[i].Timestamp; !t.IsZero() { // a reject may have no time
+			m.lastEvent = t
+			break
+		}
 	}
 	return m, nil
 }

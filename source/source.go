@@ -6,6 +6,7 @@ package source
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -48,6 +49,35 @@ type Event struct {
 	// whatever could be read. Never drop such an event: deliver it with
 	// Reject set.
 	Reject string
+}
+
+// Kinds of reject: Event.Reject starts with one of these words, then ": " and
+// the detail (RejectReason). They are the bounded values of the rejects
+// table's kind column and of the metric of quarantined events.
+const (
+	RejectMissingField = "missing_field" // the event lacks its locator, type or time
+	RejectInvalidJSON  = "invalid_json"  // not valid JSON, or not the JSON shape an event has
+	RejectBadTime      = "bad_time"      // its time cannot be read
+	RejectRefused      = "refused"       // ClickHouse refused its rows for their content
+	RejectOther        = "other"         // any other reason
+)
+
+// RejectKinds lists every kind of reject.
+var RejectKinds = []string{RejectMissingField, RejectInvalidJSON, RejectBadTime, RejectRefused, RejectOther}
+
+// RejectReason returns the reason of a reject of kind with detail: "kind: detail".
+func RejectReason(kind, detail string) string { return kind + ": " + detail }
+
+// RejectKind returns the kind a reject reason starts with, RejectOther when
+// it names none.
+func RejectKind(reason string) string {
+	k, _, _ := strings.Cut(reason, ":")
+	for _, known := range RejectKinds {
+		if k == known {
+			return k
+		}
+	}
+	return RejectOther
 }
 
 // Position is where a source stands, as an opaque string the source alone

@@ -50,11 +50,12 @@ type wireEvent[E any] interface {
 	event(tenant string) (ev source.Event, reason string)
 }
 
-// Reject reasons start with one of these kinds, then ": " and the detail.
+// Reject reasons start with one of the source.Reject* kinds, then ": " and
+// the detail.
 const (
-	rejectMissing   = "missing field"     // no locator (classic: id), type or timestamp
-	rejectTimestamp = "invalid timestamp" // a timestamp that does not parse
-	rejectInvalid   = "invalid event"     // not an object, or a field of the wrong JSON type
+	rejectMissing   = source.RejectMissingField // no locator (classic: id), type or timestamp
+	rejectTimestamp = source.RejectBadTime      // a timestamp that does not parse
+	rejectInvalid   = source.RejectInvalidJSON  // not an object, or a field of the wrong JSON type
 )
 
 // decodePage parses a page body of flavor into events and the next token.

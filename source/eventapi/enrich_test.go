@@ -311,7 +311,7 @@ func TestEnricherCancelled(t *testing.T) {
 // TestEnricherSkipsRejects: a rejected event is never looked up.
 func TestEnricherSkipsRejects(t *testing.T) {
 	ev := billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, "P1")
-	ev.Reject, ev.Data = "missing field: timestamp", []byte(`{"policyLocators":{"listCompleted":false,"items":["P1"]},"invoiceLocator":"I1"}`)
+	ev.Reject, ev.Data = "missing_field: timestamp", []byte(`{"policyLocators":{"listCompleted":false,"items":["P1"]},"invoiceLocator":"I1"}`)
 	if NeedsCompletion(ev) {
 		t.Error("NeedsCompletion of a rejected event = true, want false")
 	}

@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS tributary._tributary_rejects
 (
     _source String COMMENT 'Name of the pipeline that wrote the row (--pipeline).',
     flavor String COMMENT 'Where the event came from: suite, classic or postgres.',
-    kind String COMMENT 'Why, in a word: missing_field, invalid_json, bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
+    kind String COMMENT 'Why, in a word: missing_field, invalid_json (not JSON, or not the shape of an event), bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
     reason String COMMENT 'Why, in full: the source\'s or ClickHouse\'s message.',
     event_locator String COMMENT 'The event\'s locator, when it had one.',
     event_type String COMMENT 'The event\'s type, when it had one.',

@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS tributary._tributary_rejects
 (
     _source LowCardinality(String) COMMENT 'Name of the pipeline that wrote the row (--pipeline).',
     flavor LowCardinality(String) COMMENT 'Where the event came from: suite, classic or postgres.',
-    kind LowCardinality(String) COMMENT 'Why, in a word: missing_field, invalid_json, bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
+    kind LowCardinality(String) COMMENT 'Why, in a word: missing_field, invalid_json (not JSON, or not the shape of an event), bad_time (the source could not read it), refused (ClickHouse refused its rows), other.',
     reason String COMMENT 'Why, in full: the source\'s or ClickHouse\'s message.',
     event_locator String COMMENT 'The event\'s locator, when it had one.',
     event_type LowCardinality(String) COMMENT 'The event\'s type, when it had one.',
