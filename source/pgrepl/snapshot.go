@@ -88,7 +88,7 @@ func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error
 		seq--
 	}
 	events := make([]source.Event, 0, min(max, 4096))
-	var v rowValues
+	var t tuple
 	for len(events) < max {
 		if !sn.rows.Next() {
 			if err := sn.rows.Err(); err != nil {
@@ -106,16 +106,20 @@ func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error
 			return source.Batch{Events: events, Position: s.pos.encode()}, nil
 		}
 		raw := sn.rows.RawValues()
-		for i := range v {
-			v[i] = string(raw[i])
+		t.null = 0
+		for i := range t.v {
+			t.v[i] = string(raw[i])
+			if raw[i] == nil {
+				t.null |= 1 << i
+			}
 		}
-		sn.lastKey, sn.hasKey = v[fLocator], true
-		ev, err := s.toEvent(&v, seq)
-		if err != nil {
-			s.skip(err)
-			continue
+		if !t.null.has(fLocator) {
+			// A NULL locator (possible without a primary key) is no place
+			// to resume from: the rows sort last, and a resumed copy skips
+			// them.
+			sn.lastKey, sn.hasKey = t.v[fLocator], true
 		}
-		events = append(events, ev)
+		events = append(events, s.toEvent(&t, seq))
 	}
 	s.countSnapshot(len(events))
 	s.pos = position{snapshot: true, lsn: sn.slotLSN, lastKey: sn.lastKey, hasKey: sn.hasKey}

@@ -29,8 +29,8 @@ type Stats struct {
 	SnapshotRows   uint64        // of which copied by the initial snapshot
 	Deletes        uint64        // deletes seen and ignored
 	Truncates      uint64        // truncates seen and ignored
-	UnchangedToast uint64        // updates skipped because the data column was an unchanged TOASTed value
-	Skipped        uint64        // rows skipped because they could not be read as events (logged at Error)
+	UnchangedToast uint64        // updates delivered as rejects because a column was an unchanged TOASTed value the server did not send (also in Rejects)
+	Rejects        uint64        // rows delivered as rejects (Event.Reject set): they could not be read as events
 	Aborted        uint64        // streamed transactions (or subtransactions) discarded after an abort
 	Reconnects     uint64        // replication connections re-opened after an error
 	LastCommit     time.Time     // commit time of the newest transaction returned by Read

@@ -523,28 +523,26 @@ func (st *streamer) relation(m *pglogrepl.RelationMessage) {
 	st.relations[m.RelationID] = ri
 }
 
-// fastChange turns an inserted or updated row into an event: queued at once
-// in a plain transaction, spilled to disk inside a streamed one (the change's
-// xid is its (sub)transaction).
+// fastChange turns an inserted or updated row into an event (or a reject,
+// see toEvent): queued at once in a plain transaction, spilled to disk inside
+// a streamed one (the change's xid is its (sub)transaction).
 func (st *streamer) fastChange(ctx context.Context, msg string) error {
-	xid, t, old, ri, err := st.decodeChange(msg)
+	xid, t, old, _, err := st.decodeChange(msg)
 	if err != nil {
 		return fmt.Errorf("decode pgoutput %q message: %w", msg[0], err)
 	}
 	if t == nil {
 		return nil
 	}
-	for i, unchanged := range t.toast {
-		if !unchanged {
-			continue
+	if t.toast != 0 && old != nil {
+		// REPLICA IDENTITY FULL: the old tuple holds the values not sent.
+		for i := range numFields {
+			if bit := fieldSet(1) << i; t.toast&bit != 0 && old.toast&bit == 0 {
+				t.v[i] = old.v[i]
+				t.null = t.null&^bit | old.null&bit
+				t.toast &^= bit
+			}
 		}
-		if old != nil && !old.toast[i] {
-			t.v[i] = old.v[i]
-			continue
-		}
-		st.count(func(s *Stats) { s.UnchangedToast++ })
-		st.s.log.Warn("update skipped: a TOASTed column was unchanged and not sent (use REPLICA IDENTITY FULL)", "table", ri.name, "locator", t.v[fLocator])
-		return nil
 	}
 	if st.inStream {
 		sp := st.spills[st.streamXid]
@@ -554,14 +552,9 @@ func (st *streamer) fastChange(ctx context.Context, msg string) error {
 			}
 			st.spills[st.streamXid] = sp
 		}
-		return sp.append(xid, &t.v)
+		return sp.append(xid, t)
 	}
-	ev, err := st.s.toEvent(&t.v, st.txSeq)
-	if err != nil {
-		st.s.skip(err)
-		return nil
-	}
-	return st.add(ctx, ev)
+	return st.add(ctx, st.s.toEvent(t, st.txSeq))
 }
 
 // streamCommit replays a committed streamed transaction from its spill file.
@@ -570,13 +563,8 @@ func (st *streamer) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitM
 	delete(st.spills, m.Xid)
 	if sp != nil {
 		defer sp.remove()
-		err := sp.replay(func(v *rowValues) error {
-			ev, err := st.s.toEvent(v, uint64(m.CommitLSN))
-			if err != nil {
-				st.s.skip(err)
-				return nil
-			}
-			return st.add(ctx, ev)
+		err := sp.replay(func(t *tuple) error {
+			return st.add(ctx, st.s.toEvent(t, uint64(m.CommitLSN)))
 		})
 		if err != nil {
 			return fmt.Errorf("streamed transaction %d: %w", m.Xid, err)
