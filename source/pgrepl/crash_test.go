@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -115,7 +116,7 @@ func TestUpdatesDeletesToast(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(all) < 16 && time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
-		b, err := src.Read(ctx, 100)
+		b, err := read(ctx, t, src, 100, nil)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -144,6 +145,43 @@ func TestUpdatesDeletesToast(t *testing.T) {
 	if st.Deletes != 2 || st.UnchangedToast != 1 || st.Rejects != 1 {
 		t.Errorf("deletes %d (want 2), unchanged TOAST %d (want 1), rejects %d (want 1)", st.Deletes, st.UnchangedToast, st.Rejects)
 	}
+}
+
+// TestCopyInterrupted: when the copy's connection is cut, Read returns a
+// transient error saying where the copy resumes, and the next Read copies
+// again after the last row returned, under a fresh snapshot: every row
+// arrives exactly once.
+func TestCopyInterrupted(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 30000))
+	src := f.open(t, f.cfg, "")
+	c := collected{count: map[string]int{}, events: map[string]source.Event{}}
+	b, err := src.Read(ctx, 1000)
+	if err != nil || len(b.Events) != 1000 {
+		t.Fatalf("first Read: %d events, %v", len(b.Events), err)
+	}
+	for _, ev := range b.Events {
+		c.count[ev.Locator]++
+	}
+	var n int
+	if err := f.pg.Conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'tributary' AND query LIKE 'SELECT %ORDER BY%'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminate the copy's backend: %d terminated, %v", n, err)
+	}
+	for err == nil {
+		b, err = src.Read(ctx, 1000)
+		for _, ev := range b.Events {
+			c.count[ev.Locator]++
+		}
+	}
+	if fault.IsPermanent(err) || !strings.Contains(err.Error(), "snapshot copy") || !strings.Contains(err.Error(), "copying again after locator") {
+		t.Fatalf("Read after the copy's connection was cut: %v; want a transient error saying where the copy resumes", err)
+	}
+	t.Logf("Read: %v", err)
+	readUntil(t, src, 1000, 30*time.Second, &c, hasN(30000))
+	readFor(t, src, 300*time.Millisecond, &c)
+	wantExactly(t, &c, 1, 30000)
 }
 
 // TestRejects: rows that cannot be read as events (invalid JSON in a text

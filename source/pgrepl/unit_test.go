@@ -269,6 +269,27 @@ func TestToEventRejects(t *testing.T) {
 	}
 }
 
+func TestParseSetting(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"60s", time.Minute}, {"1min", time.Minute}, {"5s", 5 * time.Second}, {"1500ms", 1500 * time.Millisecond},
+		{"0", 0}, {"250", 250 * time.Millisecond}, {"2h", 2 * time.Hour}, {"1d", 24 * time.Hour}, {"100us", 100 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		got, err := parseSetting(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseSetting(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "s", "5 fortnights", "1.5s"} {
+		if _, err := parseSetting(bad); err == nil {
+			t.Errorf("parseSetting(%q): got no error", bad)
+		}
+	}
+}
+
 // TestSpillKeepsNullsAndToast: a streamed transaction's rows come back from
 // the spill file with their NULL and unchanged-TOAST sets, so that a reject
 // replayed from disk reads as one read from the wire.
