@@ -105,7 +105,7 @@ func (st *streamer) run(ctx context.Context, conn *pgconn.PgConn) {
 		return
 	}
 	err = st.s.sessionError(err, false, st.resume)
-	st.s.log.Warn("replication stopped", "err", err)
+	st.s.log.Info("replication session ended; Read returns why, and the next Read starts a new session", "resume", st.resume.String())
 	st.pend = st.pend[:st.pendCommitted]
 	if st.flushPend(ctx) != nil {
 		return
