@@ -7,8 +7,10 @@
 package pgrepl
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -42,16 +44,16 @@ type Config struct {
 	CreateSlot        bool          // create the slot when it does not exist
 	Snapshot          bool          // copy the rows already in the table before streaming
 	Columns           ColumnMap     // the table's column for each event field
-	StatusInterval    time.Duration // how often a standby status update goes out; well inside wal_sender_timeout
+	StatusInterval    time.Duration // how often a standby status update goes out; at most half of wal_sender_timeout (checked at Open)
 	LagInterval       time.Duration // how often the slot's lag is sampled for Stats
 	Tenant            string        // tenant of rows whose tenant column is empty or absent
 	Flavor            string        // Event.Flavor of every event; empty: the row's flavor column, else "postgres"
 	Stream            bool          // ask for protocol v2 streaming of large in-progress transactions (PostgreSQL 14+)
 	DecodingWorkMem   string        // logical_decoding_work_mem of the walsender session ("" = server setting); above it transactions stream or spill
 	SpillDir          string        // where streamed in-progress transactions are buffered ("" = the system temp folder)
-	ReconnectMax      time.Duration // the longest pause between reconnection attempts
 
-	replParams map[string]string // extra settings of the replication session (tests)
+	replParams map[string]string                                                 // extra settings of the replication session (tests)
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error) // replaces the network (tests)
 }
 
 // DefaultConfig returns the defaults, the one place they are set. Column names
@@ -79,7 +81,6 @@ func DefaultConfig() Config {
 		StatusInterval: 10 * time.Second,
 		LagInterval:    15 * time.Second,
 		Stream:         true,
-		ReconnectMax:   10 * time.Second,
 	}
 }
 
@@ -111,14 +112,18 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	for _, col := range cols {
 		fs.StringVar(col.field, "pg.column."+col.name, *col.field, col.what)
 	}
-	fs.DurationVar(&c.StatusInterval, "pg.status-interval", c.StatusInterval, "interval of standby status updates to the server (keep well inside wal_sender_timeout)")
+	fs.DurationVar(&c.StatusInterval, "pg.status-interval", c.StatusInterval, "interval of standby status updates to the server, also while the pipeline is stalled; at most half of the server's wal_sender_timeout (checked at start)")
 	fs.DurationVar(&c.LagInterval, "pg.lag-interval", c.LagInterval, "interval at which the slot's lag is sampled")
 	fs.StringVar(&c.Tenant, "pg.tenant", c.Tenant, "tenant of rows whose tenant column is empty or absent")
 	fs.StringVar(&c.Flavor, "pg.flavor", c.Flavor, "flavor of every event (suite, classic or postgres); empty: the row's flavor column, else postgres")
 	fs.BoolVar(&c.Stream, "pg.stream", c.Stream, "stream large in-progress transactions (protocol v2, PostgreSQL 14+), buffered on disk until they commit")
 	fs.StringVar(&c.DecodingWorkMem, "pg.decoding-work-mem", c.DecodingWorkMem, "logical_decoding_work_mem of the replication session, such as 64MB (empty: the server's)")
 	fs.StringVar(&c.SpillDir, "pg.spill-dir", c.SpillDir, "folder for buffering streamed transactions until they commit (empty: the system temp folder)")
-	fs.DurationVar(&c.ReconnectMax, "pg.reconnect-max", c.ReconnectMax, "longest pause between reconnection attempts")
+	// The source no longer reconnects by itself: the pipeline retries a
+	// lost connection (--pipeline.retry-max). The flag stays, hidden, so
+	// that existing command lines and environments still start.
+	fs.Duration("pg.reconnect-max", 10*time.Second, "no effect: the pipeline retries a lost PostgreSQL connection (--pipeline.retry-max)")
+	_ = fs.MarkDeprecated("pg.reconnect-max", "it has no effect: the pipeline retries a lost PostgreSQL connection with backoff up to --pipeline.retry-max")
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
@@ -161,13 +166,10 @@ func (c Config) Validate() error {
 		seen[f.column] = f.flag
 	}
 	if c.StatusInterval < 100*time.Millisecond || c.StatusInterval > 5*time.Minute {
-		errs = append(errs, fmt.Errorf("--pg.status-interval must be between 100ms and 5m (and well inside wal_sender_timeout), got %s", c.StatusInterval))
+		errs = append(errs, fmt.Errorf("--pg.status-interval must be between 100ms and 5m (and at most half of wal_sender_timeout), got %s", c.StatusInterval))
 	}
 	if c.LagInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--pg.lag-interval must be at least 100ms, got %s", c.LagInterval))
-	}
-	if c.ReconnectMax < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--pg.reconnect-max must be at least 10ms, got %s", c.ReconnectMax))
 	}
 	switch c.Flavor {
 	case "", "suite", "classic", "postgres":

@@ -16,11 +16,18 @@ import (
 
 var errShort = errors.New("message too short")
 
-// tuple is one decoded tuple: the mapped fields' values and which were
-// unchanged TOASTed values.
+// fieldSet is a set of fields (columnFields indexes), one bit each.
+type fieldSet uint16
+
+func (f fieldSet) has(i int) bool { return f&(1<<i) != 0 }
+
+// tuple is one row as read: the mapped fields' text values ("" for NULL or
+// an unmapped field), which of them were NULL, and which were unchanged
+// TOASTed values the server did not send.
 type tuple struct {
 	v     rowValues
-	toast [numFields]bool
+	null  fieldSet
+	toast fieldSet
 }
 
 // decodeChange decodes an Insert or Update message; ri is looked up from the
@@ -107,7 +114,12 @@ func decodeTuple(msg string, p int, ri *relInfo, t *tuple) (int, error) {
 		if col < len(ri.field) {
 			if f := ri.field[col]; f >= 0 {
 				t.v[f] = val
-				t.toast[f] = kind == 'u'
+				switch kind {
+				case 'n':
+					t.null |= 1 << f
+				case 'u':
+					t.toast |= 1 << f
+				}
 			}
 		}
 	}

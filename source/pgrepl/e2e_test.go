@@ -23,7 +23,7 @@ import (
 // ClickHouse with chFlags (testenv.ClickHouseServer.Flags).
 func pgArgs(dsn string, chFlags []string, extra ...string) []string {
 	args := append([]string{"run", "--source", "postgres", "--pg.dsn", dsn,
-		"--pg.status-interval", "1s", "--pg.reconnect-max", "1s",
+		"--pg.status-interval", "1s",
 		"--pipeline.name", "pg", "--pipeline.batch-events", "5000", "--pipeline.batch-age", "200ms",
 		"--web.listen-address", "", "--log.level", "info"}, chFlags...)
 	return append(args, extra...)

@@ -1,6 +1,7 @@
 package pgrepl
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -37,33 +38,51 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("unreadable time %q", s)
 }
 
-// toEvent builds the event of one row; seq orders it (see Seq on source.Event).
-func (s *Source) toEvent(v *rowValues, seq uint64) (source.Event, error) {
+// toEvent builds the event of one row; seq orders it (see Seq on
+// source.Event). A row that cannot be read as an event (no locator or type,
+// no readable time, invalid JSON in a text data column, a data value the
+// server did not send) becomes a reject: Event.Reject says why, Data holds
+// the row's raw values (see rawRow) and the other fields what could be read.
+// The reasons name columns, never values, so they form a small fixed set.
+func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
+	v := &t.v
+	cols := &s.cfg.Columns
+	var problems []string
+	if t.toast != 0 {
+		for i, f := range s.cfg.columnFields() {
+			if t.toast.has(i) {
+				problems = append(problems, fmt.Sprintf("column %s is an unchanged TOASTed value the server did not send (set REPLICA IDENTITY FULL on the table)", f.column))
+			}
+		}
+		s.mu.Lock()
+		s.stats.UnchangedToast++
+		s.mu.Unlock()
+	}
 	if v[fLocator] == "" {
-		return source.Event{}, fmt.Errorf("row without %s (the locator column)", s.cfg.Columns.Locator)
+		problems = append(problems, fmt.Sprintf("locator column %s is %s", cols.Locator, nullOrEmpty(t, fLocator)))
+	}
+	if v[fType] == "" {
+		problems = append(problems, fmt.Sprintf("type column %s is %s", cols.Type, nullOrEmpty(t, fType)))
 	}
 	ts, err := parseTime(v[fOccurredAt])
-	if err != nil {
-		return source.Event{}, fmt.Errorf("event %s: column %s: %w", v[fLocator], s.cfg.Columns.OccurredAt, err)
+	if err != nil && !t.toast.has(fOccurredAt) {
+		if t.null.has(fOccurredAt) {
+			problems = append(problems, fmt.Sprintf("time column %s is NULL", cols.OccurredAt))
+		} else {
+			problems = append(problems, fmt.Sprintf("time column %s is not a readable timestamp", cols.OccurredAt))
+		}
 	}
 	data := v[fData]
 	if strings.TrimSpace(data) == "" {
 		data = "null"
 	} else if !s.dataIsJSON && !json.Valid([]byte(data)) {
-		return source.Event{}, fmt.Errorf("event %s: column %s is not valid JSON", v[fLocator], s.cfg.Columns.Data)
+		problems = append(problems, fmt.Sprintf("data column %s is not valid JSON", cols.Data))
 	}
 	tenant := v[fTenant]
 	if tenant == "" {
 		tenant = s.cfg.Tenant
 	}
-	flavor := s.cfg.Flavor
-	if flavor == "" {
-		flavor = v[fFlavor]
-	}
-	if flavor == "" {
-		flavor = source.FlavorPostgres
-	}
-	return source.Event{
+	ev := source.Event{
 		Locator:       v[fLocator],
 		RequestID:     v[fRequestID],
 		UserLocator:   v[fUserLocator],
@@ -72,20 +91,65 @@ func (s *Source) toEvent(v *rowValues, seq uint64) (source.Event, error) {
 		Tenant:        tenant,
 		Type:          v[fType],
 		Timestamp:     ts,
-		Data:          json.RawMessage(data),
-		Flavor:        flavor,
 		Seq:           seq,
-	}, nil
+	}
+	if len(problems) > 0 {
+		ev.Reject = strings.Join(problems, "; ")
+		ev.Data = s.rawRow(t)
+		ev.Flavor = source.FlavorPostgres
+		s.mu.Lock()
+		s.stats.Rejects++
+		s.mu.Unlock()
+		return ev
+	}
+	ev.Data = json.RawMessage(data)
+	ev.Flavor = s.cfg.Flavor
+	if ev.Flavor == "" {
+		ev.Flavor = v[fFlavor]
+	}
+	if ev.Flavor == "" {
+		ev.Flavor = source.FlavorPostgres
+	}
+	return ev
 }
 
-// skip counts and logs a row that cannot be an event (a NULL locator, an
-// unreadable time, invalid JSON in a text column): one bad row must not stop
-// the stream for good.
-func (s *Source) skip(err error) {
-	s.mu.Lock()
-	s.stats.Skipped++
-	s.mu.Unlock()
-	s.log.Error("row skipped", "err", err)
+func nullOrEmpty(t *tuple, f int) string {
+	if t.null.has(f) {
+		return "NULL"
+	}
+	return "empty"
+}
+
+// rawRow is a rejected row as received: a JSON object of the mapped columns'
+// names and text values, null for NULL, in --pg.column.* order; a column
+// whose value the server did not send (an unchanged TOASTed value) is left
+// out. Inserting these values again replays the row.
+func (s *Source) rawRow(t *tuple) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	b.WriteByte('{')
+	first := true
+	for i, f := range s.cfg.columnFields() {
+		if f.column == "" || t.toast.has(i) {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		_ = enc.Encode(f.column)
+		b.Truncate(b.Len() - 1) // Encode's newline
+		b.WriteByte(':')
+		if t.null.has(i) {
+			b.WriteString("null")
+			continue
+		}
+		_ = enc.Encode(t.v[i])
+		b.Truncate(b.Len() - 1)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 // parseUTCTime reads the form a UTC session prints, "2006-01-02 15:04:05",

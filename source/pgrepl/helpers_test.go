@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -49,7 +50,6 @@ func newFixture(t testing.TB) *fixture {
 	cfg.Slot = testenv.Name("slot_")
 	cfg.StatusInterval = 200 * time.Millisecond
 	cfg.LagInterval = 200 * time.Millisecond
-	cfg.ReconnectMax = 500 * time.Millisecond
 	return &fixture{pg: pg, cfg: cfg}
 }
 
@@ -87,10 +87,32 @@ func exec(t testing.TB, conn *pgx.Conn, q string, args ...any) {
 
 // collected is what a test read from a source.
 type collected struct {
-	count   map[string]int // per locator
-	events  map[string]source.Event
-	last    source.Position
-	batches int
+	count     map[string]int // per locator
+	events    map[string]source.Event
+	last      source.Position
+	batches   int
+	transient int // transient Read errors retried
+}
+
+// read calls Read like the pipeline does: a transient error is retried
+// after a pause (the next Read reconnects), a permanent one returned.
+func read(ctx context.Context, t testing.TB, src *Source, max int, c *collected) (source.Batch, error) {
+	t.Helper()
+	for {
+		b, err := src.Read(ctx, max)
+		if err == nil || fault.IsPermanent(err) || ctx.Err() != nil {
+			return b, err
+		}
+		if c != nil {
+			c.transient++
+		}
+		t.Logf("Read: transient error, retrying: %v", err)
+		select {
+		case <-ctx.Done():
+			return b, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // readUntil reads until done says so or the timeout passes.
@@ -105,7 +127,7 @@ func readUntil(t testing.TB, src *Source, max int, timeout time.Duration, c *col
 			t.Fatalf("timed out after %s with %d distinct events, position %s", timeout, len(c.count), c.last)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
-		b, err := src.Read(ctx, max)
+		b, err := read(ctx, t, src, max, c)
 		cancel()
 		if err != nil {
 			t.Fatalf("Read after %d events: %v", len(c.count), err)

@@ -2,7 +2,9 @@ package pgrepl
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
+	"github.com/tributary-cdc/tributary/source"
 )
 
 // TestSnapshotStreamBoundary copies pre-existing rows under the slot's
@@ -97,7 +101,7 @@ func readFor(t testing.TB, src *Source, d time.Duration, c *collected) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		ctx, cancel := context.WithDeadline(context.Background(), end)
-		b, err := src.Read(ctx, 1000)
+		b, err := read(ctx, t, src, 1000, c)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -233,31 +237,171 @@ func waitConfirmed(t testing.TB, f *fixture, slot string, want interface{ String
 	}
 }
 
-// TestReplyRequested: with periodic status updates due only every minute and
-// a wal_sender_timeout of 3s, an idle connection survives only by answering
-// the server's reply requests at once; a new Ack still reaches the server
-// promptly.
-func TestReplyRequested(t *testing.T) {
+// TestKeepAliveWhileStalled: with wal_sender_timeout at 5s (set through the
+// DSN, as an operator might) and a status interval of 1s, a reader that stops
+// calling Read for 15 s while rows keep coming (the pipeline stalled on
+// ClickHouse) keeps its replication connection: the same walsender serves it
+// before and after, no session is restarted, and every row arrives once.
+func TestKeepAliveWhileStalled(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.cfg
 	cfg.Snapshot = false
-	cfg.StatusInterval = time.Minute
-	cfg.replParams = map[string]string{"wal_sender_timeout": "3s"}
+	cfg.DSN = withOptions(t, f.pg.DSN, "-c wal_sender_timeout=5s")
+	cfg.StatusInterval = time.Second
 	src := f.open(t, cfg, "")
-	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 10))
+	ctx := testenv.Context(t, 2*time.Minute)
+
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 100))
 	var c collected
-	readUntil(t, src, 100, 30*time.Second, &c, hasN(10))
-	if err := src.Ack(context.Background(), c.last); err != nil {
+	readUntil(t, src, 1000, 30*time.Second, &c, hasN(100))
+	if err := src.Ack(ctx, c.last); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(7 * time.Second)
-	waitConfirmed(t, f, cfg.Slot, lsnOf(t, c.last))
-	if n := src.Stats().Reconnects; n != 0 {
-		t.Errorf("reconnects: got %d, want 0 (the server timed the connection out)", n)
+	pid := walsenderPID(t, f, cfg.Slot)
+
+	// The stall: rows keep coming (more than the hand-over holds, so the
+	// streamer blocks on Read), nobody reads for 15 s.
+	const total = 20100
+	stalled := time.Now()
+	for i := 101; i <= total; i += 1000 {
+		exec(t, f.pg.Conn, insertSQL("socotra_events", i, min(i+999, total)))
+		time.Sleep(500 * time.Millisecond)
 	}
-	exec(t, f.pg.Conn, insertSQL("socotra_events", 11, 20))
-	readUntil(t, src, 100, 30*time.Second, &c, hasN(20))
-	wantExactly(t, &c, 1, 20)
+	time.Sleep(15*time.Second - time.Since(stalled))
+	if got := walsenderPID(t, f, cfg.Slot); got != pid {
+		t.Errorf("walsender pid changed from %d to %d during the stall: the server ended the connection", pid, got)
+	}
+
+	readUntil(t, src, 1000, time.Minute, &c, hasN(total))
+	readFor(t, src, 300*time.Millisecond, &c)
+	wantExactly(t, &c, 1, total)
+	if got := walsenderPID(t, f, cfg.Slot); got != pid {
+		t.Errorf("walsender pid changed from %d to %d", pid, got)
+	}
+	if st := src.Stats(); st.Reconnects != 0 || c.transient != 0 {
+		t.Errorf("reconnects %d, transient Read errors %d; want none", st.Reconnects, c.transient)
+	}
+	// And the Acks of the stall's rows still reach the server.
+	if err := src.Ack(ctx, c.last); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, f, cfg.Slot, lsnOf(t, c.last))
+}
+
+// TestStatusIntervalRefused: Open refuses a status interval longer than half
+// of the wal_sender_timeout its replication connection sees, naming both
+// values and the fix, and creates nothing; half exactly is accepted.
+func TestStatusIntervalRefused(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.DSN = withOptions(t, f.pg.DSN, "-c wal_sender_timeout=5s")
+	cfg.StatusInterval = 3 * time.Second
+	src, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Open(testenv.Context(t, 30*time.Second), "")
+	if err == nil {
+		_ = src.Close(context.Background())
+		t.Fatal("Open accepted a 3s status interval with wal_sender_timeout 5s")
+	}
+	for _, w := range []string{"--pg.status-interval 3s", "wal_sender_timeout 5s", "at most 2.5s"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if !fault.IsPermanent(err) {
+		t.Errorf("error %q is not permanent", err)
+	}
+	var slots int
+	if err := f.pg.Conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&slots); err != nil || slots != 0 {
+		t.Errorf("slots created by the refused Open: %d (%v)", slots, err)
+	}
+	cfg.StatusInterval = 2500 * time.Millisecond
+	f.open(t, cfg, "")
+}
+
+// withOptions adds PostgreSQL's options parameter to a URL DSN.
+func withOptions(t testing.TB, dsn, options string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", options)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + literally
+	return u.String()
+}
+
+// walsenderPID is the pid of the walsender holding slot, as
+// pg_stat_replication lists it; 0 when none holds it.
+func walsenderPID(t testing.TB, f *fixture, slot string) int {
+	t.Helper()
+	var pid int
+	err := f.pg.Conn.QueryRow(testenv.Context(t, 10*time.Second), `SELECT r.pid FROM pg_replication_slots s
+		JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, slot).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("walsender of slot %s: %v", slot, err)
+	}
+	return pid
+}
+
+// TestDroppedPublication: a publication dropped under a running source ends
+// replication with a permanent error that says how to recover; the
+// documented recovery (drop the slot as checkpoint reset --resnapshot does,
+// then start without a checkpoint) creates the publication and the slot
+// again and copies the table: every row is there.
+func TestDroppedPublication(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.Snapshot = false
+	src := f.open(t, cfg, "")
+	ctx := testenv.Context(t, time.Minute)
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 1, 100))
+	var c collected
+	readUntil(t, src, 1000, 30*time.Second, &c, hasN(100))
+
+	exec(t, f.pg.Conn, "DROP PUBLICATION "+cfg.Publication)
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 101, 200))
+	var err error
+	for err == nil {
+		var b source.Batch
+		b, err = read(ctx, t, src, 1000, &c)
+		for _, ev := range b.Events {
+			c.count[ev.Locator]++
+		}
+	}
+	if !fault.IsPermanent(err) {
+		t.Fatalf("Read after the publication was dropped: %v; want a permanent error", err)
+	}
+	t.Logf("Read: %v", err)
+	for _, w := range []string{cfg.Publication, "tributary checkpoint reset --pipeline NAME --resnapshot", "copies the table"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if _, again := src.Read(ctx, 1000); again == nil || again.Error() != err.Error() {
+		t.Errorf("the next Read: %v; want the same error", again)
+	}
+	_ = src.Close(ctx)
+
+	// The recovery.
+	done, err := DropReplication(ctx, cfg)
+	if err != nil {
+		t.Fatalf("DropReplication: %v", err)
+	}
+	t.Logf("DropReplication: %v", done)
+	cfg.Snapshot = true
+	src = f.open(t, cfg, "")
+	exec(t, f.pg.Conn, insertSQL("socotra_events", 201, 300))
+	var after collected
+	readUntil(t, src, 1000, 30*time.Second, &after, hasN(300))
+	readFor(t, src, 300*time.Millisecond, &after)
+	wantExactly(t, &after, 1, 300)
 }
 
 // TestStreamedTransactions: with logical_decoding_work_mem at 64kB the server
@@ -320,7 +464,7 @@ func TestCaughtUpIsSignalled(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.cfg
 	cfg.Snapshot = false
-	cfg.StatusInterval = time.Minute // no status traffic that could wake the walsender
+	cfg.StatusInterval = 30 * time.Second // no status traffic that could wake the walsender (half of the default wal_sender_timeout)
 	src := f.open(t, cfg, "")
 	var c collected
 	for round, last := 0, 0; round < 3; round++ {

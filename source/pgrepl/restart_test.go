@@ -14,8 +14,9 @@ import (
 )
 
 // TestRestartPostgres restarts PostgreSQL (a private cluster, so that other
-// tests keep their server) twice while rows stream in: the source reconnects
-// with backoff and ends with every row, and Acks keep moving the slot.
+// tests keep their server) twice while rows stream in: Read returns each lost
+// connection as a transient error, the next Read reconnects (the test retries
+// like the pipeline), every row arrives, and Acks keep moving the slot.
 func TestRestartPostgres(t *testing.T) {
 	cl := startCluster(t, "logical")
 	ctx := testenv.Context(t, 3*time.Minute)
@@ -31,7 +32,6 @@ func TestRestartPostgres(t *testing.T) {
 	cfg.DSN = cl.DSN
 	cfg.StatusInterval = 200 * time.Millisecond
 	cfg.LagInterval = 200 * time.Millisecond
-	cfg.ReconnectMax = time.Second
 	src, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

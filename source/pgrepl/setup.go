@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tributary-cdc/tributary/internal/fault"
 )
 
 // sessionParams are set on every connection so that values come as text in
@@ -35,13 +37,30 @@ func (s *Source) sessionParams(params map[string]string, replication bool) {
 	}
 }
 
-// connectSQL opens a normal (non-replication) connection.
+// connectTimeout bounds a connection attempt when the DSN sets no
+// connect_timeout.
+const connectTimeout = 30 * time.Second
+
+// connParams bounds the connection attempt and applies the tests' dialer.
+func (s *Source) connParams(cc *pgconn.Config) {
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = connectTimeout
+	}
+	if s.cfg.dial != nil {
+		cc.DialFunc = s.cfg.dial
+		cc.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
+		cc.Fallbacks = nil
+	}
+}
+
+// connectSQL opens a normal (non-replication) connection: one attempt.
 func (s *Source) connectSQL(ctx context.Context) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse --pg.dsn: %w", err)
+		return nil, fault.Permanent(fmt.Errorf("parse --pg.dsn: %w", err))
 	}
 	s.sessionParams(cc.RuntimeParams, false)
+	s.connParams(&cc.Config)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -49,13 +68,14 @@ func (s *Source) connectSQL(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// connectReplication opens a logical replication connection.
+// connectReplication opens a logical replication connection: one attempt.
 func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
 	cc, err := pgconn.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse --pg.dsn: %w", err)
+		return nil, fault.Permanent(fmt.Errorf("parse --pg.dsn: %w", err))
 	}
 	s.sessionParams(cc.RuntimeParams, true)
+	s.connParams(cc)
 	conn, err := pgconn.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("open replication connection: %w", err)
@@ -71,7 +91,8 @@ type tableInfo struct {
 }
 
 // preflight checks everything the source needs from the database and returns
-// every problem at once, each with what to do about it.
+// every problem at once, each with what to do about it, as a permanent error;
+// a failed query is returned as it is.
 func (s *Source) preflight(ctx context.Context, conn *pgx.Conn) (tableInfo, error) {
 	var info tableInfo
 	var problems []error
@@ -99,7 +120,7 @@ func (s *Source) preflight(ctx context.Context, conn *pgx.Conn) (tableInfo, erro
 		WHERE n.nspname = $1 AND c.relname = $2`, s.schema, s.table).Scan(&info.oid, &relkind, &replident)
 	if errors.Is(err, pgx.ErrNoRows) {
 		problems = append(problems, fmt.Errorf("table %s.%s does not exist (--pg.table)", s.schema, s.table))
-		return info, errors.Join(problems...)
+		return info, fault.Permanent(errors.Join(problems...))
 	}
 	if err != nil {
 		return info, fmt.Errorf("look up table %s.%s: %w", s.schema, s.table, err)
@@ -155,17 +176,18 @@ func (s *Source) preflight(ctx context.Context, conn *pgx.Conn) (tableInfo, erro
 	}
 	t := types[s.cfg.Columns.Data]
 	info.dataIsJSON = t == "json" || t == "jsonb"
-	return info, errors.Join(problems...)
+	return info, fault.Permanent(errors.Join(problems...))
 }
 
 // ensurePublication checks that the publication exists and publishes the
-// table's inserts and updates, creating it when allowed.
+// table's inserts and updates, creating it when allowed. Problems are
+// permanent errors; failed queries are returned as they are.
 func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 	var ins, upd, all bool
 	err := conn.QueryRow(ctx, "SELECT pubinsert, pubupdate, puballtables FROM pg_publication WHERE pubname = $1", s.cfg.Publication).Scan(&ins, &upd, &all)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if !s.cfg.CreatePublication {
-			return fmt.Errorf("publication %q does not exist and --pg.create-publication is false: CREATE PUBLICATION %s FOR TABLE %s", s.cfg.Publication, s.cfg.Publication, s.quotedTable())
+			return fault.Permanent(fmt.Errorf("publication %q does not exist and --pg.create-publication is false: CREATE PUBLICATION %s FOR TABLE %s", s.cfg.Publication, s.cfg.Publication, s.quotedTable()))
 		}
 		q := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, update, delete')", pgx.Identifier{s.cfg.Publication}.Sanitize(), s.quotedTable())
 		if _, err := conn.Exec(ctx, q); err != nil {
@@ -195,7 +217,7 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 	if !ins || !upd {
 		problems = append(problems, fmt.Errorf("publication %q does not publish inserts and updates: ALTER PUBLICATION %s SET (publish = 'insert, update, delete')", s.cfg.Publication, s.cfg.Publication))
 	}
-	return errors.Join(problems...)
+	return fault.Permanent(errors.Join(problems...))
 }
 
 // slotInfo describes an existing replication slot.
@@ -204,7 +226,7 @@ type slotInfo struct {
 }
 
 // lookupSlot returns the slot, or nil when it does not exist; a slot of another
-// kind, plugin or database is an error.
+// kind, plugin or database is a permanent error.
 func (s *Source) lookupSlot(ctx context.Context, conn *pgx.Conn) (*slotInfo, error) {
 	var typ string
 	var plugin, db, confirmed *string
@@ -222,19 +244,71 @@ func (s *Source) lookupSlot(ctx context.Context, conn *pgx.Conn) (*slotInfo, err
 	}
 	switch {
 	case typ != "logical":
-		return nil, fmt.Errorf("replication slot %q is a %s slot, not a logical one: choose another --pg.slot", s.cfg.Slot, typ)
+		return nil, fault.Permanent(fmt.Errorf("replication slot %q is a %s slot, not a logical one: choose another --pg.slot", s.cfg.Slot, typ))
 	case plugin == nil || *plugin != "pgoutput":
-		return nil, fmt.Errorf("replication slot %q uses plugin %v, not pgoutput: choose another --pg.slot", s.cfg.Slot, deref(plugin))
+		return nil, fault.Permanent(fmt.Errorf("replication slot %q uses plugin %v, not pgoutput: choose another --pg.slot", s.cfg.Slot, deref(plugin)))
 	case db == nil || *db != current:
-		return nil, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --pg.slot", s.cfg.Slot, deref(db), current)
+		return nil, fault.Permanent(fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --pg.slot", s.cfg.Slot, deref(db), current))
 	case confirmed == nil:
 		return nil, fmt.Errorf("replication slot %q has no confirmed_flush_lsn (is it still being created?)", s.cfg.Slot)
 	}
 	lsn, err := pglogrepl.ParseLSN(*confirmed)
 	if err != nil {
-		return nil, fmt.Errorf("replication slot %q: %w", s.cfg.Slot, err)
+		return nil, fault.Permanent(fmt.Errorf("replication slot %q: %w", s.cfg.Slot, err))
 	}
 	return &slotInfo{confirmed: lsn}, nil
+}
+
+// checkSenderTimeout refuses a --pg.status-interval longer than half of the
+// wal_sender_timeout that rc, a replication connection, sees (the setting may
+// differ per role, database or DSN options): while the pipeline is stalled,
+// the status update every interval is all that keeps the walsender from
+// ending the connection. A timeout of 0 (disabled) accepts any interval.
+func (s *Source) checkSenderTimeout(ctx context.Context, rc *pgconn.PgConn) error {
+	res, err := rc.Exec(ctx, "SHOW wal_sender_timeout").ReadAll()
+	if err != nil {
+		return classify(fmt.Errorf("read wal_sender_timeout: %w", err))
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return fmt.Errorf("read wal_sender_timeout: unexpected result")
+	}
+	shown := string(res[0].Rows[0][0])
+	timeout, err := parseSetting(shown)
+	if err != nil {
+		return fault.Permanent(fmt.Errorf("read wal_sender_timeout: %w", err))
+	}
+	if timeout > 0 && s.cfg.StatusInterval > timeout/2 {
+		return fault.Permanent(fmt.Errorf("--pg.status-interval %s is longer than half of the server's wal_sender_timeout %s (as tributary's replication connection sees it): "+
+			"while the pipeline is stalled, the status update every interval is what keeps the walsender from ending the connection; "+
+			"set --pg.status-interval to at most %s, or raise wal_sender_timeout (postgresql.conf, ALTER ROLE … SET, or options=-c wal_sender_timeout=… in --pg.dsn)",
+			s.cfg.StatusInterval, shown, timeout/2))
+	}
+	return nil
+}
+
+// parseSetting reads a time setting as SHOW prints it ("60s", "1min",
+// "500ms", "0"; a bare number is milliseconds).
+func parseSetting(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '-' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("unreadable time setting %q", v)
+	}
+	units := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
+		"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := units[unit]
+	if !ok {
+		return 0, fmt.Errorf("unreadable time setting %q", v)
+	}
+	if n < 0 {
+		n = 0
+	}
+	return time.Duration(n) * u, nil
 }
 
 func deref(p *string) string {
@@ -255,27 +329,6 @@ func serverMajor(conn *pgconn.PgConn) int {
 	}
 	n, _ := strconv.Atoi(v)
 	return n
-}
-
-// retryable reports whether err may go away by reconnecting: network errors,
-// server shutdown or start-up, a slot still held by a previous connection.
-func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) {
-		return false
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"), strings.HasPrefix(pe.Code, "57P"):
-			return true
-		case pe.Code == "55006", pe.Code == "55000" && strings.Contains(pe.Message, "active"): // slot in use
-			return true
-		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "XX000" && strings.Contains(pe.Message, "could not"):
-			return true
-		}
-		return false
-	}
-	return true
 }
 
 // DropReplication drops the source's replication slot, ending the walsender

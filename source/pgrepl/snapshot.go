@@ -81,6 +81,9 @@ func (s *Source) runCtxOr(ctx context.Context) context.Context {
 // readSnapshot returns the next copied rows. Their Seq is the slot's LSN minus
 // one, below every streamed commit, so that a streamed update of a copied row
 // wins. When the copy ends, the batch's position is where streaming starts.
+// When the copy fails, the rows read in this call are dropped and the error
+// returned; the next Read copies again after the last row returned, under a
+// fresh snapshot (see resumeCopy).
 func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error) {
 	sn := s.snap
 	seq := uint64(sn.slotLSN)
@@ -88,14 +91,15 @@ func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error
 		seq--
 	}
 	events := make([]source.Event, 0, min(max, 4096))
-	var v rowValues
+	var t tuple
 	for len(events) < max {
 		if !sn.rows.Next() {
-			if err := sn.rows.Err(); err != nil {
-				return source.Batch{}, fmt.Errorf("snapshot copy of %s after %q: %w", s.quotedTable(), sn.lastKey, err)
+			err := sn.rows.Err()
+			if err == nil {
+				err = sn.tx.Commit(s.runCtx)
 			}
-			if err := sn.tx.Commit(ctx); err != nil {
-				return source.Batch{}, fmt.Errorf("end snapshot copy: %w", err)
+			if err != nil {
+				return source.Batch{}, s.copyFailed(err)
 			}
 			sn.tx, sn.rows = nil, nil
 			sn.close()
@@ -106,20 +110,54 @@ func (s *Source) readSnapshot(ctx context.Context, max int) (source.Batch, error
 			return source.Batch{Events: events, Position: s.pos.encode()}, nil
 		}
 		raw := sn.rows.RawValues()
-		for i := range v {
-			v[i] = string(raw[i])
+		t.null = 0
+		for i := range t.v {
+			t.v[i] = string(raw[i])
+			if raw[i] == nil {
+				t.null |= 1 << i
+			}
 		}
-		sn.lastKey, sn.hasKey = v[fLocator], true
-		ev, err := s.toEvent(&v, seq)
-		if err != nil {
-			s.skip(err)
-			continue
+		if !t.null.has(fLocator) {
+			// A NULL locator (possible without a primary key) is no place
+			// to resume from: the rows sort last, and a resumed copy skips
+			// them.
+			sn.lastKey, sn.hasKey = t.v[fLocator], true
 		}
-		events = append(events, ev)
+		events = append(events, s.toEvent(&t, seq))
 	}
 	s.countSnapshot(len(events))
 	s.pos = position{snapshot: true, lsn: sn.slotLSN, lastKey: sn.lastKey, hasKey: sn.hasKey}
 	return source.Batch{Events: events, Position: s.pos.encode()}, nil
+}
+
+// copyFailed ends a failed copy and describes it; the next Read resumes it
+// after the last row returned.
+func (s *Source) copyFailed(err error) error {
+	s.snap.close()
+	s.snap = nil
+	s.recopy = true
+	after := "the first row"
+	if s.pos.hasKey {
+		after = fmt.Sprintf("locator %q", s.pos.lastKey)
+	}
+	return classify(fmt.Errorf("postgres snapshot copy of %s interrupted (copying again after %s, under a fresh snapshot, on the next attempt): %w", s.quotedTable(), after, err))
+}
+
+// resumeCopy starts the copy again after the last row returned, under a
+// fresh snapshot, as Open does for a snapshot: position: one connection
+// attempt.
+func (s *Source) resumeCopy(ctx context.Context) error {
+	conn, err := s.connectSQL(ctx)
+	if err != nil {
+		return classify(fmt.Errorf("postgres snapshot copy: cannot connect (copying again on the next attempt): %w", err))
+	}
+	if err := s.beginCopy(ctx, conn, "", s.pos.lsn, s.pos.lastKey, s.pos.hasKey); err != nil {
+		conn.Close(context.Background())
+		return classify(fmt.Errorf("postgres snapshot copy: %w", err))
+	}
+	s.recopy = false
+	s.log.Info("copying the table again after an interruption, under a fresh snapshot; rows committed since the slot's position come again from the slot", "slot_lsn", s.pos.lsn.String(), "after", s.pos.lastKey)
+	return nil
 }
 
 func (s *Source) countSnapshot(n int) {

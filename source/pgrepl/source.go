@@ -10,8 +10,9 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
+	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -29,10 +30,11 @@ type Stats struct {
 	SnapshotRows   uint64        // of which copied by the initial snapshot
 	Deletes        uint64        // deletes seen and ignored
 	Truncates      uint64        // truncates seen and ignored
-	UnchangedToast uint64        // updates skipped because the data column was an unchanged TOASTed value
-	Skipped        uint64        // rows skipped because they could not be read as events (logged at Error)
+	UnchangedToast uint64        // updates delivered as rejects because a column was an unchanged TOASTed value the server did not send (also in Rejects)
+	Rejects        uint64        // rows delivered as rejects (Event.Reject set): they could not be read as events
 	Aborted        uint64        // streamed transactions (or subtransactions) discarded after an abort
-	Reconnects     uint64        // replication connections re-opened after an error
+	Connected      bool          // a replication session is streaming
+	Reconnects     uint64        // replication sessions started after the first (each after a failure handed to Read)
 	LastCommit     time.Time     // commit time of the newest transaction returned by Read
 }
 
@@ -69,9 +71,19 @@ type Source struct {
 	curLive   bool          // cur holds an unconsumed item
 	readErr   error         // an error to return on the next Read
 	idleNext  bool          // the stream caught up after the last batch: the next Read returns an empty one at once
-	fatal     error         // the streaming goroutine stopped with this error
+	fatal     error         // a permanent error: every Read returns it
 	streamAt  pglogrepl.LSN // where streaming starts
-	streaming bool
+	streaming bool          // past the copy
+	recopy    bool          // the copy failed: the next Read starts it again after s.pos
+
+	// The replication sessions. st lives from the end of the copy to Close;
+	// a session is one connection, streamed by its own goroutine until it
+	// fails (it then hands the error to Read, after the events read before
+	// it, and ends) or Close.
+	st          *streamer
+	running     bool          // a session's goroutine runs (Read has not taken its error)
+	sessionDone chan struct{} // closed when the last session's goroutine has ended
+	sessions    uint64        // sessions started
 
 	runCtx context.Context
 	cancel context.CancelFunc
@@ -104,25 +116,28 @@ func New(cfg Config, logger *slog.Logger) (*Source, error) {
 }
 
 // Open checks the database (wal_level, privileges, the table's key and
-// columns), ensures the publication and the slot, and prepares reading after
-// from. With the empty position it copies the table's rows first when
-// Config.Snapshot is set: under the new slot's exported snapshot when it
-// creates the slot, under a fresh snapshot when the slot already exists (rows
-// committed since then come again from the slot; the sink is idempotent).
-func (s *Source) Open(ctx context.Context, from source.Position) error {
+// columns, wal_sender_timeout against --pg.status-interval), ensures the
+// publication and the slot, and prepares reading after from. With the empty
+// position it copies the table's rows first when Config.Snapshot is set:
+// under the new slot's exported snapshot when it creates the slot, under a
+// fresh snapshot when the slot already exists (rows committed since then come
+// again from the slot; the sink is idempotent). Open makes one attempt: a
+// connection failure is transient, a refusal (configuration, privileges,
+// wal_level, a missing slot or publication) permanent. Streaming starts at
+// the first Read.
+func (s *Source) Open(ctx context.Context, from source.Position) (err error) {
 	if s.opened {
 		return errors.New("pgrepl: Open called twice")
 	}
 	var p position
 	if from != "" {
-		var err error
 		if p, err = parsePosition(from); err != nil {
-			return err
+			return fault.Permanent(fmt.Errorf("the checkpoint's position cannot be read (%w): it was not written by this source, or was altered; %s", err, checkpointResetHint))
 		}
 	}
-	conn, err := s.connectSQLRetry(ctx)
+	conn, err := s.connectSQL(ctx)
 	if err != nil {
-		return err
+		return classify(fmt.Errorf("postgres unreachable: %w", err))
 	}
 	keep := false
 	defer func() {
@@ -130,22 +145,41 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 			conn.Close(context.Background())
 		}
 	}()
+	notUsable := func(err error) error {
+		if fault.IsPermanent(err) {
+			return fmt.Errorf("PostgreSQL source not usable: %w", err)
+		}
+		return classify(fmt.Errorf("check the PostgreSQL source: %w", err))
+	}
 	info, err := s.preflight(ctx, conn)
 	if err != nil {
-		return permanent(fmt.Errorf("PostgreSQL source not usable: %w", err))
+		return notUsable(err)
 	}
 	s.dataIsJSON, s.keyType = info.dataIsJSON, info.keyType
+	rc, err := s.connectReplication(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	defer rc.Close(context.Background())
+	if err := s.checkSenderTimeout(ctx, rc); err != nil {
+		return notUsable(err)
+	}
 	if err := s.ensurePublication(ctx, conn); err != nil {
-		return permanent(fmt.Errorf("PostgreSQL source not usable: %w", err))
+		return notUsable(err)
 	}
 	slot, err := s.lookupSlot(ctx, conn)
 	if err != nil {
-		return permanent(err)
+		return classify(err)
 	}
 	s.runCtx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
-		if !keep {
+		if err != nil {
 			s.cancel()
+			if s.snap != nil {
+				s.snap.close()
+				s.snap = nil
+				keep = true // closed with the copy
+			}
 		}
 	}()
 
@@ -153,14 +187,14 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 	case from == "" || p.snapshot:
 		if slot == nil {
 			if !s.cfg.CreateSlot {
-				return permanent(fmt.Errorf("replication slot %q does not exist and --pg.create-slot is false", s.cfg.Slot))
+				return fault.Permanent(fmt.Errorf("replication slot %q does not exist and --pg.create-slot is false", s.cfg.Slot))
 			}
 			if from != "" {
 				s.log.Warn("the slot of an interrupted snapshot is gone: creating it again and copying the table from the start", "position", string(from))
 			}
-			lsn, err := s.createSlot(ctx, conn)
+			lsn, err := s.createSlot(ctx, conn, rc)
 			if err != nil {
-				return err
+				return classify(err)
 			}
 			keep = s.snap != nil
 			s.setStart(lsn, s.snap != nil)
@@ -176,13 +210,14 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 		}
 		s.log.Info("copying the table under a fresh snapshot (the slot already exists); rows committed since the slot's position come again from the slot", "slot_lsn", start.String())
 		if err := s.beginCopy(ctx, conn, "", start, after, hasKey); err != nil {
-			return err
+			return classify(err)
 		}
 		keep = true
 		s.setStart(start, true)
 	default:
 		if slot == nil {
-			return permanent(fmt.Errorf("replication slot %q does not exist but the checkpoint is at %s: changes after it may be lost; recreate the slot by resetting the checkpoint (a new snapshot is copied) or restore the slot", s.cfg.Slot, from))
+			return fault.Permanent(fmt.Errorf("replication slot %q does not exist but the checkpoint is at %s: changes after it may be lost; "+
+				"recreate the slot by resetting the checkpoint (`tributary checkpoint reset --pipeline NAME`; a new snapshot is copied) or restore the slot", s.cfg.Slot, from))
 		}
 		if p.lsn < slot.confirmed {
 			s.log.Warn("the checkpoint is behind the slot's confirmed position; the server resumes from the slot's", "position", string(from), "confirmed_flush_lsn", slot.confirmed.String())
@@ -190,10 +225,6 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 		s.setStart(p.lsn, false)
 	}
 	s.opened = true
-	if !keep {
-		conn.Close(context.Background())
-	}
-	keep = true
 	if !s.streaming {
 		s.mu.Lock()
 		s.stats.Phase = "snapshot"
@@ -204,28 +235,6 @@ func (s *Source) Open(ctx context.Context, from source.Position) error {
 	s.wg.Add(1)
 	go s.sampleLag()
 	return nil
-}
-
-// connectSQLRetry connects, retrying errors that may pass (the server
-// starting or restarting) for about half a minute.
-func (s *Source) connectSQLRetry(ctx context.Context) (*pgx.Conn, error) {
-	for attempt := 1; ; attempt++ {
-		conn, err := s.connectSQL(ctx)
-		if err == nil {
-			return conn, nil
-		}
-		if !retryable(err) || attempt >= 8 || ctx.Err() != nil {
-			if !retryable(err) {
-				return nil, permanent(err)
-			}
-			return nil, err
-		}
-		wait := backoff.Delay(attempt-1, 200*time.Millisecond, s.cfg.ReconnectMax)
-		s.log.Warn("PostgreSQL unreachable, retrying", "attempt", attempt, "in", wait, "err", err)
-		if backoff.Sleep(ctx, wait) != nil {
-			return nil, err
-		}
-	}
 }
 
 // setStart records where streaming starts and whether a copy comes first.
@@ -248,14 +257,10 @@ func (s *Source) setStart(lsn pglogrepl.LSN, copying bool) {
 	s.streaming = true
 }
 
-// createSlot creates the slot; with Config.Snapshot it also begins the copy
-// under the slot's exported snapshot on conn.
-func (s *Source) createSlot(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
-	rc, err := s.connectReplication(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close(context.Background())
+// createSlot creates the slot on rc, a replication connection; with
+// Config.Snapshot it also begins the copy under the slot's exported snapshot
+// on conn.
+func (s *Source) createSlot(ctx context.Context, conn *pgx.Conn, rc *pgconn.PgConn) (pglogrepl.LSN, error) {
 	action := "NOEXPORT_SNAPSHOT"
 	if s.cfg.Snapshot {
 		action = "EXPORT_SNAPSHOT"
@@ -279,19 +284,44 @@ func (s *Source) createSlot(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN,
 	return lsn, nil
 }
 
-// startStreaming starts the goroutine that owns the replication connection.
+// startStreaming enters the streaming phase at s.streamAt; the next Read
+// starts the first session.
 func (s *Source) startStreaming() {
 	s.streaming = true
 	s.pos = position{lsn: s.streamAt}
 	s.mu.Lock()
 	s.stats.Phase = "streaming"
 	s.mu.Unlock()
-	st := newStreamer(s, s.streamAt)
+	s.st = newStreamer(s, s.streamAt)
+}
+
+// startSession starts a replication session where the last one left off
+// (the end of the last complete transaction it read): one connection
+// attempt. Its goroutine streams until it fails or Close.
+func (s *Source) startSession(ctx context.Context) error {
+	if s.sessionDone != nil {
+		<-s.sessionDone // the last session handed over its error: it is ending
+	}
+	conn, err := s.st.connect(ctx)
+	if err != nil {
+		return s.sessionError(err, true, s.st.resume)
+	}
+	s.sessions++
+	s.mu.Lock()
+	s.stats.Connected = true
+	if s.sessions > 1 {
+		s.stats.Reconnects++
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	s.sessionDone, s.running = done, true
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		st.run(s.runCtx)
+		defer close(done)
+		s.st.run(s.runCtx, conn)
 	}()
+	return nil
 }
 
 // Read returns the next events, at most max, and the position after them; an
@@ -299,6 +329,13 @@ func (s *Source) startStreaming() {
 // A batch that ends inside a transaction carries the position of the last
 // complete one: resuming there replays the transaction, which the idempotent
 // sink absorbs.
+//
+// Read makes one attempt to connect when it has to (the copy's connection,
+// a replication session). When the copy or a session fails, Read returns the
+// events read before the failure, then the failure (transient, or permanent
+// for a dropped slot or publication); the next Read starts again where the
+// last returned batch ended. A permanent error is returned by every later
+// Read.
 func (s *Source) Read(ctx context.Context, max int) (source.Batch, error) {
 	if !s.opened {
 		return source.Batch{}, errors.New("pgrepl: Read before Open")
@@ -309,14 +346,34 @@ func (s *Source) Read(ctx context.Context, max int) (source.Batch, error) {
 	if s.fatal != nil {
 		return source.Batch{}, s.fatal
 	}
-	if s.readErr != nil {
-		s.fatal, s.readErr = s.readErr, nil
-		return source.Batch{}, s.fatal
+	if err := s.readErr; err != nil {
+		s.readErr = nil
+		return source.Batch{}, s.failed(ctx, err)
+	}
+	if s.recopy {
+		if err := s.resumeCopy(ctx); err != nil {
+			return source.Batch{}, s.failed(ctx, err)
+		}
 	}
 	if s.snap != nil {
-		return s.readSnapshot(ctx, max)
+		b, err := s.readSnapshot(ctx, max)
+		return b, s.failed(ctx, err)
+	}
+	if !s.running && !s.idleNext {
+		if err := s.startSession(ctx); err != nil {
+			return source.Batch{}, s.failed(ctx, err)
+		}
 	}
 	return s.readStream(ctx, max)
+}
+
+// failed records a permanent err, which every later Read returns; an error
+// that only says Read's ctx ended is not one.
+func (s *Source) failed(ctx context.Context, err error) error {
+	if fault.IsPermanent(err) && ctx.Err() == nil {
+		s.fatal = err
+	}
+	return err
 }
 
 func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) {
@@ -352,12 +409,13 @@ func (s *Source) readStream(ctx context.Context, max int) (source.Batch, error) 
 				}
 			}
 			if it.err != nil {
+				// The session ended: its goroutine hands over nothing more.
+				s.running = false
 				if advanced {
 					s.readErr = it.err
 					break
 				}
-				s.fatal = it.err
-				return source.Batch{}, it.err
+				return source.Batch{}, s.failed(ctx, it.err)
 			}
 			s.cur, s.curOff, s.curLive = it, 0, true
 		}
@@ -422,7 +480,7 @@ func (s *Source) Close(ctx context.Context) error {
 		return nil
 	}
 	s.opened = false
-	if s.streaming {
+	if s.running {
 		// Give the last Ack a moment to reach the server (it goes out within
 		// ackPoll), so that the slot stands where the checkpoint does.
 		deadline := time.Now().Add(10 * ackPoll)

@@ -27,11 +27,13 @@ func newSpill(dir string) (*spill, error) {
 	return &spill{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
 }
 
-// append writes one change of subtransaction xid: xid, then each field as a
-// uvarint length and its bytes.
-func (sp *spill) append(xid uint32, v *rowValues) error {
+// append writes one change of subtransaction xid: xid, the NULL and
+// unchanged-TOAST sets, then each field as a uvarint length and its bytes.
+func (sp *spill) append(xid uint32, t *tuple) error {
 	b := binary.BigEndian.AppendUint32(sp.buf[:0], xid)
-	for _, s := range v {
+	b = binary.BigEndian.AppendUint16(b, uint16(t.null))
+	b = binary.BigEndian.AppendUint16(b, uint16(t.toast))
+	for _, s := range t.v {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -50,7 +52,7 @@ func (sp *spill) abortSub(xid uint32) {
 }
 
 // replay calls f with every change in order, skipping aborted subtransactions.
-func (sp *spill) replay(f func(*rowValues) error) error {
+func (sp *spill) replay(f func(*tuple) error) error {
 	if err := sp.w.Flush(); err != nil {
 		return fmt.Errorf("spill flush: %w", err)
 	}
@@ -58,8 +60,8 @@ func (sp *spill) replay(f func(*rowValues) error) error {
 		return fmt.Errorf("spill rewind: %w", err)
 	}
 	r := bufio.NewReaderSize(sp.f, 256<<10)
-	var head [4]byte
-	var v rowValues
+	var head [8]byte
+	var t tuple
 	var field []byte
 	for {
 		if _, err := io.ReadFull(r, head[:]); err != nil {
@@ -68,8 +70,10 @@ func (sp *spill) replay(f func(*rowValues) error) error {
 			}
 			return fmt.Errorf("spill read: %w", err)
 		}
-		xid := binary.BigEndian.Uint32(head[:])
-		for i := range v {
+		xid := binary.BigEndian.Uint32(head[:4])
+		t.null = fieldSet(binary.BigEndian.Uint16(head[4:6]))
+		t.toast = fieldSet(binary.BigEndian.Uint16(head[6:8]))
+		for i := range t.v {
 			n, err := binary.ReadUvarint(r)
 			if err != nil {
 				return fmt.Errorf("spill read: %w", err)
@@ -81,12 +85,12 @@ func (sp *spill) replay(f func(*rowValues) error) error {
 			if _, err := io.ReadFull(r, field); err != nil {
 				return fmt.Errorf("spill read: %w", err)
 			}
-			v[i] = string(field)
+			t.v[i] = string(field)
 		}
 		if sp.aborted[xid] {
 			continue
 		}
-		if err := f(&v); err != nil {
+		if err := f(&t); err != nil {
 			return err
 		}
 	}

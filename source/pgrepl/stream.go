@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/tributary-cdc/tributary/internal/backoff"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -74,35 +73,44 @@ const ackPoll = 100 * time.Millisecond
 // for Read to be told it caught up when no keepalive said so.
 const quietIdle = 50 * time.Millisecond
 
-// run streams until ctx ends, reconnecting with backoff after errors that may
-// pass; a permanent error is handed to Read.
-func (st *streamer) run(ctx context.Context) {
-	defer st.dropSpills()
-	attempt := 0 // reconnections since the last session that lasted
-	for {
-		began := time.Now()
-		err := st.session(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if !retryable(err) {
-			st.s.log.Error("replication stopped", "err", err)
-			_ = st.handOver(ctx, item{err: permanent(fmt.Errorf("PostgreSQL replication: %w", err))})
-			return
-		}
-		if time.Since(began) > 30*time.Second {
-			attempt = 0
-		}
-		wait := backoff.Delay(attempt, 100*time.Millisecond, st.s.cfg.ReconnectMax)
-		attempt++
-		st.s.log.Warn("replication connection lost; reconnecting", "err", err, "resume", st.resume.String(), "backoff", wait)
-		st.s.mu.Lock()
-		st.s.stats.Reconnects++
-		st.s.mu.Unlock()
-		if backoff.Sleep(ctx, wait) != nil {
-			return
-		}
+// connect opens a replication connection and starts streaming at
+// st.resume: one attempt. Read calls it while no session runs.
+func (st *streamer) connect(ctx context.Context) (*pgconn.PgConn, error) {
+	conn, err := st.s.connectReplication(ctx)
+	if err != nil {
+		return nil, err
 	}
+	st.v2 = st.s.cfg.Stream && serverMajor(conn) >= 14
+	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication)}
+	if st.v2 {
+		args = []string{"proto_version '2'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication), "streaming 'on'"}
+	}
+	err = pglogrepl.StartReplication(ctx, conn, st.s.cfg.Slot, st.resume, pglogrepl.StartReplicationOptions{PluginArgs: args})
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("start replication on slot %q: %w", st.s.cfg.Slot, err)
+	}
+	return conn, nil
+}
+
+// run streams on conn, a started session, until it fails or ctx ends. A
+// failure is handed to Read after the complete transactions read before it
+// (the events of the transaction it cut come again from the next session);
+// then run returns, and Read starts the next session.
+func (st *streamer) run(ctx context.Context, conn *pgconn.PgConn) {
+	err := st.session(ctx, conn)
+	st.dropSpills()
+	st.count(func(s *Stats) { s.Connected = false })
+	if ctx.Err() != nil {
+		return
+	}
+	err = st.s.sessionError(err, false, st.resume)
+	st.s.log.Info("replication session ended; Read returns why, and the next Read starts a new session", "resume", st.resume.String())
+	st.pend = st.pend[:st.pendCommitted]
+	if st.flushPend(ctx) != nil {
+		return
+	}
+	_ = st.handOver(ctx, item{err: err})
 }
 
 // maybeStatus sends a status update when one is due: every StatusInterval,
@@ -133,8 +141,16 @@ func (st *streamer) wakeAt() time.Time {
 	return st.nextStatus
 }
 
-// handOver blocks until Read takes it, sending status updates meanwhile.
+// handOver blocks until Read takes it, sending status updates meanwhile
+// (also when Read takes it at once: a long run of hand-overs, such as the
+// replay of a large streamed transaction, reads nothing from the server for
+// a while, and the walsender must still hear from tributary).
 func (st *streamer) handOver(ctx context.Context, it item) error {
+	if st.conn != nil {
+		if err := st.maybeStatus(time.Now()); err != nil {
+			return err
+		}
+	}
 	for {
 		wait := time.Until(st.wakeAt())
 		if st.conn == nil {
@@ -269,38 +285,11 @@ func (st *streamer) complete(pos pglogrepl.LSN, at time.Time) {
 	st.tryHandOver()
 }
 
-// session runs one replication connection until it fails or ctx ends.
-func (st *streamer) session(ctx context.Context) error {
-	conn, err := st.s.connectReplication(ctx)
-	if err != nil {
-		return err
-	}
+// session streams on conn until it fails or ctx ends, and closes conn.
+func (st *streamer) session(ctx context.Context, conn *pgconn.PgConn) error {
 	defer conn.Close(context.Background())
 	stop := context.AfterFunc(ctx, func() { _ = conn.Conn().Close() })
 	defer stop()
-	st.v2 = st.s.cfg.Stream && serverMajor(conn) >= 14
-	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication)}
-	if st.v2 {
-		args = []string{"proto_version '2'", fmt.Sprintf("publication_names '%s'", st.s.cfg.Publication), "streaming 'on'"}
-	}
-	// A slot may still be held by the connection of a process that just died:
-	// retry for a while.
-	for attempt := 0; ; attempt++ {
-		err = pglogrepl.StartReplication(ctx, conn, st.s.cfg.Slot, st.resume, pglogrepl.StartReplicationOptions{PluginArgs: args})
-		var pe *pgconn.PgError
-		if err != nil && errors.As(err, &pe) && pe.Code == "55006" && attempt < 100 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		break
-	}
-	if err != nil {
-		return fmt.Errorf("start replication on slot %q at %s: %w", st.s.cfg.Slot, st.resume, err)
-	}
 	st.s.log.Info("replication started", "lsn", st.resume.String(), "protocol", map[bool]int{false: 1, true: 2}[st.v2])
 	st.conn = conn
 	defer func() { st.conn = nil }()
@@ -523,28 +512,26 @@ func (st *streamer) relation(m *pglogrepl.RelationMessage) {
 	st.relations[m.RelationID] = ri
 }
 
-// fastChange turns an inserted or updated row into an event: queued at once
-// in a plain transaction, spilled to disk inside a streamed one (the change's
-// xid is its (sub)transaction).
+// fastChange turns an inserted or updated row into an event (or a reject,
+// see toEvent): queued at once in a plain transaction, spilled to disk inside
+// a streamed one (the change's xid is its (sub)transaction).
 func (st *streamer) fastChange(ctx context.Context, msg string) error {
-	xid, t, old, ri, err := st.decodeChange(msg)
+	xid, t, old, _, err := st.decodeChange(msg)
 	if err != nil {
 		return fmt.Errorf("decode pgoutput %q message: %w", msg[0], err)
 	}
 	if t == nil {
 		return nil
 	}
-	for i, unchanged := range t.toast {
-		if !unchanged {
-			continue
+	if t.toast != 0 && old != nil {
+		// REPLICA IDENTITY FULL: the old tuple holds the values not sent.
+		for i := range numFields {
+			if bit := fieldSet(1) << i; t.toast&bit != 0 && old.toast&bit == 0 {
+				t.v[i] = old.v[i]
+				t.null = t.null&^bit | old.null&bit
+				t.toast &^= bit
+			}
 		}
-		if old != nil && !old.toast[i] {
-			t.v[i] = old.v[i]
-			continue
-		}
-		st.count(func(s *Stats) { s.UnchangedToast++ })
-		st.s.log.Warn("update skipped: a TOASTed column was unchanged and not sent (use REPLICA IDENTITY FULL)", "table", ri.name, "locator", t.v[fLocator])
-		return nil
 	}
 	if st.inStream {
 		sp := st.spills[st.streamXid]
@@ -554,14 +541,9 @@ func (st *streamer) fastChange(ctx context.Context, msg string) error {
 			}
 			st.spills[st.streamXid] = sp
 		}
-		return sp.append(xid, &t.v)
+		return sp.append(xid, t)
 	}
-	ev, err := st.s.toEvent(&t.v, st.txSeq)
-	if err != nil {
-		st.s.skip(err)
-		return nil
-	}
-	return st.add(ctx, ev)
+	return st.add(ctx, st.s.toEvent(t, st.txSeq))
 }
 
 // streamCommit replays a committed streamed transaction from its spill file.
@@ -570,13 +552,8 @@ func (st *streamer) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitM
 	delete(st.spills, m.Xid)
 	if sp != nil {
 		defer sp.remove()
-		err := sp.replay(func(v *rowValues) error {
-			ev, err := st.s.toEvent(v, uint64(m.CommitLSN))
-			if err != nil {
-				st.s.skip(err)
-				return nil
-			}
-			return st.add(ctx, ev)
+		err := sp.replay(func(t *tuple) error {
+			return st.add(ctx, st.s.toEvent(t, uint64(m.CommitLSN)))
 		})
 		if err != nil {
 			return fmt.Errorf("streamed transaction %d: %w", m.Xid, err)

@@ -1,6 +1,7 @@
 package pgrepl
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -188,25 +189,132 @@ func TestParseUTCTimeAgreesWithTimeParse(t *testing.T) {
 func TestToEvent(t *testing.T) {
 	s := &Source{cfg: DefaultConfig()}
 	s.cfg.Tenant = "default-tenant"
-	v := rowValues{fLocator: "L1", fRequestID: "R", fTenant: "", fFlavor: "classic", fType: "policy.issue",
-		fOccurredAt: "2024-01-02 03:04:05.123+00", fData: `{"a":  1}`}
-	ev, err := s.toEvent(&v, 42)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := []any{ev.Locator, ev.RequestID, ev.Tenant, ev.Flavor, ev.Type, string(ev.Data), ev.Seq}
-	want := []any{"L1", "R", "default-tenant", "classic", "policy.issue", `{"a":  1}`, uint64(42)}
+	row := tuple{v: rowValues{fLocator: "L1", fRequestID: "R", fTenant: "", fFlavor: "classic", fType: "policy.issue",
+		fOccurredAt: "2024-01-02 03:04:05.123+00", fData: `{"a":  1}`}, null: 1 << fTenant}
+	ev := s.toEvent(&row, 42)
+	got := []any{ev.Locator, ev.RequestID, ev.Tenant, ev.Flavor, ev.Type, string(ev.Data), ev.Seq, ev.Reject}
+	want := []any{"L1", "R", "default-tenant", "classic", "policy.issue", `{"a":  1}`, uint64(42), ""}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("field %d: got %v, want %v", i, got[i], want[i])
 		}
 	}
 	s.cfg.Flavor = "suite"
-	if ev, _ := s.toEvent(&v, 1); ev.Flavor != "suite" {
+	if ev := s.toEvent(&row, 1); ev.Flavor != "suite" {
 		t.Errorf("configured flavor: got %q, want suite", ev.Flavor)
 	}
-	v[fData] = "{not json"
-	if _, err := s.toEvent(&v, 1); err == nil {
-		t.Error("invalid JSON in a text column: got no error")
+	if n := s.Stats().Rejects; n != 0 {
+		t.Errorf("rejects after valid rows: %d", n)
+	}
+}
+
+// TestToEventRejects: a row that cannot be read as an event is delivered as
+// a reject, never dropped: the reason names the columns, Data holds the
+// row's raw values (null for NULL), the other fields what could be read.
+func TestToEventRejects(t *testing.T) {
+	s := &Source{cfg: DefaultConfig()}
+	s.cfg.Tenant = "default-tenant"
+	s.cfg.Columns.Username = "" // unmapped: not in the raw row
+	valid := tuple{v: rowValues{fLocator: "L1", fRequestID: "R", fTenant: "t1", fFlavor: "suite", fType: "policy.issue",
+		fOccurredAt: "2024-01-02 03:04:05.123+00", fData: `{"a": "<&>"}`}}
+	tests := []struct {
+		name       string
+		mod        func(*tuple)
+		reason     []string // substrings of Event.Reject
+		raw        string   // Event.Data
+		locator    string
+		timeIsRead bool
+	}{
+		{"invalid JSON text", func(r *tuple) { r.v[fData] = "{not json" }, []string{"data column data is not valid JSON"},
+			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00","data":"{not json"}`, "L1", true},
+		{"NULL locator", func(r *tuple) { r.v[fLocator] = ""; r.null |= 1 << fLocator }, []string{"locator column locator is NULL"},
+			`{"locator":null,"request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00","data":"{\"a\": \"<&>\"}"}`, "", true},
+		{"empty type and NULL time", func(r *tuple) { r.v[fType] = ""; r.v[fOccurredAt] = ""; r.null |= 1 << fOccurredAt },
+			[]string{"type column type is empty", "time column occurred_at is NULL"},
+			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"","occurred_at":null,"data":"{\"a\": \"<&>\"}"}`, "L1", false},
+		{"unreadable time", func(r *tuple) { r.v[fOccurredAt] = "yesterday" }, []string{"time column occurred_at is not a readable timestamp"},
+			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"yesterday","data":"{\"a\": \"<&>\"}"}`, "L1", false},
+		{"unchanged TOASTed data", func(r *tuple) { r.v[fData] = ""; r.toast |= 1 << fData }, []string{"column data is an unchanged TOASTed value", "REPLICA IDENTITY FULL"},
+			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00"}`, "L1", true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			row := valid
+			tt.mod(&row)
+			ev := s.toEvent(&row, 7)
+			for _, w := range tt.reason {
+				if !strings.Contains(ev.Reject, w) {
+					t.Errorf("Reject %q lacks %q", ev.Reject, w)
+				}
+			}
+			if string(ev.Data) != tt.raw {
+				t.Errorf("Data:\n got %s\nwant %s", ev.Data, tt.raw)
+			}
+			if !json.Valid(ev.Data) {
+				t.Errorf("Data is not JSON: %s", ev.Data)
+			}
+			if ev.Locator != tt.locator || ev.Seq != 7 || ev.Flavor != source.FlavorPostgres || ev.Tenant != "t1" {
+				t.Errorf("fields: locator %q seq %d flavor %q tenant %q", ev.Locator, ev.Seq, ev.Flavor, ev.Tenant)
+			}
+			if got := !ev.Timestamp.IsZero(); got != tt.timeIsRead {
+				t.Errorf("timestamp read: got %v (%v), want %v", got, ev.Timestamp, tt.timeIsRead)
+			}
+			if got := s.Stats().Rejects; got != uint64(i+1) {
+				t.Errorf("Stats().Rejects: got %d, want %d", got, i+1)
+			}
+		})
+	}
+	if got := s.Stats().UnchangedToast; got != 1 {
+		t.Errorf("Stats().UnchangedToast: got %d, want 1", got)
+	}
+}
+
+func TestParseSetting(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"60s", time.Minute}, {"1min", time.Minute}, {"5s", 5 * time.Second}, {"1500ms", 1500 * time.Millisecond},
+		{"0", 0}, {"250", 250 * time.Millisecond}, {"2h", 2 * time.Hour}, {"1d", 24 * time.Hour}, {"100us", 100 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		got, err := parseSetting(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseSetting(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "s", "5 fortnights", "1.5s"} {
+		if _, err := parseSetting(bad); err == nil {
+			t.Errorf("parseSetting(%q): got no error", bad)
+		}
+	}
+}
+
+// TestSpillKeepsNullsAndToast: a streamed transaction's rows come back from
+// the spill file with their NULL and unchanged-TOAST sets, so that a reject
+// replayed from disk reads as one read from the wire.
+func TestSpillKeepsNullsAndToast(t *testing.T) {
+	sp, err := newSpill(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.remove()
+	rows := []tuple{
+		{v: rowValues{fLocator: "a", fData: "{}"}, null: 1 << fTenant},
+		{v: rowValues{fLocator: "b"}, toast: 1 << fData, null: 1<<fType | 1<<fFlavor},
+		{v: rowValues{fLocator: "c", fData: strings.Repeat("x", 300)}},
+	}
+	for i := range rows {
+		if err := sp.append(uint32(10+i), &rows[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.abortSub(12)
+	var got []tuple
+	if err := sp.replay(func(r *tuple) error { got = append(got, *r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != rows[0] || got[1] != rows[1] {
+		t.Errorf("replayed %+v, want the first two of %+v", got, rows)
 	}
 }
