@@ -43,15 +43,23 @@ func parseTime(s string) (time.Time, error) {
 // no readable time, invalid JSON in a text data column, a data value the
 // server did not send) becomes a reject: Event.Reject says why, Data holds
 // the row's raw values (see rawRow) and the other fields what could be read.
-// The reasons name columns, never values, so they form a small fixed set.
+// The reasons start with the kind of the first problem (source.Reject*)
+// and name columns, never values, so they form a small fixed set.
 func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
 	v := &t.v
 	cols := &s.cfg.Columns
 	var problems []string
+	kind := "" // the kind of the first problem (source.Reject*)
+	problem := func(k, format string, args ...any) {
+		if kind == "" {
+			kind = k
+		}
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
 	if t.toast != 0 {
 		for i, f := range s.cfg.columnFields() {
 			if t.toast.has(i) {
-				problems = append(problems, fmt.Sprintf("column %s is an unchanged TOASTed value the server did not send (set REPLICA IDENTITY FULL on the table)", f.column))
+				problem(source.RejectOther, "column %s is an unchanged TOASTed value the server did not send (set REPLICA IDENTITY FULL on the table)", f.column)
 			}
 		}
 		s.mu.Lock()
@@ -59,24 +67,24 @@ func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
 		s.mu.Unlock()
 	}
 	if v[fLocator] == "" {
-		problems = append(problems, fmt.Sprintf("locator column %s is %s", cols.Locator, nullOrEmpty(t, fLocator)))
+		problem(source.RejectMissingField, "locator column %s is %s", cols.Locator, nullOrEmpty(t, fLocator))
 	}
 	if v[fType] == "" {
-		problems = append(problems, fmt.Sprintf("type column %s is %s", cols.Type, nullOrEmpty(t, fType)))
+		problem(source.RejectMissingField, "type column %s is %s", cols.Type, nullOrEmpty(t, fType))
 	}
 	ts, err := parseTime(v[fOccurredAt])
 	if err != nil && !t.toast.has(fOccurredAt) {
 		if t.null.has(fOccurredAt) {
-			problems = append(problems, fmt.Sprintf("time column %s is NULL", cols.OccurredAt))
+			problem(source.RejectMissingField, "time column %s is NULL", cols.OccurredAt)
 		} else {
-			problems = append(problems, fmt.Sprintf("time column %s is not a readable timestamp", cols.OccurredAt))
+			problem(source.RejectBadTime, "time column %s is not a readable timestamp", cols.OccurredAt)
 		}
 	}
 	data := v[fData]
 	if strings.TrimSpace(data) == "" {
 		data = "null"
 	} else if !s.dataIsJSON && !json.Valid([]byte(data)) {
-		problems = append(problems, fmt.Sprintf("data column %s is not valid JSON", cols.Data))
+		problem(source.RejectInvalidJSON, "data column %s is not valid JSON", cols.Data)
 	}
 	tenant := v[fTenant]
 	if tenant == "" {
@@ -94,7 +102,7 @@ func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
 		Seq:           seq,
 	}
 	if len(problems) > 0 {
-		ev.Reject = strings.Join(problems, "; ")
+		ev.Reject = source.RejectReason(kind, strings.Join(problems, "; "))
 		ev.Data = s.rawRow(t)
 		ev.Flavor = source.FlavorPostgres
 		s.mu.Lock()

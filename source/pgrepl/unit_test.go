@@ -225,16 +225,16 @@ func TestToEventRejects(t *testing.T) {
 		locator    string
 		timeIsRead bool
 	}{
-		{"invalid JSON text", func(r *tuple) { r.v[fData] = "{not json" }, []string{"data column data is not valid JSON"},
+		{"invalid JSON text", func(r *tuple) { r.v[fData] = "{not json" }, []string{"invalid_json: data column data is not valid JSON"},
 			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00","data":"{not json"}`, "L1", true},
-		{"NULL locator", func(r *tuple) { r.v[fLocator] = ""; r.null |= 1 << fLocator }, []string{"locator column locator is NULL"},
+		{"NULL locator", func(r *tuple) { r.v[fLocator] = ""; r.null |= 1 << fLocator }, []string{"missing_field: locator column locator is NULL"},
 			`{"locator":null,"request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00","data":"{\"a\": \"<&>\"}"}`, "", true},
 		{"empty type and NULL time", func(r *tuple) { r.v[fType] = ""; r.v[fOccurredAt] = ""; r.null |= 1 << fOccurredAt },
-			[]string{"type column type is empty", "time column occurred_at is NULL"},
+			[]string{"missing_field: type column type is empty", "time column occurred_at is NULL"},
 			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"","occurred_at":null,"data":"{\"a\": \"<&>\"}"}`, "L1", false},
-		{"unreadable time", func(r *tuple) { r.v[fOccurredAt] = "yesterday" }, []string{"time column occurred_at is not a readable timestamp"},
+		{"unreadable time", func(r *tuple) { r.v[fOccurredAt] = "yesterday" }, []string{"bad_time: time column occurred_at is not a readable timestamp"},
 			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"yesterday","data":"{\"a\": \"<&>\"}"}`, "L1", false},
-		{"unchanged TOASTed data", func(r *tuple) { r.v[fData] = ""; r.toast |= 1 << fData }, []string{"column data is an unchanged TOASTed value", "REPLICA IDENTITY FULL"},
+		{"unchanged TOASTed data", func(r *tuple) { r.v[fData] = ""; r.toast |= 1 << fData }, []string{"other: column data is an unchanged TOASTed value", "REPLICA IDENTITY FULL"},
 			`{"locator":"L1","request_id":"R","user_locator":"","transaction_id":"","tenant":"t1","flavor":"suite","type":"policy.issue","occurred_at":"2024-01-02 03:04:05.123+00"}`, "L1", true},
 	}
 	for i, tt := range tests {
