@@ -67,7 +67,7 @@ func TestEndpoints(t *testing.T) {
 		notWant  []string
 	}{
 		{"healthz", nil, "/healthz", 200, []string{"ok"}, nil},
-		{"metrics", nil, "/metrics", 200, []string{"tributary_build_info{commit=\"abc\"", "go_goroutines", "tributary_retries_total{component=\"sink\",reason=\"timeout\"} 0"}, nil},
+		{"metrics", nil, "/metrics", 200, []string{"tributary_build_info{commit=\"abc\"", "go_goroutines", "tributary_pipeline_attempts_total{component=\"sink\",outcome=\"transient\"} 0"}, nil},
 		{"ready without checks", nil, "/readyz", 200, []string{"ok"}, nil},
 		{"ready", func(context.Context) error { return nil }, "/readyz", 200, []string{"ok"}, nil},
 		{"not ready, secret redacted", func(context.Context) error { return secretErr }, "/readyz", 503,
