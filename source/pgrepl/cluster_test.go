@@ -17,6 +17,7 @@ import (
 // or need another wal_level, without disturbing the shared test server.
 type cluster struct {
 	bin, dir, osUser string
+	opts             string // the server options it was started with
 	DSN              string
 }
 
@@ -63,6 +64,7 @@ func startCluster(t testing.TB, walLevel string) *cluster {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c wal_level=%s -c max_wal_senders=10 -c max_replication_slots=10 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB", port, dir, walLevel)
+	c.opts = opts
 	if err := c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
 		t.Fatalf("start cluster: %v\n%s", err, log)
@@ -72,6 +74,16 @@ func startCluster(t testing.TB, walLevel string) *cluster {
 }
 
 func (c *cluster) data() string { return filepath.Join(c.dir, "data") }
+
+// stop stops the cluster (fast shutdown: connections are cut); start starts
+// it again on the same port.
+func (c *cluster) stop() error {
+	return c.run("pg_ctl", "-D", c.data(), "-m", "fast", "-w", "-t", "60", "stop")
+}
+
+func (c *cluster) start() error {
+	return c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "-o", c.opts, "start")
+}
 
 // restart restarts the cluster (fast shutdown: connections are cut).
 func (c *cluster) restart() error {

@@ -6,8 +6,12 @@ package pgrepl
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"math/rand/v2"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,4 +151,91 @@ func testSameRowsAsAPISource(t *testing.T, ch *testenv.ClickHouseServer) {
 		tables = append(tables, tbl.Name)
 	}
 	testenv.AssertSameTables(t, ch.Conn, pgDB, ch.Database, tables)
+}
+
+// TestOutageShowsOnReadyz: while PostgreSQL is down, /readyz (answered at
+// once) says that the source is failing and why, /healthz stays 200 and the
+// process keeps retrying; when PostgreSQL is back, the pipeline reconnects,
+// turns ready and replicates the rows written meanwhile, exactly.
+func TestOutageShowsOnReadyz(t *testing.T) {
+	testenv.ForEachClickHouse(t, testOutageShowsOnReadyz)
+}
+
+func testOutageShowsOnReadyz(t *testing.T, ch *testenv.ClickHouseServer) {
+	cl := startCluster(t, "logical")
+	ctx := testenv.Context(t, 3*time.Minute)
+	conn, err := pgx.Connect(ctx, cl.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, conn, fmt.Sprintf(createTableSQL, "socotra_events"))
+	exec(t, conn, insertSQL("socotra_events", 1, 500))
+	conn.Close(ctx)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := l.Addr().String()
+	l.Close()
+	p := testenv.Start(t, pgArgs(cl.DSN, ch.Flags(), "--web.listen-address", web, "--pipeline.failure-grace", "1s", "--pipeline.retry-max", "1s")...)
+	testenv.WaitEvents(t, ch.Conn, ch.Database, 500, time.Minute, p.Alive)
+	ready := func(code int, want string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		var got int
+		var body string
+		for time.Now().Before(deadline) {
+			begin := time.Now()
+			got, body = httpGet(t, "http://"+web+"/readyz")
+			if took := time.Since(begin); took > time.Second {
+				t.Errorf("/readyz took %s", took)
+			}
+			if got == code && strings.Contains(body, want) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("/readyz = %d %q, want %d containing %q\n%s", got, body, code, want, p.Output())
+	}
+	ready(200, "ok")
+	if err := cl.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ready(503, "source: failing since")
+	_, body := httpGet(t, "http://"+web+"/readyz")
+	if !strings.Contains(body, "postgres") {
+		t.Errorf("/readyz during the outage = %q, want it to say the PostgreSQL source fails", body)
+	}
+	if code, _ := httpGet(t, "http://"+web+"/healthz"); code != 200 {
+		t.Errorf("/healthz during the outage = %d, want 200", code)
+	}
+	if err := cl.start(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err = pgx.Connect(ctx, cl.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec(t, conn, insertSQL("socotra_events", 501, 800))
+	testenv.WaitEvents(t, ch.Conn, ch.Database, 800, time.Minute, p.Alive)
+	ready(200, "ok")
+	if code, _ := p.Stop(t); code != 0 {
+		t.Errorf("SIGTERM: exit code %d:\n%s", code, p.Output())
+	}
+	if n, err := testenv.CountEvents(ctx, ch.Conn, ch.Database); err != nil || n != 800 {
+		t.Errorf("%d events (%v), want 800", n, err)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
