@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -602,6 +603,84 @@ func TestProgressLines(t *testing.T) {
 		}
 		if n := strings.Count(out, "caught up with the source"); n != 1 {
 			t.Errorf("%d caught-up lines, want 1", n)
+		}
+	})
+}
+
+// probeSource is a scriptSource that is a source.Prober: probe answers each
+// Probe in turn.
+type probeSource struct {
+	scriptSource
+	probe func() error
+}
+
+func (s *probeSource) Probe(context.Context) error {
+	err := s.probe()
+	s.j.add("probe %v", err)
+	return err
+}
+
+// TestProbeBeforeSchema: a source that can be tried is tried before any DDL;
+// a refused token (permanent) stops at once without touching the sink, a
+// transient failure is retried with readiness red, naming the source.
+func TestProbeBeforeSchema(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		snk := newCondSink(nil)
+		snk.ensure = func() error { j.add("ensure"); return nil }
+		src := &probeSource{scriptSource: scriptSource{j: j}, probe: func() error {
+			return permanentErr{errors.New("GET /event/t/events/list: HTTP 401 Unauthorized")}
+		}}
+		err := newP(testConfig(), src, snk, &memStore{j: j}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "try the source: GET /event/t/events/list: HTTP 401") {
+			t.Errorf("Run = %v, want the permanent probe failure", err)
+		}
+		if got := j.list(); len(got) != 1 || !strings.HasPrefix(got[0], "probe ") {
+			t.Errorf("operations %q, want the probe alone (no schema, no checkpoint, no open)", got)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		snk := newCondSink(nil)
+		snk.ensure = func() error { j.add("ensure"); return nil }
+		var mu sync.Mutex
+		down := true
+		src := &probeSource{scriptSource: scriptSource{j: j}, probe: func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if down {
+				return errors.New("dial tcp: connection refused")
+			}
+			return nil
+		}}
+		cfg := testConfig()
+		cfg.RetryMax = time.Second
+		p := newP(cfg, src, snk, &memStore{j: j})
+		ready := p.Ready(time.Minute)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(cfg.FailureGrace + time.Second)
+		synctest.Wait()
+		if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "starting: trying the source") || !strings.Contains(err.Error(), "source: failing since") {
+			t.Errorf("Ready while the probe fails = %v, want it to name the source", err)
+		}
+		if ops := j.list(); len(ops) < 5 || slices.Contains(ops, "ensure") {
+			t.Errorf("operations %q while the probe fails, want retried probes and no schema", ops)
+		}
+		mu.Lock()
+		down = false
+		mu.Unlock()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		ops := j.list()
+		i := slices.Index(ops, "probe <nil>")
+		if i < 0 || i+1 >= len(ops) || ops[i+1] != "ensure" {
+			t.Errorf("operations %q, want failed probes, one that succeeds, then the schema", ops)
 		}
 	})
 }

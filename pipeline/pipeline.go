@@ -213,8 +213,9 @@ func (p *Pipeline) nowFunc() time.Time { return p.now() }
 
 // Run replicates until ctx is done or a permanent error occurs.
 //
-// It first prepares the sink's schema, acquires the checkpoint lease and
-// opens the source from the saved position, retrying each step while it
+// It first tries the source when it is a source.Prober, then prepares the
+// sink's schema, acquires the checkpoint lease and opens the source from
+// the saved position, retrying each step while it
 // fails transiently (readiness red, naming the component); a cancelled ctx
 // during that start-up returns nil, since nothing was read. Then it
 // replicates. When ctx is cancelled it stops reading, writes what it has
@@ -246,6 +247,14 @@ func (p *Pipeline) start(ctx context.Context) (cp checkpoint.Checkpoint, ok bool
 			return cp, false, nil
 		}
 		return cp, false, fmt.Errorf("%s: %w", step, err)
+	}
+	if pr, ok := p.src.(source.Prober); ok {
+		// One authenticated request before any DDL: a refused token stops
+		// here, a transient failure is retried like any other.
+		p.health.setPhase("trying the source")
+		if err := p.do(ctx, ComponentSource, pr.Probe); err != nil {
+			return stopped("try the source", err)
+		}
 	}
 	p.health.setPhase("preparing the ClickHouse schema")
 	if err := p.do(ctx, ComponentSink, func(ctx context.Context) error { return p.snk.Ensure(ctx, p.schema) }); err != nil {

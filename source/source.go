@@ -119,3 +119,14 @@ type Source interface {
 	// Close releases the source's connections. It is safe to call once after Open.
 	Close(ctx context.Context) error
 }
+
+// Prober is a Source that can check, with one authenticated request, that
+// it can read at all (its address, its credentials, its tenant) before the
+// pipeline prepares anything else: a wrong token then stops the process
+// before any ClickHouse table is created. Probe makes one attempt and
+// classifies its failure like Read (internal/fault); the pipeline retries a
+// transient one. It is optional: the pipeline calls it, when the source has
+// it, first of all.
+type Prober interface {
+	Probe(ctx context.Context) error
+}

@@ -530,6 +530,9 @@ func TestConfigValidate(t *testing.T) {
 		{"end before start", func(c *Config) { c.End = c.Start.Add(-time.Hour) }, []string{"--api.end"}},
 		{"enrich classic", func(c *Config) { c.Flavor, c.EnrichPolicyLocators = source.FlavorClassic, true }, []string{"--enrich.policy-locators applies to the suite"}},
 		{"negative durations", func(c *Config) { c.PollInterval, c.Prefetch = -time.Second, -1 }, []string{"--api.poll-interval -1s", "--api.prefetch -1"}},
+		{"suite tenant not a UUID", func(c *Config) { c.Tenant = "acme" }, []string{`--api.tenant "acme": the suite's tenant locator is a UUID`}},
+		{"classic tenant is a label", func(c *Config) { c.Flavor, c.Tenant = source.FlavorClassic, "acme" }, nil},
+		{"ranges", func(c *Config) { c.Prefetch, c.EnrichConcurrency, c.PageSize = 65, 65, 1001 }, []string{"--api.prefetch 65: want 1..64", "--enrich.concurrency 65: want 1..64", "--api.page-size 1001: want 1..1000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -554,6 +557,30 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %q shows the token", err)
 			}
 		})
+	}
+}
+
+// TestFlagRanges: on the command line a zero is an error, not the default:
+// every flag is validated against the range its help states.
+func TestFlagRanges(t *testing.T) {
+	var c Config
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--api.url=https://api.example.com", "--api.tenant=" + testTenant, "--api.start=2024-01-01",
+		"--api.page-size=0", "--api.poll-interval=0s", "--api.request-timeout=0s", "--api.prefetch=0", "--enrich.concurrency=0", "--enrich.cache-size=0"}); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Validate()
+	for _, w := range []string{"--api.page-size 0: want 1..1000", "--api.poll-interval 0s: want a positive duration", "--api.request-timeout 0s: want a positive duration",
+		"--api.prefetch 0: want 1..64", "--enrich.concurrency 0: want 1..64", "--enrich.cache-size 0: want at least 1"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %v, want it to contain %q", err, w)
+		}
+	}
+	for _, f := range []string{"api.page-size", "api.prefetch", "enrich.concurrency"} {
+		if u := fs.Lookup(f).Usage; !strings.Contains(u, "1..") {
+			t.Errorf("--%s's help %q does not state its range", f, u)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,12 @@ const (
 	// maxBodyBytes bounds one response body, so memory stays bounded even if
 	// a server misbehaves.
 	maxBodyBytes = 256 << 20
+	// maxPrefetch bounds --api.prefetch: pages held in memory ahead of the pipeline.
+	maxPrefetch = 64
 )
+
+// uuidRE matches a UUID, the form of a suite tenant locator.
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // Config configures a Client and an Enricher. Build it with RegisterFlags (and
 // cli.ApplyEnv) or directly; zero fields take their defaults; call Validate
@@ -104,6 +110,10 @@ type Config struct {
 	// here and are ignored: the pipeline retries, up to --pipeline.retry-max.
 	deprecatedMaxBackoff   time.Duration
 	deprecatedMaxMalformed int
+	// fromFlags is set by RegisterFlags: a value given on the command line
+	// is validated as given (--api.page-size 0 is an error), while a zero
+	// field of a Config built in code takes its default.
+	fromFlags bool
 }
 
 // deprecatedRetry is the deprecation message of the client's former retry flags.
@@ -112,6 +122,7 @@ const deprecatedRetry = "it has no effect: the client makes one attempt per requ
 // RegisterFlags adds the --api.* and --enrich.* flags to fs, bound to c, with
 // their defaults.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	c.fromFlags = true
 	fs.StringVar(&c.Flavor, "api.flavor", source.FlavorSuite, `event-stream flavor: "suite" (Insurance Suite) or "classic" (Socotra Core)`)
 	fs.StringVar(&c.URL, "api.url", "", "base URL of the API, e.g. https://api.sandbox.socotra.com")
 	fs.StringVar(&c.Tenant, "api.tenant", "", "tenant locator (UUID; required for suite; classic: a label, default the URL's host)")
@@ -119,11 +130,11 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokenFile, "api.token-file", "", "file holding the bearer token, re-read when it changes and after a 401/403 (which are then retried)")
 	fs.BoolVar(&c.Attributed, "api.attributed", false, "classic: read /eventstream/attributedEvents (events carry the username)")
 	fs.Var(timeValue{&c.Start}, "api.start", "first event timestamp on the first run, RFC 3339 or milliseconds since the epoch")
-	fs.Var(timeValue{&c.End}, "api.end", "last event timestamp (optional); once reached and caught up, reading ends")
+	fs.Var(timeValue{&c.End}, "api.end", "last event timestamp read (optional, inclusive: sent as endTimestamp on the first call); the run ends with exit 0 once the stream is caught up and the wall clock is past it")
 	fs.StringSliceVar(&c.Types, "api.types", nil, "event types to read (comma list); several are filtered client-side and need --api.start")
 	fs.IntVar(&c.PageSize, "api.page-size", DefaultPageSize, "events per page, 1..1000")
-	fs.DurationVar(&c.PollInterval, "api.poll-interval", DefaultPollInterval, "wait between calls once the stream is caught up")
-	fs.DurationVar(&c.RequestTimeout, "api.request-timeout", DefaultRequestTimeout, "timeout of every HTTP request, body included")
+	fs.DurationVar(&c.PollInterval, "api.poll-interval", DefaultPollInterval, "wait between calls once the stream is caught up (positive)")
+	fs.DurationVar(&c.RequestTimeout, "api.request-timeout", DefaultRequestTimeout, "timeout of every HTTP request, body included (positive)")
 	fs.DurationVar(&c.deprecatedMaxBackoff, "api.max-backoff", 0, "ignored (deprecated): see --pipeline.retry-max")
 	fs.IntVar(&c.deprecatedMaxMalformed, "api.max-malformed", 0, "ignored (deprecated): see --pipeline.retry-max")
 	for _, name := range []string{"api.max-backoff", "api.max-malformed"} {
@@ -131,10 +142,10 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 			panic(err) // the flag was just defined
 		}
 	}
-	fs.IntVar(&c.Prefetch, "api.prefetch", DefaultPrefetch, "pages fetched ahead while the current one is written")
+	fs.IntVar(&c.Prefetch, "api.prefetch", DefaultPrefetch, "pages fetched ahead while the current one is written, 1..64")
 	fs.BoolVar(&c.EnrichPolicyLocators, "enrich.policy-locators", false, "suite: complete billing events' partial policy-locator lists through the billing API")
-	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups")
-	fs.IntVar(&c.EnrichCacheSize, "enrich.cache-size", DefaultEnrichCacheSize, "billing look-ups kept in the LRU cache")
+	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups, 1..64")
+	fs.IntVar(&c.EnrichCacheSize, "enrich.cache-size", DefaultEnrichCacheSize, "billing look-ups kept in the LRU cache (at least 1)")
 }
 
 // Validate returns every problem of c at once, joined, or nil. It reads the
@@ -155,8 +166,8 @@ func (c Config) Validate() error {
 	if c.Flavor == source.FlavorSuite {
 		if c.Tenant == "" {
 			bad("--api.tenant is required for the suite flavor")
-		} else if strings.ContainsAny(c.Tenant, "/?#% ") {
-			bad("--api.tenant %q: not a valid locator", c.Tenant)
+		} else if !uuidRE.MatchString(c.Tenant) {
+			bad("--api.tenant %q: the suite's tenant locator is a UUID (such as 7d2f8c3e-5b1a-4c6e-9f0d-2a4b6c8e0f13)", c.Tenant)
 		}
 		if c.Attributed {
 			bad("--api.attributed applies to the classic flavor only")
@@ -175,7 +186,13 @@ func (c Config) Validate() error {
 			bad("--api.token-file %s is empty", c.TokenFile)
 		}
 	}
-	if c.PageSize < 0 || c.PageSize > MaxPageSize {
+	// Zero takes the default in a Config built in code; on the command
+	// line every value must be in its range.
+	least := 0
+	if c.fromFlags {
+		least = 1
+	}
+	if c.PageSize < least || c.PageSize > MaxPageSize {
 		bad("--api.page-size %d: want 1..%d", c.PageSize, MaxPageSize)
 	}
 	if c.Start.IsZero() && len(c.Types) == 0 {
@@ -196,18 +213,18 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{{"--api.poll-interval", c.PollInterval}, {"--api.request-timeout", c.RequestTimeout}} {
-		if d.v < 0 {
-			bad("%s %s: must not be negative", d.name, d.v)
+		if d.v < time.Duration(least) {
+			bad("%s %s: want a positive duration", d.name, d.v)
 		}
 	}
-	if c.Prefetch < 0 {
-		bad("--api.prefetch %d: must not be negative", c.Prefetch)
+	if c.Prefetch < least || c.Prefetch > maxPrefetch {
+		bad("--api.prefetch %d: want 1..%d", c.Prefetch, maxPrefetch)
 	}
-	if c.EnrichConcurrency < 0 || c.EnrichConcurrency > 64 {
+	if c.EnrichConcurrency < least || c.EnrichConcurrency > 64 {
 		bad("--enrich.concurrency %d: want 1..64", c.EnrichConcurrency)
 	}
-	if c.EnrichCacheSize < 0 {
-		bad("--enrich.cache-size %d: must not be negative", c.EnrichCacheSize)
+	if c.EnrichCacheSize < least {
+		bad("--enrich.cache-size %d: want at least 1", c.EnrichCacheSize)
 	}
 	return errors.Join(errs...)
 }
