@@ -276,7 +276,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connect to ClickHouse %s as %q: %w", strings.Join(c.Addr, ","), c.User, err)
+		return nil, withHTTPPortHint(ctx, c, fmt.Errorf("connect to ClickHouse %s as %q: %w", strings.Join(c.Addr, ","), c.User, err))
 	}
 	return conn, nil
 }
