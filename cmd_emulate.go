@@ -55,6 +55,12 @@ func emulate(ctx context.Context, stop func(), args []string, stdout, stderr io.
 		return invalidConfig("emulate", err, stderr)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	chosen := cfg.Start.IsZero()
+	if chosen {
+		// A history that ends before the present: a run bounded by
+		// --api.end now, or a verify up to now, sees all of it.
+		cfg.Start = emulator.StartBefore(*cfg, time.Now())
+	}
 	srv, err := emulator.NewWithLogger(*cfg, log)
 	if err != nil {
 		log.Error("start emulator", "err", err)
@@ -67,8 +73,14 @@ func emulate(ctx context.Context, stop func(), args []string, stdout, stderr io.
 		return 1
 	}
 	c := srv.Config()
+	first, last := srv.TimeRange()
 	log.Info("emulator listening", "address", ln.Addr().String(), "flavor", c.Flavor, "tenant", c.Tenant,
-		"seed", c.Seed, "events", srv.Len(), "rate", c.Rate, "auth", c.Token != "", "postgres", c.PGDSN != "")
+		"seed", c.Seed, "events", srv.Len(), "policies", c.Policies, "rate", c.Rate, "auth", c.Token != "", "postgres", c.PGDSN != "",
+		"start", c.Start.Format(time.RFC3339), "start_chosen", chosen, "first_event", first.Format(time.RFC3339Nano), "last_event", last.Format(time.RFC3339Nano))
+	if chosen {
+		log.Info("the start was chosen so that the history ends before now; pass it to get the same history again",
+			"flag", "--emulator.start="+c.Start.Format(time.RFC3339))
+	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srv.Start(ctx)
 	errc := make(chan error, 1)

@@ -25,9 +25,11 @@ func TestEmulateCommand(t *testing.T) {
 	var addr string
 	for addr == "" && lines.Scan() {
 		var rec struct {
-			Msg     string `json:"msg"`
-			Address string `json:"address"`
-			Flavor  string `json:"flavor"`
+			Msg         string    `json:"msg"`
+			Address     string    `json:"address"`
+			Flavor      string    `json:"flavor"`
+			StartChosen bool      `json:"start_chosen"`
+			LastEvent   time.Time `json:"last_event"`
 		}
 		if err := json.Unmarshal(lines.Bytes(), &rec); err != nil {
 			t.Fatalf("log line is not JSON: %s", lines.Text())
@@ -37,6 +39,10 @@ func TestEmulateCommand(t *testing.T) {
 				t.Errorf("flavor %q, want classic from the environment", rec.Flavor)
 			}
 			addr = rec.Address
+			// Without --emulator.start the history ends before the present.
+			if !rec.StartChosen || !rec.LastEvent.Before(time.Now()) {
+				t.Errorf("start chosen %v, last event %s: want a chosen start and a history that ends before now", rec.StartChosen, rec.LastEvent)
+			}
 		}
 	}
 	if addr == "" {

@@ -87,7 +87,8 @@ type Config struct {
 	PGDSN string
 	// PGTable is the name of that table (default "socotra_events").
 	PGTable string
-	// Start is the simulated time of the first event (default 2024-01-01 UTC).
+	// Start is the simulated time of the first event (default 2024-01-01 UTC;
+	// `tributary emulate` chooses it with StartBefore instead).
 	Start time.Time
 	// LiveClock stamps events appended after the preload (live traffic and
 	// Append) with the wall-clock time instead of the simulated time, never
@@ -105,9 +106,10 @@ type Config struct {
 
 // RegisterFlags adds the emulator's flags to fs, with c's current values as defaults.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
-	tenant := c.Tenant
+	tenant, start := c.Tenant, c.Start
 	c.applyDefaults()
-	c.Tenant = tenant // derived from the seed later, when the seed is known
+	// Derived later, when the seed and the other flags are known.
+	c.Tenant, c.Start = tenant, start
 	fs.StringVar(&c.Flavor, "emulator.flavor", c.Flavor, `flavor of the event stream: "suite" or "classic"`)
 	fs.StringVar(&c.Tenant, "emulator.tenant", c.Tenant, "tenant locator (a UUID); default derived from the seed")
 	fs.Int64Var(&c.Seed, "emulator.seed", c.Seed, "seed of the generated history, the faults and the paging-token key")
@@ -122,7 +124,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	for _, name := range []string{"pg.dsn", "pg.table"} {
 		_ = fs.SetAnnotation(name, flagdoc.TitleAnnotation, []string{"PostgreSQL copy of the stream"})
 	}
-	fs.TimeVar(&c.Start, "emulator.start", c.Start, []string{time.RFC3339, "2006-01-02"}, "simulated time of the first event")
+	fs.TimeVar(&c.Start, "emulator.start", c.Start, []string{time.RFC3339, "2006-01-02"}, "simulated time of the first event (default: chosen back from now so that the preloaded history ends before the present; the same seed and start give the same history)")
 	fs.BoolVar(&c.LiveClock, "emulator.live-clock", c.LiveClock, "stamp live and appended events with the wall clock (never earlier than the last event)")
 	fs.StringVar(&c.ListenAddress, "web.listen-address", c.ListenAddress, "address the HTTP server listens on")
 	fs.StringVar(&c.SignatureHeader, "emulator.webhook-signature-header", c.SignatureHeader, "header carrying a webhook body's HMAC-SHA256")

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 type listPage struct {
@@ -358,6 +359,39 @@ func TestGeneratorClassicSeedRules(t *testing.T) {
 	for _, p := range futurePolicies {
 		if _, ok := cancelled[p]; !ok && len(s.Events()) > 0 {
 			t.Errorf("future-effective cancellation of %s has no cancellation.issue", p)
+		}
+	}
+}
+
+// TestStartBefore: a history started at StartBefore(now) ends before now,
+// and the same seed and start give the same history.
+func TestStartBefore(t *testing.T) {
+	now := time.Date(2026, 11, 22, 15, 4, 5, 0, time.UTC)
+	for _, flavor := range []string{FlavorSuite, FlavorClassic} {
+		cfg := Config{Flavor: flavor, Seed: 3, Events: 5000, Policies: 100}
+		start := StartBefore(cfg, now)
+		if !start.Equal(start.Truncate(24*time.Hour)) || !start.Before(now) {
+			t.Errorf("%s: start %s, want a midnight before %s", flavor, start, now)
+		}
+		cfg.Start = start
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := a.Events()
+		a.Close()
+		first, last := evs[0].Timestamp, evs[len(evs)-1].Timestamp
+		if first.Before(start) || !last.Before(now) || now.Sub(last) > 60*24*time.Hour {
+			t.Errorf("%s: history %s to %s with start %s, want it to end shortly before %s", flavor, first, last, start, now)
+		}
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := b.Events()
+		b.Close()
+		if len(again) != len(evs) || string(again[len(again)-1].Data) != string(evs[len(evs)-1].Data) || again[len(again)-1].Locator != evs[len(evs)-1].Locator {
+			t.Errorf("%s: the same seed and start gave another history", flavor)
 		}
 	}
 }
