@@ -101,6 +101,11 @@ stop_pid() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	stop_command
+	if [ "${TRIBUTARY_TESTBED_KEEP:-0}" = 1 ] && [ "$rc" = 0 ]; then
+		keep_servers
+		exit 0
+	fi
 	stop_pid "$ch_pid"
 	stop_pid "$modern_pid"
 	if [ "$pg_started" = 1 ]; then
@@ -450,8 +455,77 @@ EOF
 [ "$want_modern" = 1 ] && start_modern
 [ "$want_pg" = 1 ] && start_postgres
 
+# ------------------------------------------------------------------ command
+# The command runs in the background, in a process group of its own (job
+# control on while it starts), and the script waits for it: bash runs a trap
+# only once its foreground command has returned, so a command in the
+# foreground kept a SIGTERM from stopping anything until it ended by itself.
+# A SIGINT or SIGTERM is forwarded once to the command's whole group (its
+# children included; a terminal's Ctrl-C reaches this script alone, as the
+# command is not in the terminal's foreground group), and the exit it causes
+# runs cleanup: stop_command waits for the command to finish (a drain of
+# `tributary run` included), then the servers are stopped and the folder
+# removed. The command does not read the terminal.
+cmd_pid=""
+cmd_signal=""
+# stop_command ends the command's process group: after a signal it waits up
+# to 15 s for the command to exit; on any other exit path it sends SIGTERM
+# first. Then whatever is left in the group (the command's children, or the
+# command itself after 15 s) gets SIGTERM, and SIGKILL 2 s later.
+stop_command() {
+	[ -n "${cmd_pid:-}" ] || return 0
+	if kill -0 "$cmd_pid" 2>/dev/null && [ -z "$cmd_signal" ]; then
+		kill -TERM -- "-$cmd_pid" 2>/dev/null || true
+	fi
+	local i
+	for i in $(seq 1 150); do
+		kill -0 "$cmd_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -TERM -- "-$cmd_pid" 2>/dev/null; then
+		for i in $(seq 1 20); do
+			kill -0 -- "-$cmd_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL -- "-$cmd_pid" 2>/dev/null || true
+	fi
+	wait "$cmd_pid" 2>/dev/null || true
+}
+# keep_servers leaves the servers running after a command that succeeded
+# (TRIBUTARY_TESTBED_KEEP=1, for `DEMO_KEEP=1 make demo`), writes
+# $root_dir/stop.sh, which stops them and removes the folder, and prints it.
+keep_servers() {
+	{
+		echo "#!/usr/bin/env bash"
+		echo "# Stops the servers scripts/testbed.sh left running and removes their folder."
+		local p
+		for p in $ch_pid $modern_pid; do
+			echo "kill -TERM $p 2>/dev/null; for _ in \$(seq 1 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; kill -KILL $p 2>/dev/null"
+		done
+		if [ "$pg_started" = 1 ]; then
+			printf '%q ' ${pg_user:+runuser -u "$pg_user" --} "$pg_bin/pg_ctl" -D "$root_dir/pg/data" -m fast -w stop
+			echo ">/dev/null 2>&1"
+		fi
+		echo "rm -rf $root_dir"
+		echo 'echo "testbed: stopped and removed"'
+	} >"$root_dir/stop.sh"
+	log "TRIBUTARY_TESTBED_KEEP=1: the servers keep running; stop them with: bash $root_dir/stop.sh"
+}
+forward_signal() { # SIGNAL EXIT-CODE
+	trap - INT TERM
+	cmd_signal=$1
+	kill -s "$1" -- "-$cmd_pid" 2>/dev/null || true
+	log "$1: stopping the command (process group $cmd_pid) and the servers"
+	exit "$2"
+}
+set -m
+"$@" </dev/null &
+cmd_pid=$!
+set +m
+trap 'forward_signal INT 130' INT
+trap 'forward_signal TERM 143' TERM
 set +e
-"$@"
+wait "$cmd_pid"
 rc=$?
 set -e
 exit "$rc"
