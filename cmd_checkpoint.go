@@ -1,22 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
-	"github.com/tributary-cdc/tributary/checkpoint/chstore"
-	"github.com/tributary-cdc/tributary/checkpoint/filestore"
 	"github.com/tributary-cdc/tributary/internal/cli"
 	"github.com/tributary-cdc/tributary/internal/flagdoc"
-	"github.com/tributary-cdc/tributary/pipeline"
-	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source/pgrepl"
 )
 
@@ -31,42 +29,45 @@ func init() {
 
 // checkpointOptions are the checkpoint command's flags.
 type checkpointOptions struct {
-	pipeline     string // --pipeline
-	pipelineName string // --pipeline.name, the run command's spelling
-	file         string
-	resnapshot   bool
-	clickhouse   chsink.Config
-	pg           pgrepl.Config
+	storeOptions
+	resnapshot bool
+	yes        bool
+	pg         pgrepl.Config
 }
 
 func checkpointFlags() (*pflag.FlagSet, *checkpointOptions) {
-	o := &checkpointOptions{clickhouse: chsink.DefaultConfig(), pg: pgrepl.DefaultConfig()}
-	name := pipeline.DefaultConfig().Name
+	o := &checkpointOptions{pg: pgrepl.DefaultConfig()}
 	fs := pflag.NewFlagSet("checkpoint", pflag.ContinueOnError)
-	fs.StringVar(&o.pipeline, "pipeline", name, "the pipeline whose checkpoint to show or reset (run's --pipeline.name)")
-	fs.StringVar(&o.pipelineName, "pipeline.name", name, "the same as --pipeline, spelled as the run command spells it")
-	fs.StringVar(&o.file, "checkpoint.file", "", "read the checkpoint from this JSON file instead of the ClickHouse table")
+	o.storeOptions.register(fs, "the pipeline whose checkpoint to show or reset")
+	fs.BoolVar(&o.yes, "yes", false, "with reset: do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.resnapshot, "resnapshot", false, "with reset: also drop the PostgreSQL replication slot (--pg.dsn, --pg.slot), so that the next start copies the table again; the recovery after a dropped publication or removed WAL")
-	o.clickhouse.RegisterFlags(fs)
 	o.pg.RegisterFlags(fs)
 	return fs, o
 }
 
-const checkpointUsage = `Usage: tributary checkpoint show|reset [--pipeline NAME] [--checkpoint.file PATH | --clickhouse.* flags] [--resnapshot --pg.* flags]
+const checkpointUsage = `Usage: tributary checkpoint show|reset [--pipeline NAME] [--checkpoint.file PATH | --clickhouse.* flags] [--yes] [--resnapshot --pg.* flags]
 
-show prints the pipeline's saved position, event count, save time and
-generation. reset forgets it, so that the pipeline starts over from its
+show prints what is known of the pipeline: its source, its position (the
+time of the newest event written, and the paging token or LSN), the events
+written, the last checkpoint's time and age, the lag, its rejects and its
+backfill windows (tributary status does the same for every pipeline, and
+reads a running process too).
+
+reset forgets the position, so that the pipeline starts over from its
 configured start, and fences it: a pipeline still running stops at its next
-checkpoint, and its next start begins anew. reset --resnapshot also drops the
-PostgreSQL source's replication slot, so that the next start creates it again
-and copies the table (with --pg.snapshot): the recovery when the slot cannot
-continue (its publication was dropped, or the WAL it needs was removed). Rows
-written again collapse onto the ones already in ClickHouse.
+checkpoint, and its next start begins anew. It asks for confirmation on a
+terminal; elsewhere (a script, a pod) it needs --yes. reset --resnapshot
+also drops the PostgreSQL source's replication slot, so that the next start
+creates it again and copies the table (with --pg.snapshot): the recovery when
+the slot cannot continue (its publication was dropped, or the WAL it needs
+was removed). Rows written again collapse onto the ones already in ClickHouse.
 
 Checkpoints are read from <database>._tributary_checkpoints in ClickHouse, or
 from --checkpoint.file when set. The pipeline is "default" unless --pipeline
 (or the run command's --pipeline.name) says otherwise; every flag has the same
-TRIBUTARY_* environment twin as in the run command.`
+TRIBUTARY_* environment twin as in the run command, so run it with the
+deployment's environment. An unknown database, checkpoint table, file or
+pipeline is an error (exit 1) that lists what exists.`
 
 func runCheckpoint(args []string, stdout, stderr io.Writer) int {
 	fs, o := checkpointFlags()
@@ -94,25 +95,8 @@ func runCheckpoint(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 || (action != "show" && action != "reset") {
 		problems = append(problems, fmt.Errorf("want exactly one action, show or reset; got %q", fs.Args()))
 	}
-	// A flag on the command line wins over the environment, which wins over
-	// the default; either spelling counts.
-	name := o.pipeline
-	switch {
-	case cliPipeline:
-	case cliPipelineName, fs.Changed("pipeline.name"):
-		name = o.pipelineName
-	}
-	if cliPipeline && cliPipelineName && o.pipelineName != o.pipeline {
-		problems = append(problems, fmt.Errorf("--pipeline %q and --pipeline.name %q disagree", o.pipeline, o.pipelineName))
-	}
-	if strings.TrimSpace(name) == "" {
-		problems = append(problems, errors.New("--pipeline must not be empty"))
-	}
-	if o.file == "" {
-		if err := o.clickhouse.Validate(); err != nil {
-			problems = append(problems, err)
-		}
-	}
+	name, _, more := o.storeOptions.name(fs, cliPipeline, cliPipelineName)
+	problems = append(problems, more...)
 	if o.resnapshot {
 		if action != "reset" {
 			problems = append(problems, errors.New("--resnapshot goes with reset"))
@@ -120,6 +104,12 @@ func runCheckpoint(args []string, stdout, stderr io.Writer) int {
 		if err := o.pg.Validate(); err != nil {
 			problems = append(problems, fmt.Errorf("--resnapshot drops the PostgreSQL source's slot: %w", err))
 		}
+	}
+	if o.yes && action != "reset" {
+		problems = append(problems, errors.New("--yes goes with reset"))
+	}
+	if action == "reset" && !o.yes && !stdinIsTerminal() {
+		problems = append(problems, errors.New("reset asks for confirmation, and standard input is not a terminal: add --yes to reset without asking"))
 	}
 	if len(problems) > 0 {
 		return usageErr(errors.Join(problems...))
@@ -131,58 +121,58 @@ func runCheckpoint(args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.clickhouse.DialTimeout+o.clickhouse.WriteTimeout)
 	defer cancel()
-	var store checkpoint.Store
-	var where string
-	if o.file != "" {
-		store, where = filestore.New(o.file), "file "+o.file
-	} else {
-		s, err := chstore.Open(ctx, o.clickhouse)
-		if err != nil {
-			return fail(err)
-		}
-		store, where = s, fmt.Sprintf("ClickHouse %s, table %s.%s", strings.Join(o.clickhouse.Addr, ","), o.clickhouse.Database, chstore.Table)
+	in, err := openInspector(ctx, o.storeOptions)
+	if err != nil {
+		return fail(err)
 	}
-	defer store.Close()
+	defer in.Close()
+	store, where := in.store, in.where
 
-	cp, found, err := store.Load(ctx, name)
+	cp, found, err := in.load(ctx, name)
 	corrupt := errors.Is(err, checkpoint.ErrCorrupt)
 	if err != nil && !(corrupt && action == "reset") {
 		return fail(err)
 	}
 	if action == "show" {
-		if !found {
-			fmt.Fprintf(stdout, "pipeline %s has no checkpoint in %s%s: it starts from its configured start\n", name, where, generationNote(cp))
-			return 0
-		}
-		fmt.Fprintf(stdout, "pipeline:   %s\nstore:      %s\nposition:   %s\nevents:     %d\nsaved at:   %s\ngeneration: %d\n",
-			name, where, cp.Position, cp.Events, cp.SavedAt.UTC().Format(time.RFC3339Nano), cp.Generation)
+		in.screen(ctx, stdout, name, cp, found, nil)
 		return 0
 	}
 
-	switch {
-	case corrupt:
-		fmt.Fprintf(stdout, "the stored checkpoint of pipeline %s cannot be read (%v); resetting it\n", name, err)
-		fallthrough
-	case found || cp.Generation > 0:
-		if err := store.Reset(ctx, name); err != nil {
-			return fail(err)
+	if !o.yes {
+		what := "which has no checkpoint"
+		switch {
+		case corrupt:
+			what = "whose checkpoint cannot be read"
+		case found:
+			what = fmt.Sprintf("at %s, %d events, saved %s ago", describePosition(cp.Position), cp.Events, roundAge(time.Since(cp.SavedAt)))
 		}
-		after, _, err := store.Load(ctx, name)
-		if err != nil {
-			return fail(fmt.Errorf("the checkpoint was reset, but reading it back failed: %w", err))
+		fmt.Fprintf(stderr, "Reset pipeline %s in %s (%s)?\nIts next start begins from the configured start, and a process still running it stops. Type yes to reset: ", name, where, what)
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+			fmt.Fprintln(stderr, "not reset")
+			return 1
 		}
-		if found {
-			fmt.Fprintf(stdout, "reset the checkpoint of pipeline %s in %s: removed position %s, %d events, saved at %s (generation %d); now generation %d, without a checkpoint\n",
-				name, where, cp.Position, cp.Events, cp.SavedAt.UTC().Format(time.RFC3339Nano), cp.Generation, after.Generation)
-			fmt.Fprintf(stdout, "a pipeline still running stops at its next checkpoint; it was last saved %s ago\n", time.Since(cp.SavedAt).Round(time.Second))
-		} else {
-			fmt.Fprintf(stdout, "reset pipeline %s in %s, which had no checkpoint%s; now generation %d\n", name, where, generationNote(cp), after.Generation)
-			fmt.Fprintln(stdout, "a pipeline still running stops at its next checkpoint")
-		}
-		fmt.Fprintln(stdout, "the next start begins from the configured start")
-	default:
-		fmt.Fprintf(stdout, "pipeline %s has no checkpoint in %s: nothing to reset\n", name, where)
 	}
+
+	if corrupt {
+		fmt.Fprintf(stdout, "the stored checkpoint of pipeline %s cannot be read (%v); resetting it\n", name, err)
+	}
+	if err := store.Reset(ctx, name); err != nil {
+		return fail(err)
+	}
+	after, _, err := store.Load(ctx, name)
+	if err != nil {
+		return fail(fmt.Errorf("the checkpoint was reset, but reading it back failed: %w", err))
+	}
+	if found {
+		fmt.Fprintf(stdout, "reset the checkpoint of pipeline %s in %s: removed position %s, %d events, saved at %s (generation %d); now generation %d, without a checkpoint\n",
+			name, where, cp.Position, cp.Events, cp.SavedAt.UTC().Format(time.RFC3339Nano), cp.Generation, after.Generation)
+		fmt.Fprintf(stdout, "a pipeline still running stops at its next checkpoint; it was last saved %s ago\n", time.Since(cp.SavedAt).Round(time.Second))
+	} else {
+		fmt.Fprintf(stdout, "reset pipeline %s in %s, which had no checkpoint%s; now generation %d\n", name, where, generationNote(cp), after.Generation)
+		fmt.Fprintln(stdout, "a pipeline still running stops at its next checkpoint")
+	}
+	fmt.Fprintln(stdout, "the next start begins from the configured start")
 
 	if o.resnapshot {
 		// After the reset: a pipeline still running is fenced before its
@@ -213,3 +203,10 @@ func generationNote(cp checkpoint.Checkpoint) string {
 	}
 	return fmt.Sprintf(" (reset, or started and not saved yet; generation %d)", cp.Generation)
 }
+
+// stdin is where checkpoint reset reads its confirmation; stdinIsTerminal
+// says whether to ask. Tests replace both.
+var (
+	stdin           io.Reader = os.Stdin
+	stdinIsTerminal           = func() bool { return isTerminal(os.Stdin) }
+)

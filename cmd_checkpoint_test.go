@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,19 +75,24 @@ func TestCheckpointCommandFile(t *testing.T) {
 	f := "--checkpoint.file=" + path
 	runCmdCases(t, []cmdCase{
 		{"show", []string{"checkpoint", "show", "--pipeline", "main", f}, 0,
-			[]string{"position:   tok-42", "events:     1234", "saved at:   2026-11-22T21:30:00.25Z", "generation: 1", "file " + path}},
-		{"show by the run command's flag", []string{"checkpoint", "--pipeline.name=other", "show", f}, 0, []string{"position:   tok-7"}},
-		{"show the default pipeline", []string{"checkpoint", "show", f}, 0, []string{"pipeline:   default", "position:   tok-1"}},
-		{"reset", []string{"checkpoint", "reset", "--pipeline", "main", f}, 0, []string{
+			[]string{"paging token tok-42", "events written:   1234", "last checkpoint:  2026-11-22T21:30:00.25Z (", "store:            file " + path + " (generation 1)",
+				"backfill windows: none"}},
+		{"show by the run command's flag", []string{"checkpoint", "--pipeline.name=other", "show", f}, 0, []string{"paging token tok-7"}},
+		{"show the default pipeline", []string{"checkpoint", "show", f}, 0, []string{"pipeline:         default", "paging token tok-1"}},
+		{"show an unknown pipeline", []string{"checkpoint", "show", "--pipeline", "mian", f}, 1,
+			[]string{`pipeline "mian" has no checkpoint in file ` + path + "; pipelines there: default, main, other"}},
+		{"reset without --yes off a terminal", []string{"checkpoint", "reset", "--pipeline", "main", f}, 2, []string{"standard input is not a terminal: add --yes"}},
+		{"reset", []string{"checkpoint", "reset", "--yes", "--pipeline", "main", f}, 0, []string{
 			"reset the checkpoint of pipeline main in file " + path + ": removed position tok-42, 1234 events, saved at 2026-11-22T21:30:00.25Z (generation 1); now generation 2, without a checkpoint",
 			"a pipeline still running stops at its next checkpoint; it was last saved ",
 			"the next start begins from the configured start"}},
 		{"show after reset", []string{"checkpoint", "show", "--pipeline", "main", f}, 0,
-			[]string{"pipeline main has no checkpoint in file " + path + " (reset, or started and not saved yet; generation 2): it starts from its configured start"}},
-		{"reset again still fences", []string{"checkpoint", "reset", "--pipeline", "main", f}, 0,
+			[]string{"position:         none: the next start begins from the configured start (reset, or started and not saved yet; generation 2)"}},
+		{"reset again still fences", []string{"checkpoint", "reset", "--yes", "--pipeline", "main", f}, 0,
 			[]string{"reset pipeline main in file " + path + ", which had no checkpoint (reset, or started and not saved yet; generation 2); now generation 3", "stops at its next checkpoint"}},
-		{"reset of an unknown pipeline", []string{"checkpoint", "reset", "--pipeline", "nope", f}, 0, []string{"pipeline nope has no checkpoint in file " + path + ": nothing to reset"}},
-		{"other pipeline kept", []string{"checkpoint", "show", "--pipeline", "other", f}, 0, []string{"position:   tok-7"}},
+		{"reset of an unknown pipeline", []string{"checkpoint", "reset", "--yes", "--pipeline", "nope", f}, 1,
+			[]string{`pipeline "nope" has no checkpoint in file ` + path + "; pipelines there: default, main, other"}},
+		{"other pipeline kept", []string{"checkpoint", "show", "--pipeline", "other", f}, 0, []string{"paging token tok-7"}},
 	})
 	// The pipeline that was running when its checkpoint was reset stops at its next save.
 	err := s.Save(ctx, leases[0], checkpoint.Checkpoint{Pipeline: "main", Position: "tok-43", Events: 1235})
@@ -98,14 +104,36 @@ func TestCheckpointCommandFile(t *testing.T) {
 	}
 	t.Setenv("TRIBUTARY_PIPELINE_NAME", "other")
 	runCmdCases(t, []cmdCase{
-		{"pipeline from the environment", []string{"checkpoint", "show", f}, 0, []string{"position:   tok-8"}},
-		{"a set flag wins over the environment", []string{"checkpoint", "show", "--pipeline=default", f}, 0, []string{"position:   tok-1"}},
+		{"pipeline from the environment", []string{"checkpoint", "show", f}, 0, []string{"paging token tok-8"}},
+		{"a set flag wins over the environment", []string{"checkpoint", "show", "--pipeline=default", f}, 0, []string{"paging token tok-1"}},
 	})
 	t.Setenv("TRIBUTARY_PIPELINE_NAME", "")
 	t.Setenv("TRIBUTARY_CHECKPOINT_FILE", path)
 	runCmdCases(t, []cmdCase{
-		{"file from the environment", []string{"checkpoint", "show", "--pipeline=other"}, 0, []string{"position:   tok-8", "file " + path}},
+		{"file from the environment", []string{"checkpoint", "show", "--pipeline=other"}, 0, []string{"paging token tok-8", "file " + path}},
 	})
+}
+
+// TestCheckpointResetConfirmation: on a terminal, reset asks, and resets
+// only after yes.
+func TestCheckpointResetConfirmation(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.json")
+	saveCheckpoints(t, ctx, filestore.New(path), checkpoint.Checkpoint{Pipeline: "default", Position: "tok-1", Events: 10, SavedAt: time.Now()})
+	defer func(in io.Reader, term func() bool) { stdin, stdinIsTerminal = in, term }(stdin, stdinIsTerminal)
+	stdinIsTerminal = func() bool { return true }
+	f := "--checkpoint.file=" + path
+	stdin = strings.NewReader("no\n")
+	runCmdCases(t, []cmdCase{{"answered no", []string{"checkpoint", "reset", f}, 1,
+		[]string{"Reset pipeline default in file " + path + " (at paging token tok-1, 10 events, saved ", "Type yes to reset:", "not reset"}}})
+	if _, found, _ := filestore.New(path).Load(ctx, "default"); !found {
+		t.Error("the checkpoint was reset after no")
+	}
+	stdin = strings.NewReader("yes\n")
+	runCmdCases(t, []cmdCase{{"answered yes", []string{"checkpoint", "reset", f}, 0, []string{"Type yes to reset:", "reset the checkpoint of pipeline default"}}})
+	if _, found, _ := filestore.New(path).Load(ctx, "default"); found {
+		t.Error("the checkpoint is still there after yes")
+	}
 }
 
 func TestCheckpointCommandUsage(t *testing.T) {
@@ -122,7 +150,9 @@ func TestCheckpointCommandUsage(t *testing.T) {
 		{"resnapshot without a DSN", []string{"checkpoint", "reset", "--resnapshot", "--checkpoint.file=/tmp/x.json"}, 2, []string{"--pg.dsn is required"}},
 		{"help", []string{"checkpoint", "--help"}, 0, []string{"show|reset", "--clickhouse.password", "TRIBUTARY_CLICKHOUSE_PASSWORD", "--resnapshot", "--pg.slot", "TRIBUTARY_PG_DSN"}},
 		{"show a corrupt file", []string{"checkpoint", "show", "--pipeline=a", "--checkpoint.file=" + bad}, 1, []string{"is corrupt", "move it away"}},
-		{"reset a corrupt file", []string{"checkpoint", "reset", "--pipeline=a", "--checkpoint.file=" + bad}, 1, []string{"is corrupt", "move it away"}},
+		{"reset a corrupt file", []string{"checkpoint", "reset", "--yes", "--pipeline=a", "--checkpoint.file=" + bad}, 1, []string{"is corrupt", "move it away"}},
+		{"a missing file", []string{"checkpoint", "show", "--checkpoint.file=/nonexistent/cp.json"}, 1, []string{"checkpoint file /nonexistent/cp.json does not exist"}},
+		{"--yes with show", []string{"checkpoint", "show", "--yes", "--checkpoint.file=/tmp/x.json"}, 2, []string{"--yes goes with reset"}},
 	})
 }
 
@@ -148,10 +178,15 @@ func testCheckpointCommandClickHouse(t *testing.T, ch *testenv.ClickHouseServer)
 	table := "table " + ch.Database + "._tributary_checkpoints"
 	runCmdCases(t, []cmdCase{
 		{"show", with("checkpoint", "show", "--pipeline=pg"), 0,
-			[]string{"position:   0/16B3748", "events:     99", "saved at:   2026-11-22T21:31:00.005Z", "generation: 1", table}},
-		{"show unknown", with("checkpoint", "show", "--pipeline=nope"), 0, []string{"pipeline nope has no checkpoint"}},
-		{"reset", with("checkpoint", "reset", "--pipeline=pg"), 0, []string{"reset the checkpoint of pipeline pg", "position 0/16B3748", "now generation 2", "stops at its next checkpoint"}},
-		{"show after reset", with("checkpoint", "show", "--pipeline=pg"), 0, []string{"pipeline pg has no checkpoint", "generation 2"}},
+			[]string{"LSN 0/16B3748", "events written:   99", "last checkpoint:  2026-11-22T21:31:00.005Z (", "(generation 1)", table,
+				"source:           unknown: no event written to " + ch.Database + ".events yet", "rejects:          0"}},
+		{"show unknown", with("checkpoint", "show", "--pipeline=nope"), 1, []string{`pipeline "nope" has no checkpoint in ClickHouse`, "pipelines there: pg"}},
+		{"unknown database", append(with("checkpoint", "show", "--pipeline=pg"), "--clickhouse.database=no_such_db"), 1,
+			[]string{`has no database "no_such_db" (--clickhouse.database); databases with a checkpoint table: `, ch.Database}},
+		{"database without the table", append(with("checkpoint", "show", "--pipeline=pg"), "--clickhouse.database=system"), 1,
+			[]string{`database "system" on ClickHouse`, "has no checkpoint table _tributary_checkpoints: no pipeline has run there; databases with one: ", ch.Database}},
+		{"reset", with("checkpoint", "reset", "--yes", "--pipeline=pg"), 0, []string{"reset the checkpoint of pipeline pg", "position 0/16B3748", "now generation 2", "stops at its next checkpoint"}},
+		{"show after reset", with("checkpoint", "show", "--pipeline=pg"), 0, []string{"position:         none", "generation 2"}},
 		{"unreachable server", []string{"checkpoint", "show", "--pipeline=pg", "--clickhouse.addr=127.0.0.1:1", "--clickhouse.dial-timeout=2s"}, 1, []string{"127.0.0.1:1"}},
 	})
 	if _, found, err := chstore.New(ch.Conn, ch.Database).Load(ctx, "pg"); err != nil || found {
@@ -174,8 +209,8 @@ func testCheckpointCommandClickHouse(t *testing.T, ch *testenv.ClickHouseServer)
 	}
 	runCmdCases(t, []cmdCase{
 		{"show a corrupt row", with("checkpoint", "show", "--pipeline=bad"), 1, []string{"cannot be read", "tributary checkpoint reset --pipeline bad"}},
-		{"reset a corrupt row", with("checkpoint", "reset", "--pipeline=bad"), 0, []string{"cannot be read", "resetting it", "now generation 8"}},
-		{"show after resetting a corrupt row", with("checkpoint", "show", "--pipeline=bad"), 0, []string{"pipeline bad has no checkpoint", "generation 8"}},
+		{"reset a corrupt row", with("checkpoint", "reset", "--yes", "--pipeline=bad"), 0, []string{"cannot be read", "resetting it", "now generation 8"}},
+		{"show after resetting a corrupt row", with("checkpoint", "show", "--pipeline=bad"), 0, []string{"position:         none", "generation 8"}},
 	})
 }
 
@@ -211,7 +246,7 @@ func TestCheckpointCommandResnapshot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.json")
 	store := filestore.New(path)
 	leases := saveCheckpoints(t, ctx, store, checkpoint.Checkpoint{Pipeline: "pg", Position: "0/16B3748", Events: 5})
-	args := []string{"checkpoint", "reset", "--resnapshot", "--pipeline=pg", "--checkpoint.file=" + path, "--pg.dsn=" + pg.DSN, "--pg.slot=" + slot}
+	args := []string{"checkpoint", "reset", "--yes", "--resnapshot", "--pipeline=pg", "--checkpoint.file=" + path, "--pg.dsn=" + pg.DSN, "--pg.slot=" + slot}
 	runCmdCases(t, []cmdCase{
 		{"reset --resnapshot", args, 0, []string{
 			"reset the checkpoint of pipeline pg", "removed position 0/16B3748",
@@ -228,3 +263,6 @@ func TestCheckpointCommandResnapshot(t *testing.T) {
 		t.Errorf("Save of the running pipeline after reset --resnapshot = %v, want ErrFenced", err)
 	}
 }
+
+// Tests run without a terminal, wherever go test is started.
+func init() { stdinIsTerminal = func() bool { return false } }

@@ -177,7 +177,7 @@ func testResetStopsTheRunningPipeline(t *testing.T, ch *testenv.ClickHouseServer
 	p := testenv.Start(t, args...)
 	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(emu.Len()), time.Minute, p.Alive)
 
-	reset := testenv.Start(t, append([]string{"checkpoint", "reset", "--pipeline", "e2e"}, ch.Flags()...)...)
+	reset := testenv.Start(t, append([]string{"checkpoint", "reset", "--yes", "--pipeline", "e2e"}, ch.Flags()...)...)
 	if code := reset.Wait(t, 30*time.Second); code != 0 || !strings.Contains(reset.Output(), "stops at its next checkpoint") {
 		t.Fatalf("checkpoint reset: exit %d:\n%s", code, reset.Output())
 	}
