@@ -198,13 +198,19 @@ func (in *inspector) facts(ctx context.Context, name string) pipelineFacts {
 	}
 	if contains(tables, "events") {
 		var n uint64
-		row := in.conn.QueryRow(ctx, "SELECT count(), max(timestamp), any(flavor), any(tenant) FROM "+in.db+".events WHERE _source = ?", name)
-		if err := row.Scan(&n, &f.newest, &f.flavor, &f.tenant); err != nil {
+		ms, err := in.millis(ctx)
+		if err != nil {
+			f.err = err
+			return f
+		}
+		var newest int64
+		row := in.conn.QueryRow(ctx, "SELECT count(), toInt64(max("+ms+")), any(flavor), any(tenant) FROM "+in.db+".events WHERE _source = ?", name)
+		if err := row.Scan(&n, &newest, &f.flavor, &f.tenant); err != nil {
 			f.err = fmt.Errorf("read %s.events: %w", in.db, err)
 			return f
 		}
-		if n == 0 {
-			f.newest = time.Time{}
+		if n > 0 {
+			f.newest = time.UnixMilli(newest).UTC()
 		}
 	}
 	f.rejects = map[string]uint64{}
@@ -229,6 +235,20 @@ func (in *inspector) facts(ctx context.Context, name string) pipelineFacts {
 		}
 	}
 	return f
+}
+
+// millis returns the expression of an event's time in milliseconds since
+// the epoch in db.events: legacy tables keep whole seconds in timestamp and
+// the milliseconds in timestamp_ms.
+func (in *inspector) millis(ctx context.Context) (string, error) {
+	cols, err := in.strings(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = 'events' AND name = 'timestamp_ms'", in.db)
+	if err != nil {
+		return "", err
+	}
+	if len(cols) > 0 {
+		return "toUInt64(toUInt32(timestamp)) * 1000 + timestamp_ms", nil
+	}
+	return "toUnixTimestamp64Milli(timestamp)", nil
 }
 
 // lsnRE matches a PostgreSQL LSN, the position of the postgres source.
@@ -441,11 +461,11 @@ func (p *processFacts) write(w io.Writer, line func(label, format string, args .
 		}
 		return roundAge(time.Duration(v * float64(time.Second)))
 	}
-	line("  since its start", "%.0f events read, %.0f written, %.0f rejected",
+	line("process events", "%.0f read, %.0f written, %.0f rejected since it started",
 		m["tributary_source_events_read_total"], m["tributary_sink_events_written_total"], m["tributary_events_rejected_total"])
-	line("  its lag", "%s when it last wrote; last checkpoint %s ago", seconds("tributary_pipeline_lag_seconds"), seconds("tributary_checkpoint_age_seconds"))
-	if v, ok := m["tributary_pgrepl_slot_lag_bytes"]; ok {
-		line("  slot lag", "%.0f bytes of WAL", v)
+	line("process lag", "%s when it last wrote; last checkpoint %s ago", seconds("tributary_pipeline_lag_seconds"), seconds("tributary_checkpoint_age_seconds"))
+	if m["tributary_pgrepl_confirmed_flush_lsn"] > 0 {
+		line("slot lag", "%.0f bytes of WAL kept for the replication slot", m["tributary_pgrepl_slot_lag_bytes"])
 	}
 }
 

@@ -20,6 +20,11 @@ import (
 // every event up to it has been delivered. It wraps io.EOF.
 var ErrEndReached = fmt.Errorf("event stream: reached --api.end and caught up: %w", io.EOF)
 
+// caughtUpPage marks (in page.skip) the empty page the fetcher sends once it
+// has caught up: Read returns it as an empty batch even when the token did
+// not change.
+const caughtUpPage = -1
+
 // skipPrefix starts a Position in the middle of a page: "skip=N;TOKEN" means
 // "fetch with TOKEN (empty: the configured filters) and drop the first N
 // events", used when Read's max splits a page.
@@ -136,8 +141,10 @@ func (c *Client) restart(from *page) error {
 // Read returns the next events, at most max, with the Position after them. It
 // blocks until there is at least one event, or a page whose events were all
 // filtered out or duplicates (an empty Batch with a new Position, worth
-// saving), or ctx is done. Once the stream is caught up Read keeps polling
-// every PollInterval without returning.
+// saving), or ctx is done. When the stream is caught up (an empty page) Read
+// returns one empty Batch at the latest token, so that the pipeline knows
+// the backlog is read; then it keeps polling every PollInterval without
+// returning until events arrive.
 //
 // When a request of the fetcher fails, Read first returns every page fetched
 // before it, then the failure (classified with internal/fault); the next Read
@@ -173,6 +180,15 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 						c.resume = &page{reqToken: p.reqToken, skip: p.skip}
 					}
 					return source.Batch{}, p.err
+				}
+				if len(p.events) == 0 {
+					// Caught up: no event, and the seen sets stay as they
+					// are (the next page may repeat the last one's tail).
+					if p.next != string(c.last) || p.skip == caughtUpPage {
+						c.last = source.Position(p.next)
+						return source.Batch{Position: c.last}, nil
+					}
+					continue
 				}
 				c.cur, c.off = &p, p.skip
 				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
@@ -260,11 +276,13 @@ func (c *Client) Close(ctx context.Context) error {
 
 // prefetch fetches pages until ctx is done or a request fails, sending the
 // non-empty ones to c.pages, then the failure with the token and skip of the
-// request that failed, and stops. An empty page means caught up: it waits
-// PollInterval and calls again with the token it got. It closes done when it
-// returns.
+// request that failed, and stops. An empty page means caught up: the first
+// after events is sent on (as the caught-up page), then it waits
+// PollInterval and calls again with the token it got. It closes done when
+// it returns.
 func (c *Client) prefetch(ctx context.Context, tok string, skip int, done chan<- struct{}) {
 	defer close(done)
+	announced := false // the caught-up page was sent since the last page of events
 	for {
 		evs, next, err := c.fetchPage(ctx, tok)
 		if err != nil {
@@ -284,6 +302,16 @@ func (c *Client) prefetch(ctx context.Context, tok string, skip int, done chan<-
 				}
 				return
 			}
+			if !announced {
+				// Once per catching up, Read returns an empty batch, so
+				// that the pipeline knows the backlog is read.
+				announced = true
+				select {
+				case c.pages <- page{reqToken: tok, next: next, skip: caughtUpPage}:
+				case <-ctx.Done():
+					return
+				}
+			}
 			tok = next
 			skip = 0
 			t := time.NewTimer(c.cfg.PollInterval)
@@ -300,7 +328,7 @@ func (c *Client) prefetch(ctx context.Context, tok string, skip int, done chan<-
 		case <-ctx.Done():
 			return
 		}
-		tok, skip = next, 0
+		tok, skip, announced = next, 0, false
 	}
 }
 
