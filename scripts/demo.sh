@@ -3,17 +3,26 @@
 # ClickHouse (installing it from Debian's packages when missing), the built-in
 # emulator of the event stream, and `tributary run` against them; waits until
 # the whole history is replicated; prints what an analyst would look at first;
-# then stops everything it started. Needs bin/tributary (make build).
+# then stops everything it started — or, with DEMO_KEEP=1, leaves ClickHouse
+# running with the data and says how to connect, what to query and how to stop
+# it. Needs bin/tributary (make build).
 #
-# Knobs: DEMO_EVENTS (default 50000), DEMO_POLICIES (default 1000), DEMO_FLAVOR
-# (suite or classic, default suite), DEMO_SEED (default 1).
+# Knobs (documented in README.md): DEMO_EVENTS (events to generate, default
+# 50000), DEMO_POLICIES (policies the simulation keeps in force at a time,
+# default 1000; as policies end and new ones are written, the history holds
+# more), DEMO_FLAVOR (suite or classic, default suite), DEMO_SEED (default 1),
+# DEMO_KEEP (1: leave ClickHouse running with the data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${TRIBUTARY_BIN:-bin/tributary}
 [ -x "$bin" ] || { echo "demo: $bin is missing: run 'make build' first" >&2; exit 1; }
 
 if [ -z "${TRIBUTARY_TEST_CLICKHOUSE_ADDR:-}" ]; then
-	# Re-run this script inside a private ClickHouse.
+	# Re-run this script inside a private ClickHouse; with DEMO_KEEP=1 the
+	# test bed leaves it running after a successful demo.
+	if [ "${DEMO_KEEP:-0}" = 1 ]; then
+		export TRIBUTARY_TESTBED_KEEP=1
+	fi
 	exec bash scripts/testbed.sh --no-postgres --no-modern -- bash "$0" "$@"
 fi
 
@@ -43,7 +52,7 @@ trap cleanup EXIT
 
 emu_port=$(free_port)
 begin=$(date +%s)
-echo "demo: starting the emulator ($flavor flavor, $events events over $policies policies) on 127.0.0.1:$emu_port"
+echo "demo: starting the emulator ($flavor flavor, seed $seed: at least $events events, $policies policies in force at a time) on 127.0.0.1:$emu_port"
 "$bin" emulate --emulator.flavor "$flavor" --emulator.tenant "$tenant" --emulator.events "$events" \
 	--emulator.policies "$policies" --emulator.seed "$seed" --web.listen-address "127.0.0.1:$emu_port" \
 	>"$work/emulator.log" 2>&1 &
@@ -53,6 +62,10 @@ for _ in $(seq 1 300); do
 	kill -0 "$emu_pid" 2>/dev/null || { cat "$work/emulator.log" >&2; echo "demo: the emulator failed" >&2; exit 1; }
 	sleep 0.1
 done
+# What was generated, from the emulator's own log line.
+field() { grep -m1 '"msg":"emulator listening"' "$work/emulator.log" | grep -o "\"$1\":[^,}]*" | sed 's/^[^:]*://; s/"//g'; }
+generated=$(field events)
+echo "demo: the emulator generated $generated events, from $(field first_event) to $(field last_event) (the start is chosen so that the history ends before now)"
 
 # --api.end makes the run stop by itself once it has caught up with the history.
 echo "demo: replicating into ClickHouse database 'demo' (tributary run)"
@@ -65,8 +78,9 @@ took=$(( $(date +%s) - begin ))
 grep -E "level=(INFO|WARN|ERROR)" "$work/run.log" | sed 's/^/  | /' | tail -n 8
 
 echo
-echo "== Replicated in ${took}s: events in ClickHouse (deduplicated with FINAL)"
-ch_query "SELECT count() AS events, uniqExact(policy_locator) AS policies, min(timestamp) AS first_event, max(timestamp) AS last_event FROM events FINAL"
+echo "== Replicated in ${took}s: events in ClickHouse (deduplicated with FINAL; the emulator generated $generated)"
+ch_query "SELECT count() AS events, uniqExactIf(policy_locator, policy_locator != '') AS policies_in_history, min(timestamp) AS first_event, max(timestamp) AS last_event FROM events FINAL"
+echo "(policies_in_history counts every policy the history touched: $policies are kept in force at a time, and ended ones are replaced)"
 echo
 echo "== Events by type (top 12)"
 ch_query "SELECT type, count() AS events FROM events FINAL GROUP BY type ORDER BY events DESC, type LIMIT 12"
@@ -84,4 +98,24 @@ echo
 echo "== Policy endings: lapses vs manual cancellations vs expiries"
 ch_query "SELECT countIf(kind = 'lapse') AS lapses, countIf(kind = 'manual_cancellation') AS manual_cancellations, countIf(kind = 'expiry') AS expiries FROM policy_endings"
 echo
-echo "demo: done in $(( $(date +%s) - begin ))s; stopping the emulator and ClickHouse"
+if [ "${TRIBUTARY_TESTBED_KEEP:-0}" = 1 ]; then
+	cat <<EOF
+demo: done in $(( $(date +%s) - begin ))s; stopping the emulator. ClickHouse keeps running with the data (DEMO_KEEP=1).
+
+Connect:
+  clickhouse-client --host 127.0.0.1 --port $ch_port --database demo
+
+Three queries to try (from docs/schema.md):
+  SELECT toDate(timestamp) AS day, type, count() AS events FROM events FINAL GROUP BY day, type ORDER BY day DESC, events DESC LIMIT 20
+  SELECT tenant, status, count() AS policies FROM policy_current_status ARRAY JOIN statuses AS status GROUP BY tenant, status ORDER BY tenant, policies DESC
+  SELECT toStartOfMonth(recorded_at) AS month, countIf(kind = 'lapse') AS lapses, countIf(kind = 'manual_cancellation') AS manual_cancellations, countIf(kind = 'expiry') AS expiries FROM policy_endings GROUP BY month ORDER BY month
+
+The pipeline's own view:
+  $bin status --clickhouse.addr 127.0.0.1:$ch_port --clickhouse.database demo
+
+Stop ClickHouse and remove its data with:
+  bash $TRIBUTARY_TESTBED_STOP
+EOF
+else
+	echo "demo: done in $(( $(date +%s) - begin ))s; stopping the emulator and ClickHouse (DEMO_KEEP=1 leaves ClickHouse running with the data)"
+fi

@@ -518,6 +518,7 @@ forward_signal() { # SIGNAL EXIT-CODE
 	log "$1: stopping the command (process group $cmd_pid) and the servers"
 	exit "$2"
 }
+export TRIBUTARY_TESTBED_STOP="$root_dir/stop.sh" # written by keep_servers
 set -m
 "$@" </dev/null &
 cmd_pid=$!

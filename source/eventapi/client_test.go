@@ -654,6 +654,10 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("ParseTime(%q) = %v, %v; want %v (error %t)", tt.in, got, err, tt.want, tt.bad)
 		}
 	}
+	before := time.Now().Add(-time.Millisecond)
+	if got, err := ParseTime("now"); err != nil || got.Before(before) || got.After(time.Now()) {
+		t.Errorf("ParseTime(now) = %v, %v; want the present", got, err)
+	}
 }
 
 func TestRetryAfter(t *testing.T) {

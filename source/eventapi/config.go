@@ -129,8 +129,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Token, "api.token", "", "bearer token (prefer --api.token-file or TRIBUTARY_API_TOKEN; never logged)")
 	fs.StringVar(&c.TokenFile, "api.token-file", "", "file holding the bearer token, re-read when it changes and after a 401/403 (which are then retried)")
 	fs.BoolVar(&c.Attributed, "api.attributed", false, "classic: read /eventstream/attributedEvents (events carry the username)")
-	fs.Var(timeValue{&c.Start}, "api.start", "first event timestamp on the first run, RFC 3339 or milliseconds since the epoch")
-	fs.Var(timeValue{&c.End}, "api.end", "last event timestamp read (optional, inclusive: sent as endTimestamp on the first call); the run ends with exit 0 once the stream is caught up and the wall clock is past it")
+	fs.Var(timeValue{&c.Start}, "api.start", "first event timestamp on the first run: RFC 3339, a date, or milliseconds since the epoch")
+	fs.Var(timeValue{&c.End}, "api.end", "end of the events read (optional; like --api.start, or now): sent as endTimestamp on the first call, so the server returns events before it (the emulator: strictly before); the run ends with exit 0 once the stream is caught up and the wall clock is past it")
 	fs.StringSliceVar(&c.Types, "api.types", nil, "event types to read (comma list); several are filtered client-side and need --api.start")
 	fs.IntVar(&c.PageSize, "api.page-size", DefaultPageSize, "events per page, 1..1000")
 	fs.DurationVar(&c.PollInterval, "api.poll-interval", DefaultPollInterval, "wait between calls once the stream is caught up (positive)")
@@ -284,11 +284,15 @@ func formatTime(t time.Time) string {
 }
 
 // ParseTime parses a flag's timestamp: RFC 3339 (with or without fractional
-// seconds), a date (YYYY-MM-DD, midnight UTC), or milliseconds since the epoch.
+// seconds), a date (YYYY-MM-DD, midnight UTC), milliseconds since the epoch,
+// or "now" (the moment it is parsed, to the millisecond).
 func ParseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, nil
+	}
+	if s == "now" {
+		return time.Now().UTC().Truncate(time.Millisecond), nil
 	}
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.UnixMilli(ms).UTC(), nil
@@ -299,7 +303,7 @@ func ParseTime(s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t.UTC(), nil
 	}
-	return time.Time{}, fmt.Errorf("timestamp %q: want RFC 3339 (2024-01-31T00:00:00Z), a date or milliseconds since the epoch", s)
+	return time.Time{}, fmt.Errorf("timestamp %q: want RFC 3339 (2024-01-31T00:00:00Z), a date, milliseconds since the epoch or now", s)
 }
 
 // timeValue is a pflag.Value for a timestamp flag.
