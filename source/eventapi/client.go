@@ -113,7 +113,12 @@ func (c *Client) Open(ctx context.Context, from source.Position) error {
 	c.pages = make(chan page, c.cfg.Prefetch-1)
 	c.last = from
 	c.curSeen = map[string]struct{}{}
-	c.cfg.Logger.Info("event stream opened", "flavor", c.cfg.Flavor, "path", c.path, "resume", from != "")
+	attrs := []any{"flavor", c.cfg.Flavor, "path", c.path, "resume", from != ""}
+	if !c.cfg.End.IsZero() {
+		attrs = append(attrs, "end", c.cfg.End.UTC().Format(time.RFC3339Nano),
+			"ends", "once caught up with the stream and the wall clock is past --api.end")
+	}
+	c.cfg.Logger.Info("event stream opened", attrs...)
 	c.startFetcher(tok, skip)
 	return nil
 }
