@@ -126,40 +126,104 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
-	src := newTally()
-	var err error
-	if o.source == "api" {
-		err = readAPIRange(ctx, o.api, src, stderr)
-	} else {
-		err = readPGRange(ctx, o.pg, o.from, o.to, src)
-	}
-	if err != nil {
-		return fail(fmt.Errorf("read the source: %w", err))
-	}
 	in, err := openInspector(ctx, o.storeOptions)
 	if err != nil {
 		return fail(err)
 	}
 	defer in.Close()
-	ch := newTally()
-	if err := readClickHouseRange(ctx, in, name, o.from, o.to, o.api.Types, ch); err != nil {
-		return fail(fmt.Errorf("read ClickHouse: %w", err))
+	read := func(from, to time.Time, src, ch *tally) error {
+		var err error
+		if o.source == "api" {
+			cfg := o.api
+			cfg.Start, cfg.End = from, to
+			err = readAPIRange(ctx, cfg, src, stderr)
+		} else {
+			err = readPGRange(ctx, o.pg, from, to, src)
+		}
+		if err != nil {
+			return fmt.Errorf("read the source: %w", err)
+		}
+		if err := readClickHouseRange(ctx, in, name, from, to, o.api.Types, ch); err != nil {
+			return fmt.Errorf("read ClickHouse: %w", err)
+		}
+		return nil
+	}
+	src, ch := newTally(nil), newTally(nil)
+	if err := read(o.from, o.to, src, ch); err != nil {
+		return fail(err)
 	}
 	fmt.Fprintf(stdout, "verify [%s, %s) of pipeline %s: the source has %d events, ClickHouse (%s.events FINAL) %d\n",
 		o.from.UTC().Format(time.RFC3339Nano), o.to.UTC().Format(time.RFC3339Nano), name, src.total, in.db, ch.total)
 	if src.rejects > 0 {
 		fmt.Fprintf(stdout, "%d events of the source cannot be read and are left out (they are in %s._tributary_rejects)\n", src.rejects, in.db)
 	}
-	diffs := compareTallies(src, ch)
+	diffs, days := compareTallies(src, ch)
 	for _, d := range diffs {
 		fmt.Fprintln(stdout, d)
 	}
-	if len(diffs) > 0 {
-		fmt.Fprintf(stdout, "%d differences\n", len(diffs))
-		return 1
+	if len(diffs) == 0 {
+		fmt.Fprintf(stdout, "no difference: %d days, %d events\n", len(src.days), src.total)
+		return 0
 	}
-	fmt.Fprintf(stdout, "no difference: %d days, %d events\n", len(src.days), src.total)
-	return 0
+	fmt.Fprintf(stdout, "%d differences\n", len(diffs))
+	// The locators behind them: the days that differ are read again, from
+	// the first to the last of them, keeping their locators.
+	days = days[:min(len(days), maxListedDays)]
+	first, _ := time.Parse("2006-01-02", days[0])
+	last, _ := time.Parse("2006-01-02", days[len(days)-1])
+	from, to := maxTime(o.from, first), minTime(o.to, last.Add(24*time.Hour))
+	src, ch = newTally(days), newTally(days)
+	if err := read(from, to, src, ch); err != nil {
+		return fail(fmt.Errorf("listing the locators that differ: %w", err))
+	}
+	for _, day := range days {
+		listLocators(stdout, day, "missing in ClickHouse", src.keep[day], ch.keep[day])
+		listLocators(stdout, day, "only in ClickHouse", ch.keep[day], src.keep[day])
+	}
+	return 1
+}
+
+// maxListedDays and maxListedLocators bound the locators listed after the
+// differences: the first days that differ, the first locators of each.
+const (
+	maxListedDays     = 20
+	maxListedLocators = 20
+)
+
+// listLocators prints the locators of one day that are in a and not in b.
+func listLocators(w io.Writer, day, what string, a, b map[string]string) {
+	var locs []string
+	for l := range a {
+		if _, ok := b[l]; !ok {
+			locs = append(locs, l)
+		}
+	}
+	if len(locs) == 0 {
+		return
+	}
+	sort.Strings(locs)
+	fmt.Fprintf(w, "%s %s: %d events:", day, what, len(locs))
+	for _, l := range locs[:min(len(locs), maxListedLocators)] {
+		fmt.Fprintf(w, " %s (%s)", l, a[l])
+	}
+	if len(locs) > maxListedLocators {
+		fmt.Fprintf(w, " and %d more", len(locs)-maxListedLocators)
+	}
+	fmt.Fprintln(w)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // tally is one side's events: per UTC day, the count of each type and the
@@ -168,6 +232,7 @@ type tally struct {
 	days    map[string]*dayTally
 	total   int
 	rejects int
+	keep    map[string]map[string]string // for the days listed: locator → type
 }
 
 type dayTally struct {
@@ -176,7 +241,15 @@ type dayTally struct {
 	sum   uint64
 }
 
-func newTally() *tally { return &tally{days: map[string]*dayTally{}} }
+// newTally returns an empty tally that keeps the locators of the days
+// listed (none when nil).
+func newTally(keepDays []string) *tally {
+	t := &tally{days: map[string]*dayTally{}, keep: map[string]map[string]string{}}
+	for _, d := range keepDays {
+		t.keep[d] = map[string]string{}
+	}
+	return t
+}
 
 func (t *tally) add(locator, typ string, at time.Time) {
 	day := at.UTC().Format("2006-01-02")
@@ -187,6 +260,9 @@ func (t *tally) add(locator, typ string, at time.Time) {
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(locator))
+	if k := t.keep[day]; k != nil {
+		k[locator] = typ
+	}
 	d.types[typ]++
 	d.n++
 	d.sum += h.Sum64()
@@ -194,8 +270,8 @@ func (t *tally) add(locator, typ string, at time.Time) {
 }
 
 // compareTallies returns every difference of ClickHouse (ch) from the
-// source (src), day by day.
-func compareTallies(src, ch *tally) []string {
+// source (src), day by day, and the days that differ.
+func compareTallies(src, ch *tally) (out, differ []string) {
 	days := map[string]bool{}
 	for d := range src.days {
 		days[d] = true
@@ -208,15 +284,17 @@ func compareTallies(src, ch *tally) []string {
 		sorted = append(sorted, d)
 	}
 	sort.Strings(sorted)
-	var out []string
 	for _, day := range sorted {
+		n := len(out)
 		s, c := src.days[day], ch.days[day]
 		switch {
 		case c == nil:
 			out = append(out, fmt.Sprintf("%s: missing in ClickHouse: the source has %d events that day (%s), ClickHouse none", day, s.n, typeList(s.types)))
+			differ = append(differ, day)
 			continue
 		case s == nil:
 			out = append(out, fmt.Sprintf("%s: only in ClickHouse: %d events (%s), the source has none that day", day, c.n, typeList(c.types)))
+			differ = append(differ, day)
 			continue
 		}
 		types := map[string]bool{}
@@ -245,8 +323,11 @@ func compareTallies(src, ch *tally) []string {
 		if !counts && s.sum != c.sum {
 			out = append(out, fmt.Sprintf("%s: the same counts (%d events), other locators (checksum %016x in the source, %016x in ClickHouse)", day, s.n, s.sum, c.sum))
 		}
+		if len(out) > n {
+			differ = append(differ, day)
+		}
 	}
-	return out
+	return out, differ
 }
 
 func typeList(types map[string]int) string {
