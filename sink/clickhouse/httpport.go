@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -23,7 +24,8 @@ const httpProbeTimeout = 2 * time.Second
 
 // withHTTPPortHint is called when connecting failed with err. Unless
 // ClickHouse itself answered (an exception), it asks each address, in one
-// short request, whether it speaks HTTP: a ClickHouse HTTP port waits for
+// short request (GET /ping), whether it is ClickHouse's HTTP interface:
+// such a port waits for
 // an HTTP request, so the native handshake times out there with nothing to
 // say why. An address that answers HTTP makes the error permanent, with
 // HTTPPortHint: such a port never starts speaking the native protocol, so
@@ -43,8 +45,9 @@ func withHTTPPortHint(ctx context.Context, c Config, err error) error {
 	return err
 }
 
-// answersHTTP reports whether addr answers an HTTP request with an HTTP
-// response (over TLS when useTLS), within httpProbeTimeout.
+// answersHTTP reports whether addr answers GET /ping as ClickHouse's HTTP
+// interface does (200, "Ok."), over TLS when useTLS, within
+// httpProbeTimeout.
 func answersHTTP(ctx context.Context, addr string, useTLS bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, httpProbeTimeout)
 	defer cancel()
@@ -68,14 +71,12 @@ func answersHTTP(ctx context.Context, addr string, useTLS bool) bool {
 	if _, err := conn.Write([]byte("GET /ping HTTP/1.0\r\nUser-Agent: tributary\r\n\r\n")); err != nil {
 		return false
 	}
-	buf := make([]byte, 5)
-	n := 0
-	for n < len(buf) {
-		m, err := conn.Read(buf[n:])
-		n += m
-		if err != nil {
-			break
-		}
-	}
-	return bytes.Equal(buf[:n], []byte("HTTP/"))
+	// ClickHouse's HTTP interface answers /ping with 200 and "Ok.". Its
+	// native port answers an HTTP request too, with a 400 saying which
+	// port is for HTTP: that is not the mistake this looks for.
+	resp, _ := io.ReadAll(io.LimitReader(conn, 8<<10))
+	status, rest, _ := bytes.Cut(resp, []byte("\r\n"))
+	_, body, _ := bytes.Cut(rest, []byte("\r\n\r\n"))
+	return bytes.HasPrefix(status, []byte("HTTP/1.")) && bytes.Contains(status, []byte(" 200 ")) &&
+		string(bytes.TrimSpace(body)) == "Ok."
 }

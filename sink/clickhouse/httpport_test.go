@@ -35,6 +35,17 @@ func TestHTTPPortHint(t *testing.T) {
 		}
 	}
 
+	// A native port answers an HTTP request too (400, "Port … is for
+	// clickhouse-client program"): not the HTTP port. Its handshake
+	// failing for another reason gets no hint.
+	for _, env := range []string{"TRIBUTARY_TEST_CLICKHOUSE_ADDR", "TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR"} {
+		if a := os.Getenv(env); a != "" {
+			if answersHTTP(context.Background(), a, false) {
+				t.Errorf("the native port %s (%s) taken for the HTTP port", a, env)
+			}
+		}
+	}
+
 	// Something that accepts and never answers: no hint, still transient.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
