@@ -38,7 +38,7 @@ type checkpointOptions struct {
 func checkpointFlags() (*pflag.FlagSet, *checkpointOptions) {
 	o := &checkpointOptions{pg: pgrepl.DefaultConfig()}
 	fs := pflag.NewFlagSet("checkpoint", pflag.ContinueOnError)
-	o.storeOptions.register(fs, "the pipeline whose checkpoint to show or reset")
+	o.storeOptions.register(fs, "the pipeline whose checkpoint to show or reset", false)
 	fs.BoolVar(&o.yes, "yes", false, "with reset: do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.resnapshot, "resnapshot", false, "with reset: also drop the PostgreSQL replication slot (--pg.dsn, --pg.slot), so that the next start copies the table again; the recovery after a dropped publication or removed WAL")
 	o.pg.RegisterFlags(fs)

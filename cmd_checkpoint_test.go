@@ -93,6 +93,10 @@ func TestCheckpointCommandFile(t *testing.T) {
 		{"reset of an unknown pipeline", []string{"checkpoint", "reset", "--yes", "--pipeline", "nope", f}, 1,
 			[]string{`pipeline "nope" has no checkpoint in file ` + path + "; pipelines there: default, main, other"}},
 		{"other pipeline kept", []string{"checkpoint", "show", "--pipeline", "other", f}, 0, []string{"paging token tok-7"}},
+		{"status: every pipeline", []string{"status", f}, 0, []string{"pipeline:         default", "paging token tok-1",
+			"pipeline:         main", "position:         none", "pipeline:         other", "paging token tok-7"}},
+		{"status: one pipeline", []string{"status", "--pipeline", "other", f}, 0, []string{"pipeline:         other"}},
+		{"status: an unknown pipeline", []string{"status", "--pipeline", "nope", f}, 1, []string{"pipelines there: default, main, other"}},
 	})
 	// The pipeline that was running when its checkpoint was reset stops at its next save.
 	err := s.Save(ctx, leases[0], checkpoint.Checkpoint{Pipeline: "main", Position: "tok-43", Events: 1235})

@@ -29,7 +29,7 @@ type statusOptions struct {
 func statusFlags() (*pflag.FlagSet, *statusOptions) {
 	o := &statusOptions{webTimeout: 5 * time.Second}
 	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
-	o.storeOptions.register(fs, "show only this pipeline (default: every pipeline in the store)")
+	o.storeOptions.register(fs, "show only this pipeline (default: every pipeline in the store)", true)
 	fs.StringVar(&o.webURL, "web.url", "", "base URL of the running process's --web.listen-address, e.g. http://127.0.0.1:9464: adds its /readyz and /metrics")
 	fs.DurationVar(&o.webTimeout, "web.timeout", o.webTimeout, "timeout of each request to --web.url")
 	return fs, o

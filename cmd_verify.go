@@ -40,7 +40,7 @@ func verifyFlags() (*pflag.FlagSet, *verifyOptions) {
 	fs.StringVar(&o.source, "source", o.source, "where the events come from: api or postgres (as run's --source)")
 	fs.Var(timeFlag{&o.from}, "from", "start of the range compared (inclusive): RFC 3339, a date, or milliseconds since the epoch (required)")
 	fs.Var(timeFlag{&o.to}, "to", "end of the range compared (exclusive), not in the future (required)")
-	o.storeOptions.register(fs, "the pipeline whose rows to compare: the _source column of the events table")
+	o.storeOptions.register(fs, "the pipeline whose rows to compare: the _source column of the events table", false)
 	_ = fs.MarkHidden("checkpoint.file")
 	o.api.RegisterFlags(fs)
 	for _, name := range []string{"api.start", "api.end", "api.poll-interval", "api.prefetch", "enrich.policy-locators", "enrich.concurrency", "enrich.cache-size"} {

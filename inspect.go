@@ -32,10 +32,17 @@ type storeOptions struct {
 	pipelineName string // --pipeline.name, the run command's spelling
 	file         string
 	clickhouse   chsink.Config
+	all          bool // no pipeline named means every pipeline (status)
 }
 
-func (o *storeOptions) register(fs *pflag.FlagSet, what string) {
+// register adds the flags to fs; what describes --pipeline. With all, the
+// default pipeline is none (every pipeline), else run's default.
+func (o *storeOptions) register(fs *pflag.FlagSet, what string, all bool) {
+	o.all = all
 	name := pipeline.DefaultConfig().Name
+	if all {
+		name = ""
+	}
 	o.clickhouse = chsink.DefaultConfig()
 	fs.StringVar(&o.pipeline, "pipeline", name, what+" (run's --pipeline.name)")
 	fs.StringVar(&o.pipelineName, "pipeline.name", name, "the same as --pipeline, spelled as the run command spells it")
@@ -59,7 +66,8 @@ func (o *storeOptions) name(fs *pflag.FlagSet, cliPipeline, cliPipelineName bool
 	if cliPipeline && cliPipelineName && o.pipelineName != o.pipeline {
 		problems = append(problems, fmt.Errorf("--pipeline %q and --pipeline.name %q disagree", o.pipeline, o.pipelineName))
 	}
-	if strings.TrimSpace(name) == "" {
+	named := fs.Changed("pipeline") || fs.Changed("pipeline.name")
+	if strings.TrimSpace(name) == "" && (named || !o.all) {
 		problems = append(problems, errors.New("--pipeline must not be empty"))
 	}
 	if o.file == "" {
@@ -67,7 +75,7 @@ func (o *storeOptions) name(fs *pflag.FlagSet, cliPipeline, cliPipelineName bool
 			problems = append(problems, err)
 		}
 	}
-	return name, fs.Changed("pipeline") || fs.Changed("pipeline.name"), problems
+	return name, named, problems
 }
 
 // inspector reads what exists: the checkpoint store and, in ClickHouse,
