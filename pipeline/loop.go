@@ -271,7 +271,7 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 			}
 		}
 	}
-	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC(), Position: string(cur.position)}
+	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC(), Position: string(cur.position), TrustData: true}
 	if p.enrich != nil && len(cur.events) > 0 {
 		err := p.do(ctx, ComponentEnrich, func(ctx context.Context) error {
 			full, err := p.enrich.Complete(ctx, cur.events)
