@@ -104,8 +104,8 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 	defer batch.Close()
 	bcols := batch.Columns()
 	for i, c := range cols {
-		if v, ok := c.([]string); ok && i < len(bcols) {
-			presizeStrings(bcols[i], v)
+		if i < len(bcols) && fastAppend(bcols[i], c) {
+			continue
 		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()
