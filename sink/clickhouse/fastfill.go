@@ -47,6 +47,7 @@ func fastAppend(c column.Interface, v any) bool {
 		if !ok {
 			return false
 		}
+		*lc.keys = slices.Grow(*lc.keys, len(vals))
 		for _, s := range vals {
 			lc.add(s)
 		}
@@ -110,6 +111,7 @@ func appendLists(c *column.Array, lists [][]string) bool {
 		if !ok {
 			return false
 		}
+		*lc.keys = slices.Grow(*lc.keys, total)
 		for _, l := range lists {
 			for _, s := range l {
 				lc.add(s)
