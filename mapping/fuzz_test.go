@@ -128,3 +128,30 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+// TestResetRowsForReuse maps a batch into rows that held another batch
+// (Reset in between): the same rows as a fresh Rows, and nothing of the
+// first batch is left in the kept memory.
+func TestResetRowsForReuse(t *testing.T) {
+	opts := Options{Pipeline: "p", IngestedAt: time.Unix(1e9, 0), TrustData: true}
+	first := source.Batch{Events: sampleEvents(1000), Position: "a"}
+	second := source.Batch{Events: sampleEvents(300)[100:], Position: "b"}
+	reused := NewRows()
+	Map(first, opts, reused)
+	kept := reused.ByTable[TableEvents].Values[evLocator].Strings
+	reused.Reset()
+	if reused.Len() != 0 {
+		t.Fatalf("%d rows after Reset", reused.Len())
+	}
+	for i, s := range kept[:cap(kept)] {
+		if s != "" {
+			t.Fatalf("Reset left value %d (%q) in the kept column", i, s)
+		}
+	}
+	Map(second, opts, reused)
+	fresh := NewRows()
+	Map(second, opts, fresh)
+	if !reflect.DeepEqual(reused.ByTable, fresh.ByTable) {
+		t.Fatal("rows mapped into reset rows differ from rows mapped into fresh ones")
+	}
+}

@@ -67,7 +67,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 	if opts.IngestedAt.IsZero() {
 		ingested = time.Unix(0, 0).UTC()
 	}
-	var ar arena
+	ar := &rows.arena
 
 	evt := rows.Table(defaultTables[0])
 	evt.grow(len(b.Events))
@@ -99,7 +99,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			st.Rejected[RejectKind(e.Reject)]++
 			continue
 		}
-		p.reset(&ar)
+		p.reset(ar)
 		var dataStr string
 		if opts.TrustData {
 			dataStr = unsafe.String(unsafe.SliceData(e.Data), len(e.Data))
@@ -250,21 +250,39 @@ func (t *TableRows) grow(n int) {
 	}
 }
 
-// arena hands out small string slices carved from one larger allocation. Each
+// arena hands out small string slices carved from larger chunks, which it
+// keeps for the rows' lifetime (Rows.Reset hands them out again). Each
 // slice's capacity is capped, so appending past it reallocates instead of
 // writing into a neighbour: the slices stay independent.
-type arena struct{ buf []string }
+type arena struct {
+	chunks [][]string // every chunk, in the order handed out
+	next   int        // chunks[:next] are (being) handed out
+	buf    []string   // what is left of chunks[next-1]
+}
 
 func (a *arena) take(n int) []string {
 	if n > 64 {
 		return make([]string, 0, n)
 	}
 	if len(a.buf) < n {
-		a.buf = make([]string, 1024)
+		if a.next == len(a.chunks) {
+			a.chunks = append(a.chunks, make([]string, 1024))
+		}
+		a.buf = a.chunks[a.next]
+		a.next++
 	}
 	s := a.buf[:0:n]
 	a.buf = a.buf[n:]
 	return s
+}
+
+// reset clears the chunks handed out (so they hold on to nothing) and
+// starts handing them out again.
+func (a *arena) reset() {
+	for _, c := range a.chunks[:a.next] {
+		clear(c)
+	}
+	a.next, a.buf = 0, nil
 }
 
 func b2u(b bool) uint64 {

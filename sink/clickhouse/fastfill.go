@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"reflect"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -25,7 +26,10 @@ import (
 // returns false and the caller appends through the driver, which is always
 // correct, only slower. TestFastAppendMatchesDriver encodes columns both ways
 // and requires the same bytes, and fails if an upgrade changes the shape.
-func fastAppend(c column.Interface, v any) bool {
+//
+// A String column takes its buffers from pool (when not nil) and records
+// them in kept, for keep.release to return them once the INSERT is sent.
+func fastAppend(c column.Interface, v any, pool *sync.Pool, kept *keep) bool {
 	switch c := c.(type) {
 	case *column.String:
 		vals, ok := v.([]string)
@@ -35,6 +39,12 @@ func fastAppend(c column.Interface, v any) bool {
 		buf := strBuf(c)
 		if buf == nil || len(buf.Pos) != 0 {
 			return false
+		}
+		if pool != nil && kept != nil && cap(buf.Buf) == 0 && cap(buf.Pos) == 0 {
+			if b, _ := pool.Get().(*proto.ColStr); b != nil {
+				buf.Buf, buf.Pos = b.Buf[:0], b.Pos[:0]
+			}
+			kept.add(buf, pool)
 		}
 		appendStrings(buf, vals)
 		return true
@@ -60,6 +70,30 @@ func fastAppend(c column.Interface, v any) bool {
 		return appendLists(c, lists)
 	}
 	return false
+}
+
+// keep lists the String columns' buffers an INSERT borrowed from the
+// table's pools. A batch's string buffers are the sink's largest
+// allocations (several MiB for the data column), so they are reused by the
+// next INSERT of the same column instead of being left to the collector.
+type keep struct {
+	bufs  []*proto.ColStr
+	pools []*sync.Pool
+}
+
+func (k *keep) add(buf *proto.ColStr, pool *sync.Pool) {
+	k.bufs, k.pools = append(k.bufs, buf), append(k.pools, pool)
+}
+
+// release takes the buffers back from the columns (which must not be used
+// again: the batch is sent or abandoned) and returns them to their pools.
+func (k *keep) release() {
+	for i, buf := range k.bufs {
+		b := &proto.ColStr{Buf: buf.Buf[:0], Pos: buf.Pos[:0]}
+		buf.Buf, buf.Pos = nil, nil
+		k.pools[i].Put(b)
+	}
+	k.bufs, k.pools = k.bufs[:0], k.pools[:0]
 }
 
 // appendStrings appends vals to buf, growing it once.

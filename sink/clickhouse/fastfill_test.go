@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -74,7 +75,7 @@ func TestFastAppendMatchesDriver(t *testing.T) {
 			if _, err := driver.Append(tt.values); err != nil {
 				t.Fatal(err)
 			}
-			if !fastAppend(fast, tt.values) {
+			if !fastAppend(fast, tt.values, nil, nil) {
 				t.Fatalf("fastAppend did not take the %s column: clickhouse-go's layout changed (see fastfill.go)", tt.typ)
 			}
 			if driver.Rows() != fast.Rows() {
@@ -122,7 +123,7 @@ func TestFastAppendLeavesOthersToTheDriver(t *testing.T) {
 		"Array(String) with [][]uint8": {col("Array(String)"), [][]uint8{{1}}},
 	} {
 		before := c.col.Rows()
-		if fastAppend(c.col, c.v) {
+		if fastAppend(c.col, c.v, nil, nil) {
 			t.Errorf("%s: fastAppend took it", name)
 		}
 		if c.col.Rows() != before {
@@ -138,4 +139,40 @@ func firstDiffAt(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// TestFastAppendReusesBuffers: a String column borrows its buffers from the
+// pool, release takes them back (the column keeps nothing), and the next
+// column encodes the same bytes with the reused memory.
+func TestFastAppendReusesBuffers(t *testing.T) {
+	var pool sync.Pool
+	values := []string{"alpha", "", "gamma-delta", "ε"}
+	encode := func() ([]byte, *proto.ColStr) {
+		c, err := column.Type("String").Column("s", &column.ServerContext{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept keep
+		if !fastAppend(c, values, &pool, &kept) {
+			t.Fatal("fastAppend did not take the String column")
+		}
+		var out proto.Buffer
+		c.Encode(&out)
+		buf := strBuf(c.(*column.String))
+		kept.release()
+		if buf.Buf != nil || buf.Pos != nil {
+			t.Fatal("the column kept its buffers after release")
+		}
+		return out.Buf, buf
+	}
+	first, _ := encode()
+	b, _ := pool.Get().(*proto.ColStr)
+	if b == nil || cap(b.Buf) < len("alphagamma-deltaε") || len(b.Buf) != 0 {
+		t.Fatalf("the pool holds %+v, want the released, emptied buffers", b)
+	}
+	pool.Put(b)
+	second, _ := encode()
+	if !bytes.Equal(first, second) {
+		t.Fatal("a column on reused buffers encodes other bytes")
+	}
 }
