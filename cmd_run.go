@@ -229,6 +229,7 @@ func run(ctx context.Context, cfg *runConfig, fs *pflag.FlagSet, logger *slog.Lo
 
 	if cfg.web.ListenAddress != "" {
 		srv := web.New(cfg.web.ListenAddress, m.Registry(), p.Ready(cfg.web.ReadyMaxCheckpointAge), logger)
+		srv.Pprof = cfg.web.Pprof
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("serve metrics and health on %s: %w", cfg.web.ListenAddress, err)
 		}

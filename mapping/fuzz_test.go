@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/tributary-cdc/tributary/internal/jsonscan"
 	"github.com/tributary-cdc/tributary/source"
@@ -51,7 +53,36 @@ func FuzzMap(f *testing.F) {
 		if len(keys) != len(values) || !sort.StringsAreSorted(keys) {
 			t.Fatalf("locator_keys %q and locator_values %q are not parallel and sorted", keys, values)
 		}
+		if json.Valid([]byte(data)) {
+			// What a source vouches for: trusting it changes no row.
+			trusted := NewRows()
+			Map(source.Batch{Events: []source.Event{e}}, Options{FullPolicyLocators: map[string][]string{e.Locator: {"X"}}, TrustData: true}, trusted)
+			if !reflect.DeepEqual(trusted, rows) {
+				t.Fatalf("payload %q: rows with TrustData differ", data)
+			}
+		}
 	})
+}
+
+// TestTrustDataSameRows maps the sample mix with and without TrustData: the
+// same rows, and the trusted data column shares the events' memory.
+func TestTrustDataSameRows(t *testing.T) {
+	b := source.Batch{Events: sampleEvents(1000), Position: "tok"}
+	opts := Options{Pipeline: "p", IngestedAt: time.Unix(1e9, 0)}
+	checked := NewRows()
+	Map(b, opts, checked)
+	opts.TrustData = true
+	trusted := NewRows()
+	Map(b, opts, trusted)
+	if !reflect.DeepEqual(trusted, checked) {
+		t.Fatal("rows with TrustData differ from rows without")
+	}
+	col := trusted.ByTable[TableEvents].Values[evData].Strings
+	for i, e := range b.Events {
+		if len(e.Data) > 0 && unsafe.StringData(col[i]) != &e.Data[0] {
+			t.Fatalf("event %d: the trusted data column holds a copy", i)
+		}
+	}
 }
 
 // FuzzScan checks eachMember against encoding/json on valid JSON objects:
@@ -96,4 +127,31 @@ func FuzzScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestResetRowsForReuse maps a batch into rows that held another batch
+// (Reset in between): the same rows as a fresh Rows, and nothing of the
+// first batch is left in the kept memory.
+func TestResetRowsForReuse(t *testing.T) {
+	opts := Options{Pipeline: "p", IngestedAt: time.Unix(1e9, 0), TrustData: true}
+	first := source.Batch{Events: sampleEvents(1000), Position: "a"}
+	second := source.Batch{Events: sampleEvents(300)[100:], Position: "b"}
+	reused := NewRows()
+	Map(first, opts, reused)
+	kept := reused.ByTable[TableEvents].Values[evLocator].Strings
+	reused.Reset()
+	if reused.Len() != 0 {
+		t.Fatalf("%d rows after Reset", reused.Len())
+	}
+	for i, s := range kept[:cap(kept)] {
+		if s != "" {
+			t.Fatalf("Reset left value %d (%q) in the kept column", i, s)
+		}
+	}
+	Map(second, opts, reused)
+	fresh := NewRows()
+	Map(second, opts, fresh)
+	if !reflect.DeepEqual(reused.ByTable, fresh.ByTable) {
+		t.Fatal("rows mapped into reset rows differ from rows mapped into fresh ones")
+	}
 }

@@ -11,6 +11,8 @@ import (
 // hand the slices to its driver without converting them.
 type Rows struct {
 	ByTable map[string]*TableRows
+
+	arena arena // Map's small lists (policy lists, statuses, locator keys)
 }
 
 // NewRows returns an empty Rows.
@@ -27,6 +29,27 @@ func (r *Rows) Table(t Table) *TableRows {
 	tr := &TableRows{Table: t, Values: make([]Values, len(t.Columns))}
 	r.ByTable[t.Name] = tr
 	return tr
+}
+
+// Reset empties r for reuse by the next Map call, keeping every column's
+// memory (a batch's columns are the process's largest allocations). The
+// values are cleared, so that r no longer holds on to what they pointed to.
+func (r *Rows) Reset() {
+	for _, t := range r.ByTable {
+		for i := range t.Values {
+			v := &t.Values[i]
+			clear(v.Strings)
+			clear(v.Lists)
+			clear(v.NullStrings)
+			clear(v.NullTimes)
+			*v = Values{
+				Strings: v.Strings[:0], Times: v.Times[:0], UInt64s: v.UInt64s[:0], UInt32s: v.UInt32s[:0],
+				Bools: v.Bools[:0], Lists: v.Lists[:0], NullStrings: v.NullStrings[:0], NullTimes: v.NullTimes[:0],
+			}
+		}
+		t.n = 0
+	}
+	r.arena.reset()
 }
 
 // Len returns the number of rows over all tables.

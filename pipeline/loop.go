@@ -225,7 +225,12 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 			if cur.events == nil && len(b.Events) > 0 {
 				// Sized for a whole batch (up to presizeEvents): a backlog
 				// fills it without growing (and copying) it on the way.
-				cur.events = make([]source.Event, 0, max(min(p.cfg.BatchEvents, presizeEvents), len(b.Events)))
+				size := max(min(p.cfg.BatchEvents, presizeEvents), len(b.Events))
+				if evs, _ := p.eventsPool.Get().(*[]source.Event); evs != nil && cap(*evs) >= size {
+					cur.events = (*evs)[:0]
+				} else {
+					cur.events = make([]source.Event, 0, size)
+				}
 			}
 			cur.events = append(cur.events, b.Events...)
 			if b.Position != cur.position || len(b.Events) > 0 {
@@ -271,7 +276,7 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 			}
 		}
 	}
-	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC(), Position: string(cur.position)}
+	opts := mapping.Options{Pipeline: p.cfg.Name, IngestedAt: p.now().UTC(), Position: string(cur.position), TrustData: true}
 	if p.enrich != nil && len(cur.events) > 0 {
 		err := p.do(ctx, ComponentEnrich, func(ctx context.Context) error {
 			full, err := p.enrich.Complete(ctx, cur.events)
@@ -282,7 +287,10 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 			return nil, fmt.Errorf("enrich policy locators: %w", fault.Permanent(err))
 		}
 	}
-	rows := mapping.NewRows()
+	rows, _ := p.rowsPool.Get().(*mapping.Rows)
+	if rows == nil {
+		rows = mapping.NewRows()
+	}
 	stats := mapping.Map(source.Batch{Events: cur.events, Position: cur.position}, opts, rows)
 	p.obs.Mapped(stats)
 	for kind, n := range stats.Rejected {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,6 +185,11 @@ type Pipeline struct {
 	lease  checkpoint.Lease // the generation Run acquired
 	health health
 	status statusHolder
+
+	// Mapped rows and event slices of written batches, reused by the next
+	// batches: they are the process's largest allocations, and reusing them
+	// saves the garbage collector most of its work.
+	rowsPool, eventsPool sync.Pool
 
 	// For the progress and summary log lines.
 	progressEvery   time.Duration

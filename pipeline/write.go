@@ -52,8 +52,9 @@ func (p *Pipeline) write(ctx context.Context, in <-chan *mapped, win *window, cp
 					err = fmt.Errorf("write %d events: %w", m.n, err)
 				}
 				// The rows are in ClickHouse (or failed): let them go now
-				// rather than when every earlier batch is written too.
-				m.rows, m.events = nil, nil
+				// rather than when every earlier batch is written too, for
+				// the next batches to reuse.
+				p.recycle(m)
 				results <- written{m: m, took: p.now().Sub(start), err: err}
 			}
 		}()
@@ -108,6 +109,22 @@ func (p *Pipeline) write(ctx context.Context, in <-chan *mapped, win *window, cp
 		return nil // shut down while retrying: the next start replays from the saved checkpoint
 	}
 	return firstErr
+}
+
+// recycle hands m's rows and events to the next batches (cleared, so that
+// they hold on to nothing) and forgets them.
+func (p *Pipeline) recycle(m *mapped) {
+	if m.rows != nil {
+		m.rows.Reset()
+		p.rowsPool.Put(m.rows)
+	}
+	if m.events != nil {
+		evs := m.events[:cap(m.events)]
+		clear(evs)
+		evs = evs[:0]
+		p.eventsPool.Put(&evs)
+	}
+	m.rows, m.events = nil, nil
 }
 
 // writeBatch writes m's rows. When ClickHouse refuses them for their content

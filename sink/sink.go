@@ -16,6 +16,8 @@ type Sink interface {
 	// Write makes rows durable before it returns. On error nothing can be
 	// assumed about which rows landed; writing them again is safe. Write is
 	// safe for concurrent use: the pipeline writes several batches at once.
+	// Write must not keep rows (or anything of them) after it returns: the
+	// pipeline reuses them for the next batch.
 	Write(ctx context.Context, rows *mapping.Rows) error
 	// Close releases the connection.
 	Close() error

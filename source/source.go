@@ -35,7 +35,11 @@ type Event struct {
 	Type string
 	// Timestamp is when the event happened, in UTC with millisecond precision.
 	Timestamp time.Time
-	// Data is the event's payload exactly as the source delivered it.
+	// Data is the event's payload exactly as the source delivered it: valid
+	// JSON unless Reject is set (sources check it; mapping.Options.TrustData
+	// relies on it). It is never changed once delivered, by the source or
+	// anyone else: it may share memory with the source's buffers and with
+	// the mapped rows' strings.
 	Data json.RawMessage
 	// Flavor is one of the Flavor constants.
 	Flavor string

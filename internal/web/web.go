@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -35,6 +36,9 @@ type Config struct {
 	ListenAddress string
 	// ReadyMaxCheckpointAge is the oldest the last checkpoint may be for /readyz to succeed.
 	ReadyMaxCheckpointAge time.Duration
+	// Pprof serves Go's profiles under /debug/pprof/ (off by default: a
+	// profile costs CPU and shows the process's internals).
+	Pprof bool
 }
 
 // Default returns the configuration the flags default to.
@@ -49,6 +53,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		`address serving /metrics, /healthz and /readyz ("" disables)`)
 	fs.DurationVar(&c.ReadyMaxCheckpointAge, "web.ready-max-checkpoint-age", d.ReadyMaxCheckpointAge,
 		"/readyz fails when the last checkpoint is older than this")
+	fs.BoolVar(&c.Pprof, "web.pprof", false,
+		"also serve Go's CPU, heap and allocation profiles under /debug/pprof/ (for performance work; keep the address private)")
 }
 
 // Validate reports every invalid field at once, without listening.
@@ -110,6 +116,8 @@ func MaxAge(age func() time.Duration, max time.Duration) func(ctx context.Contex
 type Server struct {
 	// ReadyTimeout bounds one run of the readiness function; set it before Start.
 	ReadyTimeout time.Duration
+	// Pprof adds /debug/pprof/ (Config.Pprof); set it before Start.
+	Pprof bool
 
 	addr   string
 	reg    *prometheus.Registry
@@ -142,6 +150,12 @@ func (s *Server) Handler() http.Handler {
 		text(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		text(w, http.StatusOK, "tributary: /metrics /healthz /readyz")
 	})

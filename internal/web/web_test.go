@@ -224,12 +224,12 @@ func TestConfig(t *testing.T) {
 		want    Config
 		wantErr []string
 	}{
-		{nil, Config{":9464", 5 * time.Minute}, nil},
-		{[]string{"--web.listen-address=", "--web.ready-max-checkpoint-age=90s"}, Config{"", 90 * time.Second}, nil},
-		{[]string{"--web.listen-address=127.0.0.1:0"}, Config{"127.0.0.1:0", 5 * time.Minute}, nil},
-		{[]string{"--web.listen-address=9464", "--web.ready-max-checkpoint-age=0s"}, Config{"9464", 0},
+		{nil, Config{":9464", 5 * time.Minute, false}, nil},
+		{[]string{"--web.listen-address=", "--web.ready-max-checkpoint-age=90s", "--web.pprof"}, Config{"", 90 * time.Second, true}, nil},
+		{[]string{"--web.listen-address=127.0.0.1:0"}, Config{"127.0.0.1:0", 5 * time.Minute, false}, nil},
+		{[]string{"--web.listen-address=9464", "--web.ready-max-checkpoint-age=0s"}, Config{"9464", 0, false},
 			[]string{`--web.listen-address "9464"`, "--web.ready-max-checkpoint-age 0s"}},
-		{[]string{"--web.listen-address=:http2"}, Config{":http2", 5 * time.Minute}, []string{`port "http2"`}},
+		{[]string{"--web.listen-address=:http2"}, Config{":http2", 5 * time.Minute, false}, []string{`port "http2"`}},
 	}
 	for _, tt := range tests {
 		var c Config
@@ -285,6 +285,24 @@ func testReadinessAgainstClickHouse(t *testing.T, ch *testenv.ClickHouseServer) 
 		code, body := get(t, "http://"+s.Addr()+"/readyz")
 		if code != tt.wantCode || !strings.Contains(body, tt.want) {
 			t.Errorf("%s: /readyz = %d %q, want %d containing %q", tt.name, code, body, tt.wantCode, tt.want)
+		}
+	}
+}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := New("127.0.0.1:0", nil, nil, nil)
+		s.Pprof = on
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		code, body := get(t, "http://"+s.Addr()+"/debug/pprof/")
+		_ = s.Shutdown(context.Background())
+		switch {
+		case on && (code != 200 || !strings.Contains(body, "heap")):
+			t.Errorf("with Pprof: GET /debug/pprof/ = %d %.200q, want 200 listing the heap profile", code, body)
+		case !on && code != 404:
+			t.Errorf("without Pprof: GET /debug/pprof/ = %d, want 404", code)
 		}
 	}
 }

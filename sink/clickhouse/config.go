@@ -43,9 +43,10 @@ type Config struct {
 	// Dialect forces the DDL dialect ("modern" or "legacy"); "auto" (or
 	// empty) detects it from the server's version.
 	Dialect string
-	// Compression is the native protocol's block compression: "lz4" (the
-	// default, for networks) or "none" (for a server on the same host, where
-	// compressing costs both sides CPU and saves nothing).
+	// Compression is the native protocol's block compression: "lz4" (for
+	// networks), "none" (for a server on the same host, where compressing
+	// costs both sides CPU and saves nothing) or "auto" (the default, or
+	// empty): none when every address is a loopback one, else lz4.
 	Compression string
 	// DialTimeout bounds connecting; WriteTimeout bounds one insert attempt.
 	DialTimeout, WriteTimeout time.Duration
@@ -69,7 +70,7 @@ func DefaultConfig() Config {
 		User:         "default",
 		CreateSchema: true,
 		Dialect:      "auto",
-		Compression:  "lz4",
+		Compression:  "auto",
 		DialTimeout:  10 * time.Second,
 		WriteTimeout: 2 * time.Minute,
 		BatchRows:    100_000,
@@ -94,7 +95,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.TLSInsecureSkipVerify, "clickhouse.tls-insecure-skip-verify", c.TLSInsecureSkipVerify, "do not verify the server's certificate (tests only)")
 	fs.BoolVar(&c.CreateSchema, "clickhouse.create-schema", c.CreateSchema, "create the database, tables and views and add missing columns; false: only check them")
 	fs.StringVar(&c.Dialect, "clickhouse.dialect", c.Dialect, "DDL dialect: auto (from the server version), modern or legacy")
-	fs.StringVar(&c.Compression, "clickhouse.compression", c.Compression, "block compression of the native protocol: lz4, or none for a server on the same host")
+	fs.StringVar(&c.Compression, "clickhouse.compression", c.Compression, "block compression of the native protocol: lz4, none, or auto (none when every --clickhouse.addr is a loopback address, where compressing only costs CPU on both sides; lz4 otherwise)")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", c.DialTimeout, "timeout of connecting to ClickHouse")
 	fs.DurationVar(&c.WriteTimeout, "clickhouse.write-timeout", c.WriteTimeout, "timeout of one insert attempt")
 	// The pipeline alone retries now (--pipeline.retry-max); these flags
@@ -148,9 +149,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--clickhouse.tls-server-name and --clickhouse.tls-insecure-skip-verify need --clickhouse.tls"))
 	}
 	switch c.Compression {
-	case "lz4", "none", "":
+	case "lz4", "none", "auto", "":
 	default:
-		errs = append(errs, fmt.Errorf("--clickhouse.compression: %q is not lz4 or none", c.Compression))
+		errs = append(errs, fmt.Errorf("--clickhouse.compression: %q is not auto, lz4 or none", c.Compression))
 	}
 	switch c.Dialect {
 	case "", "auto", string(Modern), string(Legacy):
@@ -191,10 +192,42 @@ func (c Config) password() (string, error) {
 
 // compression returns the driver's compression setting for c.Compression.
 func (c Config) compression() *clickhouse.Compression {
-	if c.Compression == "none" {
+	if c.CompressionMethod() == "none" {
 		return &clickhouse.Compression{Method: clickhouse.CompressionNone}
 	}
 	return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+}
+
+// CompressionMethod resolves Compression to "lz4" or "none": auto (or empty)
+// is none when every address is on the loopback interface, lz4 otherwise.
+func (c Config) CompressionMethod() string {
+	switch c.Compression {
+	case "lz4", "none":
+		return c.Compression
+	}
+	for _, a := range c.Addr {
+		if !isLoopback(a) {
+			return "lz4"
+		}
+	}
+	if len(c.Addr) == 0 {
+		return "lz4"
+	}
+	return "none"
+}
+
+// isLoopback reports whether addr (host:port, or a bare host) names the
+// loopback interface: localhost, 127.0.0.0/8 or ::1.
+func isLoopback(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // options builds the driver's options; the database is not selected, so

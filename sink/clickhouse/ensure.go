@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -15,8 +16,9 @@ type tableWriter struct {
 	name    string
 	dialect Dialect
 	cols    []physCol
-	width   int    // number of logical columns a row carries
-	insert  string // INSERT INTO db.t (c1, c2, …)
+	width   int         // number of logical columns a row carries
+	insert  string      // INSERT INTO db.t (c1, c2, …)
+	bufs    []sync.Pool // per column: String buffers of sent INSERTs (fastAppend)
 }
 
 func newTableWriter(t mapping.Table, database string, d Dialect) *tableWriter {
@@ -31,6 +33,7 @@ func newTableWriter(t mapping.Table, database string, d Dialect) *tableWriter {
 		cols:    cols,
 		width:   len(t.Columns),
 		insert:  fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(database), quoteIdent(t.Name), strings.Join(names, ", ")),
+		bufs:    make([]sync.Pool, len(cols)),
 	}
 }
 

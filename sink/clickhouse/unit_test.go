@@ -364,3 +364,32 @@ func appendRow(r *mapping.Rows, table mapping.Table, row []any) {
 		panic(err)
 	}
 }
+
+func TestCompressionAuto(t *testing.T) {
+	tests := []struct {
+		compression string
+		addr        []string
+		want        string
+	}{
+		{"auto", []string{"127.0.0.1:9000"}, "none"},
+		{"", []string{"localhost:9000", "[::1]:9000", "127.0.0.2:9000"}, "none"},
+		{"auto", []string{"127.0.0.1:9000", "ch2.internal:9000"}, "lz4"},
+		{"auto", []string{"10.0.0.5:9000"}, "lz4"},
+		{"auto", nil, "lz4"},
+		{"lz4", []string{"127.0.0.1:9000"}, "lz4"},
+		{"none", []string{"10.0.0.5:9000"}, "none"},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		c.Compression, c.Addr = tt.compression, tt.addr
+		if got := c.CompressionMethod(); got != tt.want {
+			t.Errorf("Compression %q with %v: %s, want %s", tt.compression, tt.addr, got, tt.want)
+		}
+		if got := c.compression().Method.String(); got != tt.want {
+			t.Errorf("Compression %q with %v: driver method %s, want %s", tt.compression, tt.addr, got, tt.want)
+		}
+	}
+	if err := (Config{Compression: "zstd"}).Validate(); err == nil || !strings.Contains(err.Error(), `"zstd" is not auto, lz4 or none`) {
+		t.Errorf("Validate(zstd) = %v", err)
+	}
+}

@@ -101,11 +101,15 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
-	defer batch.Close()
+	var kept keep
+	defer func() {
+		_ = batch.Close()
+		kept.release() // after Close: nothing reads the columns any more
+	}()
 	bcols := batch.Columns()
 	for i, c := range cols {
-		if v, ok := c.([]string); ok && i < len(bcols) {
-			presizeStrings(bcols[i], v)
+		if i < len(bcols) && fastAppend(bcols[i], c, &tw.bufs[i], &kept) {
+			continue
 		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()

@@ -203,7 +203,9 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 			}
 		}
 		p := c.cur
-		var evs []source.Event
+		// The events delivered are compacted in place over the page's own
+		// array (each is written at or before where it was read): no copy.
+		evs := p.events[c.off:c.off]
 		for c.off < len(p.events) && len(evs) < max {
 			ev := p.events[c.off]
 			c.off++
@@ -227,7 +229,12 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 		}
 		if len(evs) > 0 || pos != c.last {
 			c.last = pos
-			return source.Batch{Events: evs, Position: pos}, nil
+			if len(evs) == 0 {
+				evs = nil
+			}
+			// Capped, so that appending to the batch cannot overwrite the
+			// page's events still to be read.
+			return source.Batch{Events: evs[:len(evs):len(evs)], Position: pos}, nil
 		}
 	}
 }

@@ -704,3 +704,27 @@ func TestParseErrorBody(t *testing.T) {
 		})
 	}
 }
+
+// TestReadBatchesAreIndependent: batches share the page's array (Read
+// compacts in place), yet appending to one batch cannot change the events a
+// later Read returns from the same page.
+func TestReadBatchesAreIndependent(t *testing.T) {
+	_, srv := newFake(t, source.FlavorSuite, 10)
+	cfg := testConfig(source.FlavorSuite, srv.URL)
+	cfg.PageSize = 10
+	c := open(t, cfg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []string
+	for len(got) < 10 {
+		b, err := c.Read(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, locators(b.Events)...)
+		_ = append(b.Events, source.Event{Locator: "intruder"}, source.Event{Locator: "intruder"})
+	}
+	if want := wantLocators(source.FlavorSuite, 0, 10); !slices.Equal(got, want) {
+		t.Fatalf("locators = %v, want %v", got, want)
+	}
+}

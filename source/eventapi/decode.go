@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -66,7 +67,20 @@ const (
 // locator, type or timestamp, an unparsable timestamp, a field of the wrong
 // JSON type) does not fail the page: it is returned in its place with Reject
 // set and Data holding its raw bytes (see markRejects).
+//
+// Pages of the usual shape are read by decodePageFast; the rest, and every
+// malformed page, by decodePageReference. body is handed over: events may
+// point into it, so it must never change afterwards.
 func decodePage(flavor, tenant string, body []byte) ([]source.Event, string, error) {
+	if evs, next, ok := decodePageFast(flavor, tenant, body); ok {
+		return evs, next, nil
+	}
+	return decodePageReference(flavor, tenant, body)
+}
+
+// decodePageReference is decodePage with encoding/json: the straightforward
+// implementation, which decodePageFast must agree with.
+func decodePageReference(flavor, tenant string, body []byte) ([]source.Event, string, error) {
 	if flavor == source.FlavorClassic {
 		return decodeEvents[classicEvent](tenant, body)
 	}
@@ -195,7 +209,7 @@ func (e *suiteEvent) event(tenant string) (source.Event, string) {
 	}
 	reason := missing("locator", e.Locator, "type", e.Type, "timestamp", e.Timestamp)
 	if e.Timestamp != "" {
-		ts, err := time.Parse(time.RFC3339Nano, e.Timestamp)
+		ts, err := parseTimestamp(e.Timestamp)
 		if err != nil {
 			if reason == "" {
 				reason = fmt.Sprintf("%s: %q is not RFC 3339", rejectTimestamp, e.Timestamp)
@@ -241,18 +255,21 @@ func scalarString(raw json.RawMessage) string {
 	if len(raw) == 0 || string(raw) == "null" {
 		return ""
 	}
-	if raw[0] == '"' {
+	if raw[0] == '"' && len(raw) >= 2 {
+		if q := raw[1 : len(raw)-1]; bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q) {
+			return bytesString(q) // raw is never changed: no copy
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s
 		}
 		return ""
 	}
-	return string(raw)
+	return bytesString(raw)
 }
 
-// rawData returns the payload exactly as delivered, or {} when absent. The
-// slice is owned: json.Unmarshal copies a RawMessage out of the body.
+// rawData returns the payload exactly as delivered, or {} when absent. It
+// may point into the page's body (decodePageFast), which nothing changes.
 func rawData(d json.RawMessage) json.RawMessage {
 	if len(d) == 0 {
 		return json.RawMessage(`{}`)

@@ -134,7 +134,8 @@ func (d *httpDoer) refused() {
 func (d *httpDoer) close() { d.client.CloseIdleConnections() }
 
 // getJSON makes one GET of path?query and hands the body of a 2xx answer to
-// decode. It never retries: a failure comes back classified with
+// decode, which owns it from then on (every body is read into a fresh
+// buffer, so decoded events may point into it). It never retries: a failure comes back classified with
 // internal/fault (see classifyStatus; every failure without an answer, and a
 // body decode refuses, is transient), its message naming the request but
 // never its query or the bearer token.

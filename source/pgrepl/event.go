@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tributary-cdc/tributary/source"
 )
@@ -83,7 +84,7 @@ func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
 	data := v[fData]
 	if strings.TrimSpace(data) == "" {
 		data = "null"
-	} else if !s.dataIsJSON && !json.Valid([]byte(data)) {
+	} else if !s.dataIsJSON && !json.Valid(unsafe.Slice(unsafe.StringData(data), len(data))) {
 		problem(source.RejectInvalidJSON, "data column %s is not valid JSON", cols.Data)
 	}
 	tenant := v[fTenant]
@@ -110,7 +111,9 @@ func (s *Source) toEvent(t *tuple, seq uint64) source.Event {
 		s.mu.Unlock()
 		return ev
 	}
-	ev.Data = json.RawMessage(data)
+	// data is a substring of the WAL message, which the streamer copied out
+	// of the connection's buffer and nothing changes: Data shares it.
+	ev.Data = unsafe.Slice(unsafe.StringData(data), len(data))
 	ev.Flavor = s.cfg.Flavor
 	if ev.Flavor == "" {
 		ev.Flavor = v[fFlavor]

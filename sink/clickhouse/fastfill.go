@@ -1,0 +1,271 @@
+package clickhouse
+
+import (
+	"reflect"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+)
+
+// fastAppend appends a whole column of values to a prepared batch's column
+// c the way clickhouse-go's own Append would, but without its per-value
+// reflection and boxing: String columns get their values straight into
+// ch-go's buffer (sized once), LowCardinality(String) columns keep their
+// dictionary in a map of strings instead of a map of interfaces, and
+// Array(String) / Array(LowCardinality(String)) columns do both for their
+// elements and append their offsets in one go. Those were, by the CPU
+// profile, most of what an INSERT cost tributary (docs/benchmarks.md).
+//
+// clickhouse-go has no API for this: the columns' buffers sit in
+// unexported fields, reached through reflection and used only when each has
+// exactly the expected type. For any other column, value type or shape
+// (another clickhouse-go version, a column that already holds rows) it
+// returns false and the caller appends through the driver, which is always
+// correct, only slower. TestFastAppendMatchesDriver encodes columns both ways
+// and requires the same bytes, and fails if an upgrade changes the shape.
+//
+// A String column takes its buffers from pool (when not nil) and records
+// them in kept, for keep.release to return them once the INSERT is sent.
+func fastAppend(c column.Interface, v any, pool *sync.Pool, kept *keep) bool {
+	switch c := c.(type) {
+	case *column.String:
+		vals, ok := v.([]string)
+		if !ok {
+			return false
+		}
+		buf := strBuf(c)
+		if buf == nil || len(buf.Pos) != 0 {
+			return false
+		}
+		if pool != nil && kept != nil && cap(buf.Buf) == 0 && cap(buf.Pos) == 0 {
+			if b, _ := pool.Get().(*proto.ColStr); b != nil {
+				buf.Buf, buf.Pos = b.Buf[:0], b.Pos[:0]
+			}
+			kept.add(buf, pool)
+		}
+		appendStrings(buf, vals)
+		return true
+	case *column.LowCardinality:
+		vals, ok := v.([]string)
+		if !ok {
+			return false
+		}
+		lc, ok := lowCardOf(c)
+		if !ok {
+			return false
+		}
+		*lc.keys = slices.Grow(*lc.keys, len(vals))
+		for _, s := range vals {
+			lc.add(s)
+		}
+		return true
+	case *column.Array:
+		lists, ok := v.([][]string)
+		if !ok {
+			return false
+		}
+		return appendLists(c, lists)
+	}
+	return false
+}
+
+// keep lists the String columns' buffers an INSERT borrowed from the
+// table's pools. A batch's string buffers are the sink's largest
+// allocations (several MiB for the data column), so they are reused by the
+// next INSERT of the same column instead of being left to the collector.
+type keep struct {
+	bufs  []*proto.ColStr
+	pools []*sync.Pool
+}
+
+func (k *keep) add(buf *proto.ColStr, pool *sync.Pool) {
+	k.bufs, k.pools = append(k.bufs, buf), append(k.pools, pool)
+}
+
+// release takes the buffers back from the columns (which must not be used
+// again: the batch is sent or abandoned) and returns them to their pools.
+func (k *keep) release() {
+	for i, buf := range k.bufs {
+		b := &proto.ColStr{Buf: buf.Buf[:0], Pos: buf.Pos[:0]}
+		buf.Buf, buf.Pos = nil, nil
+		k.pools[i].Put(b)
+	}
+	k.bufs, k.pools = k.bufs[:0], k.pools[:0]
+}
+
+// appendStrings appends vals to buf, growing it once.
+func appendStrings(buf *proto.ColStr, vals []string) {
+	n := 0
+	for _, s := range vals {
+		n += len(s)
+	}
+	buf.Buf = slices.Grow(buf.Buf, n)
+	buf.Pos = slices.Grow(buf.Pos, len(vals))
+	for _, s := range vals {
+		buf.Append(s)
+	}
+}
+
+// appendLists appends rows of string lists to an empty Array(String) or
+// Array(LowCardinality(String)) column.
+func appendLists(c *column.Array, lists [][]string) bool {
+	cv := fieldOf(c, "depth")
+	if !cv.IsValid() || cv.Kind() != reflect.Int || cv.Int() != 1 {
+		return false
+	}
+	offs := offsetsOf(c)
+	if offs == nil || len(*offs) != 0 {
+		return false
+	}
+	values, ok := fieldOf(c, "values").Interface().(column.Interface)
+	if !ok || values.Rows() != 0 {
+		return false
+	}
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	switch values := values.(type) {
+	case *column.String:
+		buf := strBuf(values)
+		if buf == nil {
+			return false
+		}
+		buf.Pos = slices.Grow(buf.Pos, total)
+		for _, l := range lists {
+			for _, s := range l {
+				buf.Append(s)
+			}
+		}
+	case *column.LowCardinality:
+		lc, ok := lowCardOf(values)
+		if !ok {
+			return false
+		}
+		*lc.keys = slices.Grow(*lc.keys, total)
+		for _, l := range lists {
+			for _, s := range l {
+				lc.add(s)
+			}
+		}
+	default:
+		return false
+	}
+	*offs = slices.Grow(*offs, len(lists))
+	var end uint64
+	for _, l := range lists {
+		end += uint64(len(l))
+		*offs = append(*offs, end)
+	}
+	return true
+}
+
+// fieldOf returns the (unexported) field name of the struct *p points to,
+// readable and settable, or an invalid Value.
+func fieldOf(p any, name string) reflect.Value {
+	v := reflect.ValueOf(p)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	f := v.Elem().FieldByName(name)
+	if !f.IsValid() || !f.CanAddr() {
+		return reflect.Value{}
+	}
+	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
+}
+
+// fieldPtr returns a pointer to field name of *p when it has type T.
+func fieldPtr[T any](p any, name string) *T {
+	f := fieldOf(p, name)
+	if !f.IsValid() || f.Type() != reflect.TypeFor[T]() {
+		return nil
+	}
+	return (*T)(unsafe.Pointer(f.UnsafeAddr()))
+}
+
+// strBuf returns a String column's ch-go buffer.
+func strBuf(c *column.String) *proto.ColStr { return fieldPtr[proto.ColStr](c, "col") }
+
+// offsetsOf returns the ch-go buffer of a one-level Array's offsets (a
+// column.UInt64).
+func offsetsOf(c *column.Array) *proto.ColUInt64 {
+	offs := fieldOf(c, "offsets")
+	if !offs.IsValid() || offs.Kind() != reflect.Slice || offs.Len() != 1 {
+		return nil
+	}
+	first := offs.Index(0)
+	if first.Kind() != reflect.Pointer || first.IsNil() {
+		return nil
+	}
+	vals := first.Elem().FieldByName("values")
+	if !vals.IsValid() || vals.Type() != reflect.TypeFor[column.UInt64]() || !vals.CanAddr() {
+		return nil
+	}
+	u := (*column.UInt64)(unsafe.Pointer(vals.UnsafeAddr()))
+	return fieldPtr[proto.ColUInt64](u, "col")
+}
+
+// lowCard is a LowCardinality(String) column's innards: clickhouse-go keeps
+// the row count, the dictionary column (index), one dictionary position per
+// row (keys) and a map from value to position, which its Encode reads only
+// for its size.
+type lowCard struct {
+	rows  *int
+	index *column.String
+	buf   *proto.ColStr
+	keys  *[]int
+	dict  *map[any]int
+	pos   map[string]int
+}
+
+func lowCardOf(c *column.LowCardinality) (*lowCard, bool) {
+	lc := &lowCard{rows: fieldPtr[int](c, "rows")}
+	idx, _ := fieldOf(c, "index").Interface().(*column.String)
+	nullable := fieldPtr[bool](c, "nullable")
+	app := fieldOf(c, "append")
+	if lc.rows == nil || idx == nil || nullable == nil || *nullable || !app.IsValid() || app.Kind() != reflect.Struct {
+		return nil, false
+	}
+	lc.index, lc.buf = idx, strBuf(idx)
+	keys, dict := app.FieldByName("keys"), app.FieldByName("index")
+	if lc.buf == nil || !keys.IsValid() || keys.Type() != reflect.TypeFor[[]int]() ||
+		!dict.IsValid() || dict.Type() != reflect.TypeFor[map[any]int]() {
+		return nil, false
+	}
+	lc.keys = (*[]int)(unsafe.Pointer(keys.UnsafeAddr()))
+	lc.dict = (*map[any]int)(unsafe.Pointer(dict.UnsafeAddr()))
+	if *lc.rows != 0 || len(*lc.keys) != 0 || (*lc.dict != nil && len(*lc.dict) != 0) || idx.Rows() != 0 {
+		return nil, false // not a fresh column: leave it to the driver
+	}
+	return lc, true
+}
+
+// begin sets the column up as clickhouse-go's first AppendRow does: the
+// dictionary starts with the default value.
+func (lc *lowCard) begin() {
+	if lc.pos != nil {
+		return
+	}
+	if *lc.dict == nil {
+		*lc.dict = map[any]int{}
+	}
+	_ = lc.index.AppendRow(nil)
+	lc.pos = map[string]int{}
+}
+
+// add appends one row's value.
+func (lc *lowCard) add(s string) {
+	lc.begin()
+	*lc.rows++
+	p, ok := lc.pos[s]
+	if !ok {
+		lc.buf.Append(s)
+		p = len(lc.buf.Pos) - 1
+		lc.pos[s] = p
+		(*lc.dict)[s] = p
+	}
+	*lc.keys = append(*lc.keys, p)
+}

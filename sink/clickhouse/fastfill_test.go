@@ -1,0 +1,178 @@
+package clickhouse
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+)
+
+// TestFastAppendMatchesDriver fills each column type the sink's fast path
+// handles both ways — clickhouse-go's Append and fastAppend — and requires
+// the same rows and the same encoded bytes. It also fails when fastAppend
+// no longer reaches a column (a clickhouse-go upgrade changed its layout),
+// so the lost speed cannot go unnoticed.
+func TestFastAppendMatchesDriver(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	word := func(distinct int) string {
+		switch n := rng.IntN(distinct + 2); n {
+		case 0:
+			return ""
+		case 1:
+			return "ε-ünïcode-" + fmt.Sprint(rng.IntN(3))
+		default:
+			return fmt.Sprintf("value-%d", n)
+		}
+	}
+	strs := func(n, distinct int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = word(distinct)
+		}
+		return out
+	}
+	lists := func(n, distinct int) [][]string {
+		out := make([][]string, n)
+		for i := range out {
+			switch rng.IntN(4) {
+			case 0: // nil: an empty list
+			case 1:
+				out[i] = []string{}
+			default:
+				out[i] = strs(rng.IntN(6)+1, distinct)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		typ    string
+		values any
+	}{
+		{"String", strs(1000, 900)},
+		{"String", []string{}},
+		{"LowCardinality(String)", strs(1000, 12)},
+		{"LowCardinality(String)", strs(3000, 600)}, // two-byte keys
+		{"LowCardinality(String)", []string{""}},
+		{"Array(String)", lists(1000, 50)},
+		{"Array(LowCardinality(String))", lists(1000, 8)},
+		{"Array(LowCardinality(String))", lists(2000, 400)},
+		{"Array(String)", [][]string{nil, nil}},
+	}
+	for i, tt := range tests {
+		t.Run(fmt.Sprintf("%d-%s", i, tt.typ), func(t *testing.T) {
+			newCol := func() column.Interface {
+				c, err := column.Type(tt.typ).Column("c", &column.ServerContext{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			driver, fast := newCol(), newCol()
+			if _, err := driver.Append(tt.values); err != nil {
+				t.Fatal(err)
+			}
+			if !fastAppend(fast, tt.values, nil, nil) {
+				t.Fatalf("fastAppend did not take the %s column: clickhouse-go's layout changed (see fastfill.go)", tt.typ)
+			}
+			if driver.Rows() != fast.Rows() {
+				t.Fatalf("rows: fast %d, driver %d", fast.Rows(), driver.Rows())
+			}
+			var want, got proto.Buffer
+			driver.Encode(&want)
+			fast.Encode(&got)
+			if !bytes.Equal(got.Buf, want.Buf) {
+				t.Fatalf("encoded %d bytes, driver %d; first difference at %d", len(got.Buf), len(want.Buf), firstDiffAt(got.Buf, want.Buf))
+			}
+		})
+	}
+}
+
+// TestFastAppendLeavesOthersToTheDriver: columns and values it does not
+// know, and columns that already hold rows, are not touched.
+func TestFastAppendLeavesOthersToTheDriver(t *testing.T) {
+	col := func(typ string) column.Interface {
+		c, err := column.Type(typ).Column("c", &column.ServerContext{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	used := col("LowCardinality(String)")
+	if _, err := used.Append([]string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	usedStr := col("String")
+	if _, err := usedStr.Append([]string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		col column.Interface
+		v   any
+	}{
+		"UInt64":                       {col("UInt64"), []uint64{1}},
+		"String with []any":            {col("String"), []any{"a"}},
+		"Nullable LowCardinality":      {col("LowCardinality(Nullable(String))"), []string{"a"}},
+		"LowCardinality holding rows":  {used, []string{"b"}},
+		"String holding rows":          {usedStr, []string{"b"}},
+		"Array(UInt64)":                {col("Array(UInt64)"), [][]uint64{{1}}},
+		"Array(Array(String))":         {col("Array(Array(String))"), [][]string{{"a"}}},
+		"Array(String) with [][]uint8": {col("Array(String)"), [][]uint8{{1}}},
+	} {
+		before := c.col.Rows()
+		if fastAppend(c.col, c.v, nil, nil) {
+			t.Errorf("%s: fastAppend took it", name)
+		}
+		if c.col.Rows() != before {
+			t.Errorf("%s: rows %d -> %d", name, before, c.col.Rows())
+		}
+	}
+}
+
+func firstDiffAt(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestFastAppendReusesBuffers: a String column borrows its buffers from the
+// pool, release takes them back (the column keeps nothing), and the next
+// column encodes the same bytes with the reused memory.
+func TestFastAppendReusesBuffers(t *testing.T) {
+	var pool sync.Pool
+	values := []string{"alpha", "", "gamma-delta", "ε"}
+	encode := func() ([]byte, *proto.ColStr) {
+		c, err := column.Type("String").Column("s", &column.ServerContext{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept keep
+		if !fastAppend(c, values, &pool, &kept) {
+			t.Fatal("fastAppend did not take the String column")
+		}
+		var out proto.Buffer
+		c.Encode(&out)
+		buf := strBuf(c.(*column.String))
+		kept.release()
+		if buf.Buf != nil || buf.Pos != nil {
+			t.Fatal("the column kept its buffers after release")
+		}
+		return out.Buf, buf
+	}
+	first, _ := encode()
+	b, _ := pool.Get().(*proto.ColStr)
+	if b == nil || cap(b.Buf) < len("alphagamma-deltaε") || len(b.Buf) != 0 {
+		t.Fatalf("the pool holds %+v, want the released, emptied buffers", b)
+	}
+	pool.Put(b)
+	second, _ := encode()
+	if !bytes.Equal(first, second) {
+		t.Fatal("a column on reused buffers encodes other bytes")
+	}
+}
