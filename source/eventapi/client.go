@@ -55,7 +55,8 @@ type Client struct {
 	err    error // a permanent error or the end: returned by every later Read
 	resume *page // after a failure: the request to fetch again (reqToken, skip)
 
-	win *windowed // the parallel backfill's state; nil: one sequential stream
+	win  *windowed                             // the parallel backfill's state; nil: one sequential stream
+	warm func(context.Context, []source.Event) // an Enricher's Warm, or nil; guarded by mu
 
 	duplicates atomic.Uint64
 }
@@ -360,6 +361,7 @@ func (c *Client) fetchPage(ctx context.Context, tok string) ([]source.Event, str
 	if c.cfg.OnPage != nil {
 		c.cfg.OnPage(len(evs))
 	}
+	c.warmPage(ctx, evs)
 	return evs, next, nil
 }
 

@@ -38,7 +38,7 @@ const (
 	DefaultRequestTimeout    = 30 * time.Second
 	DefaultPrefetch          = 2
 	DefaultUserAgent         = "tributary-eventapi"
-	DefaultEnrichConcurrency = 4
+	DefaultEnrichConcurrency = 8
 	DefaultEnrichCacheSize   = 10000
 	// DefaultBackfillConcurrency is how many time windows a backfill reads at once.
 	DefaultBackfillConcurrency = 8

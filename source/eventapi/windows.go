@@ -80,8 +80,10 @@ type windowed struct {
 	st      map[int]*winRead // the unfinished windows
 	cur     *winPage
 	off     int
-	resumes []int // windows to read again from their delivered state, at the next Read
-	replan  bool
+	resumes      []int     // windows to read again from their delivered state, at the next Read
+	replan       bool
+	pending      []winPage // transient failures of windows not returned yet
+	pendingSince time.Time
 
 	// For Windows(), from other goroutines.
 	mu    sync.Mutex
@@ -332,6 +334,9 @@ func (c *Client) readWindow(ctx context.Context, spec winPos) {
 			q = url.Values{"pagingToken": {tok}}
 		}
 		evs, next, err := c.fetchQuery(ctx, q)
+		if err == nil {
+			c.warmPage(ctx, evs)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				w.send(ctx, winPage{page: page{reqToken: tok, skip: skip, err: fmt.Errorf("fetch event page of window %d: %w", spec.ID, err)}, win: spec.ID})
@@ -467,20 +472,27 @@ func (c *Client) plan(ctx context.Context, now time.Time) ([]winPos, error) {
 
 // estimate returns how many events the slice [start, end) holds, from its
 // first page evs: exactly len(evs) when the page is not full, else the
-// page's density over the time it spans, times the slice.
+// page's density over the time it spans (its first to its last event),
+// times the rest of the slice from its first event.
 func estimate(evs []source.Event, start, end int64, pageSize int) float64 {
 	if len(evs) < pageSize {
 		return float64(len(evs))
 	}
-	lastMs := start
-	for i := len(evs) - 1; i >= 0; i-- {
+	first, last := int64(-1), int64(-1)
+	for i := range evs {
 		if !evs[i].Timestamp.IsZero() {
-			lastMs = evs[i].Timestamp.UnixMilli()
-			break
+			ms := evs[i].Timestamp.UnixMilli()
+			if first < 0 {
+				first = ms
+			}
+			last = ms
 		}
 	}
-	spanned := max(lastMs-start+1, 1)
-	return max(float64(len(evs)), float64(len(evs))*float64(end-start)/float64(spanned))
+	if first < 0 {
+		first, last = start, start
+	}
+	spanned := max(last-first+1, 1)
+	return max(float64(len(evs)), float64(len(evs))*float64(end-first)/float64(spanned))
 }
 
 // cutWindows cuts the probed slices (bounds[i], bounds[i+1]) holding about
@@ -558,10 +570,23 @@ func (c *Client) readWindows(ctx context.Context, most int) (source.Batch, error
 				continue
 			}
 			var p winPage
-			select {
-			case <-ctx.Done():
-				return source.Batch{}, ctx.Err()
-			case p = <-w.ch:
+			if len(w.pending) > 0 {
+				// A window failed: the others' pages go on first, then
+				// the failure, once none is ready (or after a second).
+				if time.Since(w.pendingSince) > time.Second {
+					return source.Batch{}, w.failPending()
+				}
+				select {
+				case p = <-w.ch:
+				default:
+					return source.Batch{}, w.failPending()
+				}
+			} else {
+				select {
+				case <-ctx.Done():
+					return source.Batch{}, ctx.Err()
+				case p = <-w.ch:
+				}
 			}
 			switch {
 			case p.plan != nil:
@@ -573,18 +598,19 @@ func (c *Client) readWindows(ctx context.Context, most int) (source.Batch, error
 				case p.win < 0:
 					w.replan = true
 				case errors.Is(p.err, ErrEndReached):
+					// The tail reached --api.end: its end is in the next
+					// batch's position; Read says the end is reached once
+					// every window is done.
 					w.finish(p.win)
-					if b, ok := c.windowBatch(nil, false); ok {
-						return b, nil
-					}
 					continue
 				case fault.IsPermanent(p.err):
 					c.err = p.err
 				default:
-					if r, ok := w.st[p.win]; ok {
-						r.Tok, r.Skip = p.reqToken, p.skip // where the failed request was
+					if len(w.pending) == 0 {
+						w.pendingSince = time.Now()
 					}
-					w.resumes = append(w.resumes, p.win)
+					w.pending = append(w.pending, p)
+					continue
 				}
 				return source.Batch{}, p.err
 			case p.done:
@@ -646,6 +672,24 @@ func (c *Client) readWindows(ctx context.Context, most int) (source.Batch, error
 			return b, nil
 		}
 	}
+}
+
+// failPending returns the pending failures as one error (the first, and
+// how many other windows failed), and marks their windows to be read again
+// from where they failed at the next Read.
+func (w *windowed) failPending() error {
+	err := w.pending[0].err
+	if n := len(w.pending) - 1; n > 0 {
+		err = fmt.Errorf("%w (and %d other windows failed at the same time)", err, n)
+	}
+	for _, p := range w.pending {
+		if r, ok := w.st[p.win]; ok {
+			r.Tok, r.Skip = p.reqToken, p.skip // where the failed request was
+		}
+		w.resumes = append(w.resumes, p.win)
+	}
+	w.pending = w.pending[:0]
+	return err
 }
 
 // finish drops a window read to its end.

@@ -275,8 +275,14 @@ func TestEstimate(t *testing.T) {
 	if got := estimate(evs(7, time.Millisecond), 1000, 9000, 10); got != 7 {
 		t.Errorf("a page of 7 of 10: %v, want 7", got)
 	}
-	// 10 events over the first 100 ms (1000..1099) of an 8 s slice.
+	// 10 events over 100 ms (1000..1099) of a slice of 8 s from 1000.
 	if got := estimate(evs(10, 11*time.Millisecond), 1000, 9000, 10); got < 790 || got > 810 {
 		t.Errorf("a full page over 100 ms of 8 s: %v, want about 800", got)
+	}
+	// The same page in a slice starting 4 s earlier: the density is that of
+	// the page, over the slice from its first event (the empty start of the
+	// slice holds nothing).
+	if got := estimate(evs(10, 11*time.Millisecond), -3000, 9000, 10); got < 790 || got > 810 {
+		t.Errorf("a full page over 100 ms after 4 s without events: %v, want about 800", got)
 	}
 }
