@@ -74,13 +74,13 @@ type windowed struct {
 	events atomic.Uint64 // events delivered, for the progress line
 
 	// Read's state; Read is called from one goroutine.
-	planned bool
-	total   int
-	order   []int            // ids of the unfinished windows, in time order
-	st      map[int]*winRead // the unfinished windows
-	cur     *winPage
-	off     int
-	resumes      []int     // windows to read again from their delivered state, at the next Read
+	planned      bool
+	total        int
+	order        []int            // ids of the unfinished windows, in time order
+	st           map[int]*winRead // the unfinished windows
+	cur          *winPage
+	off          int
+	resumes      []int // windows to read again from their delivered state, at the next Read
 	replan       bool
 	pending      []winPage // transient failures of windows not returned yet
 	pendingSince time.Time
