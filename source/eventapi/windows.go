@@ -63,7 +63,7 @@ func (w winPos) low() int64 { return max(w.Start, w.At) }
 type WindowStats struct {
 	Total, Done int       // windows planned and read to their end (0, 0: no backfill)
 	Low         time.Time // the low watermark: the time position of the slowest window
-	Covered     float64   // share of the backfill's time range delivered, 0..1
+	Covered     float64   // share of the backfill delivered, 0..1 (windows done, and how far the others are)
 }
 
 // windowed is the state of a windowed client.
@@ -88,8 +88,6 @@ type windowed struct {
 	// For Windows(), from other goroutines.
 	mu    sync.Mutex
 	stats WindowStats
-	from  int64 // the backfill's range, for Covered
-	to    int64
 }
 
 // winRead is Read's state of one unfinished window.
@@ -210,14 +208,6 @@ func (w *windowed) setPlan(plan []winPos, total int) {
 	for _, p := range plan {
 		w.st[p.ID] = &winRead{winPos: p}
 		w.order = append(w.order, p.ID)
-	}
-	if len(plan) > 0 {
-		w.from = plan[0].Start
-		last := plan[len(plan)-1]
-		w.to = last.Start
-		if len(plan) > 1 {
-			w.to = plan[len(plan)-2].End
-		}
 	}
 	w.updateStats()
 }
@@ -737,27 +727,34 @@ func (w *windowed) position() source.Position {
 	return source.Position(windowsPrefix + string(b))
 }
 
-// updateStats refreshes the snapshot Windows returns.
+// updateStats refreshes the snapshot Windows returns. Windows hold about
+// the same number of events by plan, so the share covered is the mean over
+// the closed windows of how far each is (1 when done; for a window under
+// way, the time it reached over its range).
 func (w *windowed) updateStats() {
 	s := WindowStats{Total: w.total, Done: w.total - len(w.order)}
 	low := int64(-1)
-	var left int64
+	closed := w.total
+	var left float64
 	for _, id := range w.order {
 		r := w.st[id]
 		if l := r.low(); low < 0 || l < low {
 			low = l
 		}
-		if !r.Tail {
-			left += max(r.End-r.low(), 0)
+		if r.Tail {
+			closed--
+			continue
+		}
+		if span := r.End - r.Start; span > 0 {
+			left += 1 - min(1, float64(r.low()-r.Start)/float64(span))
 		}
 	}
 	if low >= 0 {
 		s.Low = time.UnixMilli(low).UTC()
 	}
-	if span := w.to - w.from; span > 0 {
-		s.Covered = 1 - float64(left)/float64(span)
-	} else {
-		s.Covered = 1
+	s.Covered = 1
+	if closed > 0 {
+		s.Covered = 1 - left/float64(closed)
 	}
 	w.mu.Lock()
 	w.stats = s
