@@ -284,6 +284,11 @@ func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source
 		if acfg.EnrichPolicyLocators {
 			enrich = client.Enricher()
 		}
-		return client, enrich, nil, nil
+		stats := func() {
+			s := client.LimiterStats()
+			w := client.Windows()
+			m.APIBudget(s.Limit, s.InFlight, s.Throttled, s.Requests, w.Total, w.Done)
+		}
+		return client, enrich, stats, nil
 	}
 }

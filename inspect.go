@@ -23,6 +23,7 @@ import (
 	"github.com/tributary-cdc/tributary/pipeline"
 	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source"
+	"github.com/tributary-cdc/tributary/source/eventapi"
 )
 
 // storeOptions are the flags that find pipelines' checkpoints, shared by
@@ -271,6 +272,8 @@ func describePosition(p source.Position) string {
 		return "none (the configured start)"
 	case lsnRE.MatchString(s):
 		return "LSN " + s
+	case strings.HasPrefix(s, "windows="):
+		return fmt.Sprintf("backfill windows (%d characters; see below)", len(s))
 	}
 	note := ""
 	if rest, ok := strings.CutPrefix(s, "skip="); ok {
@@ -284,12 +287,13 @@ func describePosition(p source.Position) string {
 	return "paging token " + s + note
 }
 
-// backfillWindows describes the backfill windows a checkpoint holds, one
-// line each. The seam for the parallel backfill (issue 12): once the API
-// source's position holds several windows, decode them here (through a
-// function of source/eventapi) and say how far each is. Today a position is
-// one token or LSN, so there is none.
-func backfillWindows(cp checkpoint.Checkpoint) []string { return nil }
+// backfillWindows describes the backfill windows a checkpoint of the API
+// source holds (eventapi.DescribeWindows): a line with the windows done and
+// the low watermark, then one line per unfinished window saying how far it
+// is. None when the position is one token or LSN.
+func backfillWindows(cp checkpoint.Checkpoint) []string {
+	return eventapi.DescribeWindows(cp.Position)
+}
 
 // screen writes what is known of pipeline name, one labelled line each.
 func (in *inspector) screen(ctx context.Context, w io.Writer, name string, cp checkpoint.Checkpoint, found bool, proc *processFacts) {
@@ -339,8 +343,8 @@ func (in *inspector) screen(ctx context.Context, w io.Writer, name string, cp ch
 		}
 	}
 	if ws := backfillWindows(cp); len(ws) > 0 {
-		line("backfill windows", "%d", len(ws))
-		for _, s := range ws {
+		line("backfill windows", "%s", ws[0])
+		for _, s := range ws[1:] {
 			fmt.Fprintf(w, "  %s\n", s)
 		}
 	} else {

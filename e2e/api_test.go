@@ -33,9 +33,18 @@ func apiArgs(srvURL, tenant string, chFlags []string, extra ...string) []string 
 }
 
 // TestAPIKillRestartExact replicates 200,000 events from the emulator with its
-// faults switched on, kills tributary with SIGKILL at random moments (at least
-// ten times) and restarts it, then checks that ClickHouse holds exactly the
-// emulator's events and derived rows: no loss, no duplicate.
+// faults switched on, in a parallel backfill of time windows (8 readers),
+// kills tributary with SIGKILL at random moments (ten times) and restarts
+// it, then checks that ClickHouse holds exactly the emulator's events and
+// derived rows: no loss, no duplicate. Every answer of the emulator takes
+// 200 ms and pages hold 250 events, so the backfill lasts at least 20 s
+// (800 pages, 100 rounds of 8 requests), more with the pauses of the 429s
+// and the limit halved on 5xx. Each run is killed at a random moment within
+// a second after it saved a new checkpoint (about half a second after its
+// start: the authenticated probe, a page, the write), so the ten runs read
+// for about 15 s: the kills fall during the parallel backfill whatever the
+// machine's speed (a slower one reads less), and leave checkpoints of
+// windows.
 func TestAPIKillRestartExact(t *testing.T) {
 	testenv.ForEachClickHouse(t, testAPIKillRestartExact)
 }
@@ -45,7 +54,8 @@ func testAPIKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	emu, err := emulator.New(emulator.Config{
 		Flavor: emulator.FlavorSuite, Seed: 42, Events: total, Policies: 5000, // about a year of history
 		Faults: emulator.FaultConfig{
-			ErrorRate: 0.03, ThrottleRate: 0.02, RetryAfter: time.Second,
+			Latency:   200 * time.Millisecond,
+			ErrorRate: 0.02, ThrottleRate: 0.01, RetryAfter: time.Second,
 			MalformedRate: 0.02, TruncateRate: 0.02, DuplicateRate: 0.1,
 		},
 	})
@@ -56,26 +66,53 @@ func testAPIKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
 	want := emu.Events()
-	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags())
+	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags(), "--api.backfill-concurrency", "8", "--api.page-size", "250")
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	kills := 0
+	position := func() string {
+		var pos string
+		_ = ch.Conn.QueryRow(context.Background(), "SELECT position FROM "+ch.Database+"._tributary_checkpoints FINAL WHERE pipeline = 'e2e'").Scan(&pos)
+		return pos
+	}
+	kills, windowed := 0, 0
 	for kills < 10 {
+		before := position()
 		p := testenv.Start(t, args...)
-		time.Sleep(time.Duration(300+rng.IntN(1700)) * time.Millisecond)
+		for deadline := time.Now().Add(time.Minute); position() == before; time.Sleep(20 * time.Millisecond) {
+			if err := p.Alive(); err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no new checkpoint after a minute; output:\n%s", p.Output())
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
 		if err := p.Alive(); err != nil {
 			t.Fatal(err)
 		}
 		p.Kill(t)
 		kills++
 		n, _ := testenv.CountEvents(context.Background(), ch.Conn, ch.Database)
-		t.Logf("kill %d: %d events in ClickHouse", kills, n)
+		pos := position()
+		if strings.HasPrefix(pos, "windows=") {
+			windowed++
+		}
+		t.Logf("kill %d: %d events in ClickHouse, checkpoint %.80s", kills, n, pos)
+	}
+	if windowed < 10 {
+		t.Errorf("%d of 10 kills left a checkpoint of backfill windows, want all: the kills did not fall during the parallel backfill", windowed)
 	}
 	p := testenv.Start(t, args...)
+	last := time.Now()
 	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 4*time.Minute, p.Alive)
+	t.Logf("the last run wrote the rest in %s", time.Since(last).Round(time.Millisecond))
 	code, took := p.Stop(t)
 	if code != 0 || took > 10*time.Second {
 		t.Errorf("SIGTERM: exit code %d after %s, want 0 within 10s; output:\n%s", code, took, p.Output())
+	}
+	// The backfill is over: the position is the live tail's token alone.
+	if pos := position(); pos == "" || strings.HasPrefix(pos, "windows=") {
+		t.Errorf("after the backfill the checkpoint is %.120q, want the tail's paging token", pos)
 	}
 
 	wantDB := testenv.Name("want_")
@@ -106,13 +143,17 @@ func testAPIKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 }
 
 // TestAPILiveTail follows a live emulator: events appended after tributary
-// caught up must be in ClickHouse within 2 seconds.
+// caught up must be in ClickHouse within 2 seconds. The history is read as a
+// parallel backfill of time windows, then the tail window goes on live: the
+// appended events carry the wall-clock time (LiveClock), as a real tenant's
+// do, so they fall in the tail (an event stamped in the past, behind the
+// backfill margin, would be in a window already read).
 func TestAPILiveTail(t *testing.T) {
 	testenv.ForEachClickHouse(t, testAPILiveTail)
 }
 
 func testAPILiveTail(t *testing.T, ch *testenv.ClickHouseServer) {
-	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 7, Events: 2000})
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 7, Events: 2000, LiveClock: true})
 	if err != nil {
 		t.Fatal(err)
 	}

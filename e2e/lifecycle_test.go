@@ -166,7 +166,9 @@ func TestResetStopsTheRunningPipeline(t *testing.T) {
 }
 
 func testResetStopsTheRunningPipeline(t *testing.T, ch *testenv.ClickHouseServer) {
-	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 19, Events: 6000, Policies: 300})
+	// LiveClock: the appended events are stamped now, in the live tail
+	// window of the backfill, as a real tenant's new events are.
+	emu, err := emulator.New(emulator.Config{Flavor: emulator.FlavorSuite, Seed: 19, Events: 6000, Policies: 300, LiveClock: true})
 	if err != nil {
 		t.Fatal(err)
 	}

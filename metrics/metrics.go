@@ -152,6 +152,18 @@ type Metrics struct {
 	// EnrichLookups counts enrichment lookups by result (LookupHit …).
 	EnrichLookups *prometheus.CounterVec // result
 
+	// SourceAPIConcurrency is the request budget's current concurrency
+	// limit (AIMD between 1 and --api.max-concurrency).
+	SourceAPIConcurrency prometheus.Gauge
+	// SourceAPIInFlight is the number of API requests under way.
+	SourceAPIInFlight prometheus.Gauge
+	// SourceAPIRequests counts API requests by what they told the budget (APIOutcomes).
+	SourceAPIRequests *prometheus.CounterVec // outcome
+	// SourceAPIThrottled counts the seconds every request was paused by 429s.
+	SourceAPIThrottled prometheus.Counter
+	// SourceBackfillWindows is the number of backfill windows, by state (total, done).
+	SourceBackfillWindows *prometheus.GaugeVec // state
+
 	reg   *prometheus.Registry
 	specs []Spec
 	start time.Time
@@ -159,7 +171,15 @@ type Metrics struct {
 
 	pgMu   sync.Mutex
 	pgRows uint64 // the rowsTotal of the last PGRepl call
+
+	apiMu        sync.Mutex
+	apiRequests  map[string]uint64 // the requests of the last APIBudget call
+	apiThrottled time.Duration     // the throttled time of the last APIBudget call
 }
+
+// APIOutcomes are the values of the outcome label of SourceAPIRequests:
+// eventapi.Outcome*.
+var APIOutcomes = []string{"ok", "throttled", "overload", "cancelled"}
 
 // New returns every metric registered on a new registry, together with the
 // Go, process and build-info collectors and tributary_build_info.
@@ -210,6 +230,17 @@ func New(version, commit string) *Metrics {
 	m.PGReplRows = m.counter("pgrepl_rows_total", "Rows read from PostgreSQL, by the initial snapshot and from the WAL.")
 
 	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error).", "result")
+
+	m.SourceAPIConcurrency = m.gauge("source_api_concurrency_requests", "Current concurrency limit of the API request budget: halved on 429, 5xx and timeouts, +1 per round of successes, between 1 and --api.max-concurrency.")
+	m.SourceAPIInFlight = m.gauge("source_api_in_flight_requests", "API requests under way (pages of every window and look-ups).")
+	m.SourceAPIRequests = m.counterVec("source_api_requests_total", "API requests by what they told the request budget: ok, throttled (429), overload (5xx, 408, timeout, no answer), cancelled.", "outcome")
+	m.SourceAPIThrottled = m.counter("source_api_throttled_seconds_total", "Seconds during which every API request was paused by a 429's Retry-After.")
+	m.SourceBackfillWindows = m.gaugeVec("source_backfill_windows", "Backfill time windows of the API source, by state: total (planned) and done (read to their end and checkpointed by the source).", "state")
+	for _, o := range APIOutcomes {
+		m.SourceAPIRequests.WithLabelValues(o)
+	}
+	m.SourceBackfillWindows.WithLabelValues("total")
+	m.SourceBackfillWindows.WithLabelValues("done")
 
 	// Series of the bounded label sets exist from the start, at zero, so that
 	// rate() and alerts see them before the first increment.

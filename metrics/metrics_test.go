@@ -129,7 +129,7 @@ func runtimeHasProcfs() bool {
 func TestNamingConventions(t *testing.T) {
 	name := regexp.MustCompile(`^tributary_[a-z]+_[a-z0-9_]+$`)
 	// _healthy: a 0/1 gauge; _batches and _events: counts of those things.
-	units := []string{"_total", "_seconds", "_bytes", "_events", "_batches", "_lsn", "_info", "_healthy"}
+	units := []string{"_total", "_seconds", "_bytes", "_events", "_batches", "_lsn", "_info", "_healthy", "_requests", "_windows"}
 	for _, s := range New("v", "c").Specs() {
 		if !name.MatchString(s.Name) {
 			t.Errorf("%s: not tributary_<subsystem>_<name>", s.Name)

@@ -124,3 +124,31 @@ func (m *Metrics) PGRepl(slotLagBytes int64, confirmedLSN uint64, rowsTotal uint
 	}
 	m.pgRows = rowsTotal
 }
+
+// APIBudget records the API source's sampled request budget: its current
+// limit, the requests under way, the cumulative time throttled and requests
+// by outcome (the counters get the increase since the previous call), and
+// its backfill windows (total 0: no backfill, left as it is).
+func (m *Metrics) APIBudget(limit float64, inFlight int, throttled time.Duration, requests map[string]uint64, windowsTotal, windowsDone int) {
+	m.SourceAPIConcurrency.Set(limit)
+	m.SourceAPIInFlight.Set(float64(inFlight))
+	if windowsTotal > 0 {
+		m.SourceBackfillWindows.WithLabelValues("total").Set(float64(windowsTotal))
+		m.SourceBackfillWindows.WithLabelValues("done").Set(float64(windowsDone))
+	}
+	m.apiMu.Lock()
+	defer m.apiMu.Unlock()
+	if m.apiRequests == nil {
+		m.apiRequests = map[string]uint64{}
+	}
+	for _, o := range APIOutcomes {
+		if n := requests[o]; n > m.apiRequests[o] {
+			m.SourceAPIRequests.WithLabelValues(o).Add(float64(n - m.apiRequests[o]))
+			m.apiRequests[o] = n
+		}
+	}
+	if throttled > m.apiThrottled {
+		m.SourceAPIThrottled.Add((throttled - m.apiThrottled).Seconds())
+		m.apiThrottled = throttled
+	}
+}

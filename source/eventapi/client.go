@@ -48,13 +48,15 @@ type Client struct {
 	pages  chan page     // the fetcher's pages, then its failure, if any
 
 	// Read's state; Read is called from one goroutine.
-	cur      *page
-	off      int
-	prevSeen map[string]struct{}
-	curSeen  map[string]struct{}
-	last     source.Position
-	err      error // a permanent error or the end: returned by every later Read
-	resume   *page // after a failure: the request to fetch again (reqToken, skip)
+	cur    *page
+	off    int
+	seen   seenSets
+	last   source.Position
+	err    error // a permanent error or the end: returned by every later Read
+	resume *page // after a failure: the request to fetch again (reqToken, skip)
+
+	win  *windowed                             // the parallel backfill's state; nil: one sequential stream
+	warm func(context.Context, []source.Event) // an Enricher's Warm, or nil; guarded by mu
 
 	duplicates atomic.Uint64
 }
@@ -99,8 +101,17 @@ func (c *Client) Duplicates() uint64 { return c.duplicates.Load() }
 // request surfaces from Read. A position this client cannot have written is a
 // permanent error.
 func (c *Client) Open(ctx context.Context, from source.Position) error {
-	tok, skip, err := parsePosition(from)
-	if err != nil {
+	windows := c.wantWindows(from, time.Now())
+	var (
+		tok  string
+		skip int
+		err  error
+	)
+	if !windows {
+		if tok, skip, err = parsePosition(from); err != nil {
+			return err
+		}
+	} else if _, _, err := parseWindows(from); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -112,13 +123,18 @@ func (c *Client) Open(ctx context.Context, from source.Position) error {
 	c.fctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.pages = make(chan page, c.cfg.Prefetch-1)
 	c.last = from
-	c.curSeen = map[string]struct{}{}
 	attrs := []any{"flavor", c.cfg.Flavor, "path", c.path, "resume", from != ""}
 	if !c.cfg.End.IsZero() {
 		attrs = append(attrs, "end", c.cfg.End.UTC().Format(time.RFC3339Nano),
 			"ends", "once caught up with the stream and the wall clock is past --api.end")
 	}
+	if windows {
+		attrs = append(attrs, "backfill_readers", c.cfg.BackfillConcurrency)
+	}
 	c.cfg.Logger.Info("event stream opened", attrs...)
+	if windows {
+		return c.openWindows(from)
+	}
 	c.startFetcher(tok, skip)
 	return nil
 }
@@ -157,11 +173,14 @@ func (c *Client) restart(from *page) error {
 // or ErrEndReached is returned by this and every later call. Events that
 // cannot be read come with Reject set, in their place.
 func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
-	if c.pages == nil {
-		return source.Batch{}, errors.New("event stream: Read before Open")
-	}
 	if max <= 0 {
 		max = int(^uint(0) >> 1)
+	}
+	if c.win != nil {
+		return c.readWindows(ctx, max)
+	}
+	if c.pages == nil {
+		return source.Batch{}, errors.New("event stream: Read before Open")
 	}
 	for {
 		if c.err != nil {
@@ -196,10 +215,7 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 					continue
 				}
 				c.cur, c.off = &p, p.skip
-				c.prevSeen, c.curSeen = c.curSeen, make(map[string]struct{}, len(p.events))
-				for i := range p.events[:min(p.skip, len(p.events))] {
-					c.curSeen[seenKey(&p.events[i])] = struct{}{} // delivered before the resume
-				}
+				c.seen.newPage(p.events, p.skip)
 			}
 		}
 		p := c.cur
@@ -209,12 +225,10 @@ func (c *Client) Read(ctx context.Context, max int) (source.Batch, error) {
 		for c.off < len(p.events) && len(evs) < max {
 			ev := p.events[c.off]
 			c.off++
-			key := seenKey(&ev)
-			if c.seen(key) {
+			if c.seen.dup(&ev) {
 				c.duplicates.Add(1)
 				continue
 			}
-			c.curSeen[key] = struct{}{}
 			if c.types != nil && !c.types[ev.Type] && ev.Reject == "" {
 				continue // a rejected event is never filtered: its type may be wrong
 			}
@@ -247,14 +261,6 @@ func seenKey(ev *source.Event) string {
 		return "\x00" + string(ev.Data)
 	}
 	return ev.Locator
-}
-
-func (c *Client) seen(key string) bool {
-	if _, ok := c.curSeen[key]; ok {
-		return true
-	}
-	_, ok := c.prevSeen[key]
-	return ok
 }
 
 // Ack does nothing and returns nil: the API keeps no state for its readers
@@ -362,6 +368,7 @@ func (c *Client) fetchPage(ctx context.Context, tok string) ([]source.Event, str
 	if c.cfg.OnPage != nil {
 		c.cfg.OnPage(len(evs))
 	}
+	c.warmPage(ctx, evs)
 	return evs, next, nil
 }
 

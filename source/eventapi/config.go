@@ -38,8 +38,14 @@ const (
 	DefaultRequestTimeout    = 30 * time.Second
 	DefaultPrefetch          = 2
 	DefaultUserAgent         = "tributary-eventapi"
-	DefaultEnrichConcurrency = 4
+	DefaultEnrichConcurrency = 8
 	DefaultEnrichCacheSize   = 10000
+	// DefaultBackfillConcurrency is how many time windows a backfill reads at once.
+	DefaultBackfillConcurrency = 8
+	// DefaultBackfillMargin keeps backfill windows this far from the present.
+	DefaultBackfillMargin = 5 * time.Minute
+	// maxConcurrency bounds --api.max-concurrency and --api.backfill-concurrency.
+	maxConcurrency = 64
 	// maxBodyBytes bounds one response body, so memory stays bounded even if
 	// a server misbehaves.
 	maxBodyBytes = 256 << 20
@@ -92,6 +98,18 @@ type Config struct {
 	EnrichConcurrency int
 	// EnrichCacheSize bounds the Enricher's LRU cache of look-ups.
 	EnrichCacheSize int
+	// MaxConcurrency is the most requests under way at once, of every kind
+	// (pages of every window, look-ups): the ceiling of the AIMD limit.
+	MaxConcurrency int
+	// BackfillConcurrency is how many time windows are read at once when the
+	// start is far behind now; 1 reads the stream sequentially. Unlike the
+	// other fields, zero means 1 (the flag's default is
+	// DefaultBackfillConcurrency).
+	BackfillConcurrency int
+	// BackfillMargin keeps backfill windows away from the present: the
+	// windows cover [Start, now − margin], the open tail the rest. Negative:
+	// no margin (tests).
+	BackfillMargin time.Duration
 
 	// Logger receives lifecycle messages (Info); nil discards.
 	Logger *slog.Logger
@@ -146,6 +164,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.EnrichPolicyLocators, "enrich.policy-locators", false, "suite: complete billing events' partial policy-locator lists through the billing API")
 	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups, 1..64")
 	fs.IntVar(&c.EnrichCacheSize, "enrich.cache-size", DefaultEnrichCacheSize, "billing look-ups kept in the LRU cache (at least 1)")
+	fs.IntVar(&c.MaxConcurrency, "api.max-concurrency", DefaultMaxConcurrency, "most API requests under way at once, pages and look-ups together, 1..64: the ceiling of the adaptive limit (halved on 429/5xx/timeouts, +1 per round of successes); a 429 pauses every request for its Retry-After")
+	fs.IntVar(&c.BackfillConcurrency, "api.backfill-concurrency", DefaultBackfillConcurrency, "time windows read at once when the start is far behind now, 1..64 (1: one sequential stream)")
+	fs.DurationVar(&c.BackfillMargin, "api.backfill-margin", DefaultBackfillMargin, "backfill windows end this far before the start-up time; the open tail window reads the rest and goes on live (positive)")
 }
 
 // Validate returns every problem of c at once, joined, or nil. It reads the
@@ -223,6 +244,15 @@ func (c Config) Validate() error {
 	if c.EnrichConcurrency < least || c.EnrichConcurrency > 64 {
 		bad("--enrich.concurrency %d: want 1..64", c.EnrichConcurrency)
 	}
+	if c.MaxConcurrency < least || c.MaxConcurrency > maxConcurrency {
+		bad("--api.max-concurrency %d: want 1..%d", c.MaxConcurrency, maxConcurrency)
+	}
+	if c.BackfillConcurrency < least || c.BackfillConcurrency > maxConcurrency {
+		bad("--api.backfill-concurrency %d: want 1..%d", c.BackfillConcurrency, maxConcurrency)
+	}
+	if c.fromFlags && c.BackfillMargin <= 0 {
+		bad("--api.backfill-margin %s: want a positive duration", c.BackfillMargin)
+	}
 	if c.EnrichCacheSize < least {
 		bad("--enrich.cache-size %d: want at least 1", c.EnrichCacheSize)
 	}
@@ -251,6 +281,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EnrichCacheSize == 0 {
 		c.EnrichCacheSize = DefaultEnrichCacheSize
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.BackfillConcurrency == 0 {
+		c.BackfillConcurrency = 1 // in code, windows are asked for; the flag's default is DefaultBackfillConcurrency
+	}
+	switch {
+	case c.BackfillMargin == 0:
+		c.BackfillMargin = DefaultBackfillMargin
+	case c.BackfillMargin < 0:
+		c.BackfillMargin = 0
 	}
 	if c.Tenant == "" && c.Flavor == source.FlavorClassic {
 		if u, err := url.Parse(c.URL); err == nil {

@@ -40,6 +40,8 @@ type Enricher struct {
 
 	mu       sync.Mutex
 	inflight map[string]*lookupCall // look-ups under way, shared by concurrent callers
+
+	ahead chan struct{} // bounds the look-ups Warm starts and that are not done yet
 }
 
 // lookupCall is one look-up under way; done closes when its result is set.
@@ -67,8 +69,52 @@ func NewEnricher(cfg Config) (*Enricher, error) {
 	return newEnricher(d), nil
 }
 
-// Enricher returns an Enricher sharing c's connections and configuration.
-func (c *Client) Enricher() *Enricher { return newEnricher(c.doer) }
+// Enricher returns an Enricher sharing c's connections, configuration and
+// request budget. From then on, every page c fetches starts the look-ups
+// of its incomplete events at once (Enricher.Warm), ahead of the
+// pipeline's Complete, which then mostly finds them cached.
+func (c *Client) Enricher() *Enricher {
+	e := newEnricher(c.doer)
+	c.mu.Lock()
+	c.warm = e.Warm
+	c.mu.Unlock()
+	return e
+}
+
+// warmPage starts the look-ups of a page's incomplete events, when an
+// Enricher asked for it.
+func (c *Client) warmPage(ctx context.Context, evs []source.Event) {
+	c.mu.Lock()
+	warm := c.warm
+	c.mu.Unlock()
+	if warm != nil {
+		warm(ctx, evs)
+	}
+}
+
+// Warm starts, in the background, the look-ups of the events that
+// NeedsCompletion, so that a later Complete of the same events finds them
+// cached (or under way: a look-up is made once however many callers ask).
+// It never blocks: when too many look-ups started by Warm are not done yet
+// (4 × --enrich.cache-size / 10, at most 4096), the others are left to
+// Complete. A failed look-up is not cached: Complete makes it again.
+func (e *Enricher) Warm(ctx context.Context, events []source.Event) {
+	for _, ev := range events {
+		d, ok := incomplete(ev)
+		if !ok {
+			continue
+		}
+		select {
+		case e.ahead <- struct{}{}:
+		default:
+			return
+		}
+		go func() {
+			defer func() { <-e.ahead }()
+			_, _, _ = e.resolve(ctx, ev.Type, d)
+		}()
+	}
+}
 
 func newEnricher(d *httpDoer) *Enricher {
 	return &Enricher{
@@ -78,6 +124,7 @@ func newEnricher(d *httpDoer) *Enricher {
 		cache:  newLRU(d.cfg.EnrichCacheSize),
 
 		inflight: map[string]*lookupCall{},
+		ahead:    make(chan struct{}, min(4096, max(1, d.cfg.EnrichCacheSize*4/10))),
 	}
 }
 

@@ -362,3 +362,48 @@ func TestEnricherReportsLookups(t *testing.T) {
 		t.Errorf("look-up results %v, want %v", got, want)
 	}
 }
+
+// TestEnricherWarm: Warm starts the look-ups of incomplete events in the
+// background, one per entity however many events name it; the Complete
+// that follows finds them all cached and makes no request.
+func TestEnricherWarm(t *testing.T) {
+	b, cfg := newBilling(t)
+	var mu sync.Mutex
+	got := map[string]int{}
+	cfg.OnLookup = func(result string) { mu.Lock(); got[result]++; mu.Unlock() }
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := []string{"P1", "P2", "P3", "P4", "P5"}
+	events := []source.Event{
+		billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+		billingEvent("e2", "billing.invoice.issue", "invoiceLocator", "I1", false, five...),
+		billingEvent("e3", "billing.payment.create", "paymentLocator", "PAY1", false, five...),
+		billingEvent("e4", "billing.delinquency.create", "delinquencyLocator", "D1", false, "P9"),
+		billingEvent("e5", "billing.invoice.generate", "invoiceLocator", "I2", true, "P8", "P1"), // complete: no look-up
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	e.Warm(ctx, events)
+	// I1, I2 (a target of PAY1 and a reference of D1), PAY1, D1: four
+	// entities, four requests, whatever the order they run in.
+	for b.total() < 4 || len(e.ahead) > 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the warmed look-ups did not finish: %d requests", b.total())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	misses := got["miss"]
+	mu.Unlock()
+	if misses != 4 || b.total() != 4 {
+		t.Fatalf("warming: %d look-ups fetched, %d requests, want 4 and 4 (%v)", misses, b.total(), got)
+	}
+	full, err := e.Complete(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full) != 4 || b.total() != 4 {
+		t.Errorf("Complete after Warm: %d lists, %d requests in all, want 4 lists and no new request", len(full), b.total())
+	}
+}

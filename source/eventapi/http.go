@@ -66,6 +66,7 @@ type httpDoer struct {
 	cfg    Config
 	base   *url.URL
 	client *http.Client
+	limit  *limiter // the request budget every request of this API goes through
 
 	tokMu    sync.Mutex
 	tok      string
@@ -80,9 +81,9 @@ func newDoer(cfg Config) (*httpDoer, error) {
 		return nil, fault.Permanent(fmt.Errorf("parse --api.url: %w", err))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = cfg.EnrichConcurrency + cfg.Prefetch + 2
+	tr.MaxIdleConnsPerHost = cfg.MaxConcurrency + 2
 	tr.ResponseHeaderTimeout = cfg.RequestTimeout
-	d := &httpDoer{cfg: cfg, base: base, client: &http.Client{Transport: tr}, tok: cfg.Token}
+	d := &httpDoer{cfg: cfg, base: base, client: &http.Client{Transport: tr}, tok: cfg.Token, limit: newLimiter(cfg.MaxConcurrency)}
 	if cfg.TokenFile != "" {
 		if _, err := d.token(); err != nil {
 			return nil, fault.Permanent(err)
@@ -150,8 +151,8 @@ func (d *httpDoer) getJSON(ctx context.Context, path string, query url.Values, d
 	return nil
 }
 
-// attempt performs one GET; it returns the body of a 2xx answer or a
-// classified error.
+// attempt performs one GET, within the request budget (the limiter); it
+// returns the body of a 2xx answer or a classified error.
 func (d *httpDoer) attempt(ctx context.Context, path string, query url.Values) ([]byte, error) {
 	tok, err := d.token()
 	if err != nil {
@@ -159,6 +160,12 @@ func (d *httpDoer) attempt(ctx context.Context, path string, query url.Values) (
 		// be written in a moment, like a rotated token.
 		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
+	release, err := d.limit.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	outcome, pause := OutcomeOverload, time.Duration(0)
+	defer func() { release(outcome, pause) }()
 	u := *d.base
 	u.Path = d.base.Path + path
 	u.RawQuery = query.Encode()
@@ -177,14 +184,21 @@ func (d *httpDoer) attempt(ctx context.Context, path string, query url.Values) (
 	resp, err := d.client.Do(req)
 	if err != nil {
 		d.observe(0, start)
+		if ctx.Err() != nil {
+			outcome = OutcomeCancelled
+		}
 		return nil, fmt.Errorf("GET %s: %w", path, d.noAnswer(ctx, actx, err))
 	}
 	defer resp.Body.Close()
 	body, err := readBody(resp)
 	d.observe(resp.StatusCode, start)
 	if err != nil {
+		if ctx.Err() != nil {
+			outcome = OutcomeCancelled
+		}
 		return nil, fmt.Errorf("GET %s: HTTP %d, reading the body: %w", path, resp.StatusCode, d.noAnswer(ctx, actx, err))
 	}
+	outcome, pause = loadOutcome(resp.StatusCode, resp.Header.Get("Retry-After"), time.Now())
 	if resp.StatusCode/100 == 2 {
 		if len(body) > maxBodyBytes {
 			return nil, fmt.Errorf("GET %s: HTTP %d with a %w: larger than %d bytes", path, resp.StatusCode, ErrMalformed, maxBodyBytes)
@@ -194,6 +208,21 @@ func (d *httpDoer) attempt(ctx context.Context, path string, query url.Values) (
 	e := &APIError{Method: http.MethodGet, Path: path, Status: resp.StatusCode}
 	parseErrorBody(e, body)
 	return nil, d.classifyStatus(e, query, resp.Header.Get("Retry-After"), time.Now())
+}
+
+// loadOutcome says what an answer tells the request budget: a 429, or a
+// 503 with Retry-After, throttles (pausing every request for the pause it
+// returns); another 5xx or a 408 is overload; anything else is fine.
+func loadOutcome(status int, retryAfterHeader string, now time.Time) (string, time.Duration) {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return OutcomeThrottled, retryAfter(retryAfterHeader, now)
+	case status == http.StatusServiceUnavailable && strings.TrimSpace(retryAfterHeader) != "":
+		return OutcomeThrottled, retryAfter(retryAfterHeader, now)
+	case status == http.StatusRequestTimeout || status >= 500:
+		return OutcomeOverload, 0
+	}
+	return OutcomeOK, 0
 }
 
 // noAnswer returns the cause of a request that got no (complete) answer:
