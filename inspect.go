@@ -135,7 +135,7 @@ func openInspector(ctx context.Context, o storeOptions) (*inspector, error) {
 		return nil, fmt.Errorf("database %q on ClickHouse %s has no checkpoint table %s: no pipeline has run there; databases with one: %s",
 			in.db, strings.Join(o.clickhouse.Addr, ","), chstore.Table, listOrNone(having))
 	}
-	in.store = chstore.New(conn, in.db)
+	in.store = chstore.New(conn, in.db).WithCluster(o.clickhouse.ClusterSpec())
 	in.list = func(ctx context.Context) ([]string, error) {
 		return in.strings(ctx, "SELECT DISTINCT pipeline FROM "+in.db+"."+chstore.Table+" ORDER BY pipeline")
 	}

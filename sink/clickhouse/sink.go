@@ -32,6 +32,8 @@ type Sink struct {
 	log     *slog.Logger
 	version string
 	dialect Dialect
+	cluster Cluster      // from cfg: zero on a single server
+	shape   ClusterShape // the cluster's shards and hosts, read at connect
 	// insertSettings are the pinned insert settings the server knows (see
 	// PinnedInsertSettings) into every INSERT.
 	insertSettings clickhouse.Settings
@@ -77,7 +79,7 @@ func NewLazy(cfg Config, logger *slog.Logger) (*Sink, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, log: logger}, nil
+	return &Sink{cfg: cfg, log: logger, cluster: cfg.ClusterSpec()}, nil
 }
 
 // connect opens the connection, reads the server's version, dialect and the
@@ -114,9 +116,25 @@ func (s *Sink) connect(ctx context.Context) error {
 		conn.Close()
 		return classifyErr(err)
 	}
+	s.conn = conn // clusterShape queries through it
+	var shape ClusterShape
+	if s.cluster.Enabled() {
+		if shape, err = s.clusterShape(ctx); err != nil {
+			s.conn = nil
+			conn.Close()
+			return classifyErr(err)
+		}
+		if shape.Shards > 1 {
+			// Through the Distributed tables, an INSERT returns once every
+			// shard has stored its rows, as the checkpoint requires.
+			pinned["insert_distributed_sync"] = "1"
+		}
+		s.log.Info("ClickHouse cluster", "cluster", cfg.Cluster, "shards", shape.Shards, "hosts", shape.Hosts,
+			"writes", map[bool]string{true: "Distributed tables, synchronous", false: "local tables (replication copies them)"}[shape.Shards > 1])
+	}
 	s.log.Info("connected to ClickHouse", "addr", strings.Join(cfg.Addr, ","), "user", cfg.User,
 		"database", cfg.Database, "version", version, "dialect", string(d), "tls", cfg.TLS)
-	s.conn, s.version, s.dialect, s.insertSettings = conn, version, d, pinned
+	s.conn, s.version, s.dialect, s.insertSettings, s.shape = conn, version, d, pinned, shape
 	return nil
 }
 
