@@ -127,7 +127,7 @@ func (s *Sink) connect(ctx context.Context) error {
 		if shape.Shards > 1 {
 			// Through the Distributed tables, an INSERT returns once every
 			// shard has stored its rows, as the checkpoint requires.
-			pinned["insert_distributed_sync"] = "1"
+			pinned["insert_distributed_sync"] = 1 // a number: 18.16 takes settings in binary, by type
 		}
 		s.log.Info("ClickHouse cluster", "cluster", cfg.Cluster, "shards", shape.Shards, "hosts", shape.Hosts,
 			"writes", map[bool]string{true: "Distributed tables, synchronous", false: "local tables (replication copies them)"}[shape.Shards > 1])
