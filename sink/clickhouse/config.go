@@ -63,6 +63,10 @@ type Config struct {
 	// sink pins (PinnedInsertSettings) cannot be overridden here.
 	Settings map[string]string
 
+	// replicas, when set (by the sink), records each address's connection
+	// attempts, for Degraded.
+	replicas *replicas
+
 	// OnInsert, when set, is called after each successful INSERT with the
 	// table, its row count and the time the successful attempt took.
 	OnInsert func(table string, rows int, took time.Duration)
@@ -258,6 +262,13 @@ func (c Config) options() (*clickhouse.Options, error) {
 			Name    string
 			Version string
 		}{{Name: "tributary", Version: "1"}}},
+	}
+	if len(c.Addr) > 1 {
+		// Back to the first address within replicaRecheck of its return.
+		opts.ConnMaxLifetime = replicaRecheck
+	}
+	if c.replicas != nil {
+		opts.DialStrategy = c.replicas.dialStrategy
 	}
 	if c.TLS {
 		tc := &tls.Config{

@@ -21,19 +21,23 @@ import (
 	"github.com/tributary-cdc/tributary/sink"
 )
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink     = (*Sink)(nil)
+	_ sink.Degrader = (*Sink)(nil)
+)
 
 // Sink writes mapped rows to ClickHouse. Ensure must run before Write; Write
 // and Stats are safe for concurrent use (each INSERT takes its own connection
 // from the driver's pool).
 type Sink struct {
-	cfg     Config
-	conn    driver.Conn
-	log     *slog.Logger
-	version string
-	dialect Dialect
-	cluster Cluster      // from cfg: zero on a single server
-	shape   ClusterShape // the cluster's shards and hosts, read at connect
+	cfg      Config
+	conn     driver.Conn
+	log      *slog.Logger
+	version  string
+	dialect  Dialect
+	cluster  Cluster      // from cfg: zero on a single server
+	replicas *replicas    // each address's last connection attempt
+	shape    ClusterShape // the cluster's shards and hosts, read at connect
 	// insertSettings are the pinned insert settings the server knows (see
 	// PinnedInsertSettings) into every INSERT.
 	insertSettings clickhouse.Settings
@@ -79,7 +83,9 @@ func NewLazy(cfg Config, logger *slog.Logger) (*Sink, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, log: logger, cluster: cfg.ClusterSpec()}, nil
+	s := &Sink{cfg: cfg, log: logger, cluster: cfg.ClusterSpec(), replicas: newReplicas()}
+	s.cfg.replicas = s.replicas
+	return s, nil
 }
 
 // connect opens the connection, reads the server's version, dialect and the
