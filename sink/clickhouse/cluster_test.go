@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,4 +141,37 @@ func TestClusterTwoShards(t *testing.T) {
 	if total != uint64(n) {
 		t.Errorf("shards hold %d events together, want %d", total, n)
 	}
+}
+
+// TestDegradedWhenAnAddressIsDown: with a dead address listed first, the
+// sink connects through the next one, writes, and says it is degraded,
+// naming the dead address; with only live addresses it is not.
+func TestDegradedWhenAnAddressIsDown(t *testing.T) {
+	testenv.ForEachClickHouse(t, func(t *testing.T, ch *testenv.ClickHouseServer) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := l.Addr().String()
+		l.Close()
+		ctx := testenv.Context(t, time.Minute)
+		s := newTestSink(t, ch, func(c *Config) { c.Addr = []string{dead, ch.Addr} })
+		if err := s.Ensure(ctx, testSchema()); err != nil {
+			t.Fatalf("Ensure through the second address: %v", err)
+		}
+		if err := s.Write(ctx, rowsOf(10, time.Now())); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		d := s.Degraded()
+		if len(d) != 1 || !strings.Contains(d[0], dead) || !strings.Contains(d[0], "refused") {
+			t.Errorf("Degraded() = %q, want one reason naming %s", d, dead)
+		}
+		live := newTestSink(t, ch, func(c *Config) { c.Addr = []string{ch.Addr, ch.Addr} })
+		if err := live.Ensure(ctx, testSchema()); err != nil {
+			t.Fatal(err)
+		}
+		if d := live.Degraded(); d != nil {
+			t.Errorf("Degraded() with every address live = %q", d)
+		}
+	})
 }
