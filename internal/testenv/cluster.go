@@ -207,3 +207,7 @@ func (c *ClickHouseCluster) SyncReplicas(t testing.TB, conn driver.Conn) {
 		}
 	}
 }
+
+// OpenAddr opens a connection to the ClickHouse server at addr (no database,
+// no settings); the caller closes it.
+func OpenAddr(addr string) (driver.Conn, error) { return openClickHouse(addr, "", nil) }
