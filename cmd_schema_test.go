@@ -101,3 +101,38 @@ func testSchemaCommandRunsOnServer(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Errorf("tables and views created = %d, want %d", got, want)
 	}
 }
+
+// TestSchemaCommandRunsOnCluster runs the printed cluster DDL (legacy, on the
+// test bed's 18.16 cluster of two shards) on one node, twice: every
+// statement is valid and idempotent, and every node then has the tables,
+// the Distributed tables, the views and the checkpoint table.
+func TestSchemaCommandRunsOnCluster(t *testing.T) {
+	c := testenv.Cluster(t, "tributary_2x1")
+	ctx := testenv.Context(t, 3*time.Minute)
+	var out, errOut bytes.Buffer
+	if code := dispatch([]string{"schema", "--dialect=legacy", "--clickhouse.database=" + c.Database, "--cluster", c.Name}, &out, &errOut); code != 0 {
+		t.Fatalf("schema exited %d: %s", code, errOut.String())
+	}
+	conn := c.Open(t, 0)
+	stmts := strings.Split(strings.TrimSuffix(out.String(), ";\n"), ";\n\n")
+	for range 2 {
+		for _, s := range stmts {
+			s = strings.TrimSpace(s)
+			if strings.HasPrefix(s, "-- ") {
+				_, s, _ = strings.Cut(s, "\n")
+			}
+			if err := conn.Exec(ctx, s); err != nil {
+				t.Fatalf("statement failed: %v\n%s", err, s)
+			}
+		}
+	}
+	for i := range c.Nodes {
+		var tables uint64
+		if err := c.Open(t, i).QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", c.Database).Scan(&tables); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := tables, uint64(11); got != want { // 4 tables, 4 Distributed, 2 views, the checkpoint table
+			t.Errorf("node %d: tables and views = %d, want %d", i, got, want)
+		}
+	}
+}
