@@ -5,8 +5,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tributary
-# Packages whose benchmarks make bench runs; BENCH filters them, BENCHCOUNT
-# repeats each.
+# Packages whose benchmarks make bench runs; BENCH filters them (a go test
+# -bench pattern, passed on as written: make bench BENCH='EndToEndPostgres$' works),
+# BENCHCOUNT repeats each.
 BENCH      ?= .
 BENCHTIME  ?= 1x
 BENCHCOUNT ?= 1
@@ -41,7 +42,7 @@ test:
 # bench runs the benchmarks against private servers; numbers go to docs/benchmarks.md.
 bench:
 	@echo "bench: servers' data under $(BENCH_DATA)"
-	TMPDIR=$(BENCH_DATA) bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./...
+	TMPDIR=$(BENCH_DATA) bash scripts/testbed.sh -- $(GO) test -run '^$$' -bench '$(value BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./...
 
 # demo replicates the emulator's history into a private ClickHouse and prints a summary.
 demo: build
