@@ -39,7 +39,11 @@ type Table struct {
 }
 
 // View is a view over the tables. Query is a SELECT in SQL that both ClickHouse
-// 18.16 and current versions accept; "{db}" stands for the database name.
+// 18.16 and current versions accept; "{db}" stands for the database name,
+// "{db}.table" names a table of the schema (on a cluster, the sink reads its
+// Distributed table instead) and "{global}" stands before a JOIN whose right
+// side reads a table (GLOBAL on a cluster, so that each shard joins every
+// shard's rows; nothing on a single server).
 type View struct {
 	Name    string
 	Comment string

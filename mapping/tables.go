@@ -297,7 +297,7 @@ FROM
     WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue')
        OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
 ) AS endings
-ANY LEFT JOIN
+{global}ANY LEFT JOIN
 (
     SELECT
         tenant,

@@ -23,7 +23,7 @@ if [ -z "${TRIBUTARY_TEST_CLICKHOUSE_ADDR:-}" ]; then
 	if [ "${DEMO_KEEP:-0}" = 1 ]; then
 		export TRIBUTARY_TESTBED_KEEP=1
 	fi
-	exec bash scripts/testbed.sh --no-postgres --no-modern -- bash "$0" "$@"
+	exec bash scripts/testbed.sh --no-postgres --no-modern --no-cluster -- bash "$0" "$@"
 fi
 
 events=${DEMO_EVENTS:-50000}

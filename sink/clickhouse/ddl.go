@@ -123,27 +123,32 @@ func orderBy(t mapping.Table, d Dialect) string {
 	return "(" + strings.Join(keys, ", ") + ")"
 }
 
-func columnDef(c physCol) string {
+func columnDef(c physCol) string { return columnDefIn(c, true) }
+
+// columnDefIn is columnDef, without the comment when comments is false.
+func columnDefIn(c physCol, comments bool) string {
 	s := quoteIdent(c.Name) + " " + c.Type
-	if c.Comment != "" {
+	if comments && c.Comment != "" {
 		s += " COMMENT " + quoteString(c.Comment) // column comments exist on 18.16 too
 	}
 	return s
 }
 
-// renderTable returns the CREATE TABLE statement of t.
-func renderTable(t mapping.Table, database string, d Dialect) string {
+// renderTable returns the CREATE TABLE statement of t: on a cluster, ON
+// CLUSTER with a replicated engine.
+func renderTable(t mapping.Table, database string, d Dialect, c Cluster) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s\n(\n", quoteIdent(database), quoteIdent(t.Name))
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s%s\n(\n", quoteIdent(database), quoteIdent(t.Name), c.OnCluster())
 	cols := columnsOf(t, d)
-	for i, c := range cols {
-		b.WriteString("    " + columnDef(c))
+	comments := c.ColumnComments(d)
+	for i, col := range cols {
+		b.WriteString("    " + columnDefIn(col, comments))
 		if i < len(cols)-1 {
 			b.WriteString(",")
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, ")\nENGINE = ReplacingMergeTree(%s)\n", quoteIdent(t.Version))
+	fmt.Fprintf(&b, ")\nENGINE = %s\n", c.Engine(database, t.Name, quoteIdent(t.Version)))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
 	}
@@ -154,22 +159,48 @@ func renderTable(t mapping.Table, database string, d Dialect) string {
 	return b.String()
 }
 
-// renderView returns the CREATE VIEW statement of v.
-func renderView(v mapping.View, database string) string {
-	q := strings.ReplaceAll(strings.TrimSpace(v.Query), "{db}", quoteIdent(database))
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS\n%s", quoteIdent(database), quoteIdent(v.Name), q)
+// renderView returns the CREATE VIEW statement of v. On a cluster the view
+// reads the tables' Distributed tables, its joins are GLOBAL, and it is
+// created ON CLUSTER, so that every node answers for the whole cluster.
+func renderView(v mapping.View, database string, tables []mapping.Table, c Cluster) string {
+	q := strings.TrimSpace(v.Query)
+	global := ""
+	if c.Enabled() {
+		global = "GLOBAL "
+		pairs := make([]string, 0, 2*len(tables))
+		for _, t := range tables {
+			pairs = append(pairs, "{db}."+t.Name+" ", "{db}."+t.Name+DistributedSuffix+" ")
+		}
+		q = strings.NewReplacer(pairs...).Replace(q)
+	}
+	q = strings.NewReplacer("{db}", quoteIdent(database), "{global}", global).Replace(q)
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s%s AS\n%s", quoteIdent(database), quoteIdent(v.Name), c.OnCluster(), q)
 }
 
 // RenderDDL returns the statements that create database and every table and
-// view of schema in dialect d, in the order they must run. Every statement is
-// idempotent (IF NOT EXISTS) and carries no trailing semicolon.
+// view of schema in dialect d on a single server, in the order they must
+// run. Every statement is idempotent (IF NOT EXISTS) and carries no trailing
+// semicolon.
 func RenderDDL(schema mapping.Schema, database string, d Dialect) []string {
-	out := []string{"CREATE DATABASE IF NOT EXISTS " + quoteIdent(database)}
+	return RenderClusterDDL(schema, database, d, Cluster{})
+}
+
+// RenderClusterDDL is RenderDDL on cluster c: every statement runs ON
+// CLUSTER, tables are ReplicatedReplacingMergeTrees, each has a Distributed
+// table named with DistributedSuffix (sharded by ShardingKey), and the views
+// read the Distributed tables. With a zero c it is RenderDDL.
+func RenderClusterDDL(schema mapping.Schema, database string, d Dialect, c Cluster) []string {
+	out := []string{"CREATE DATABASE IF NOT EXISTS " + quoteIdent(database) + c.OnCluster()}
 	for _, t := range schema.Tables {
-		out = append(out, renderTable(t, database, d))
+		out = append(out, renderTable(t, database, d, c))
+	}
+	if c.Enabled() {
+		for _, t := range schema.Tables {
+			out = append(out, renderDistributed(t, database, c))
+		}
 	}
 	for _, v := range schema.Views {
-		out = append(out, renderView(v, database))
+		out = append(out, renderView(v, database, schema.Tables, c))
 	}
 	return out
 }
