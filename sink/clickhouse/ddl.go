@@ -24,6 +24,7 @@ type physCol struct {
 	src     int // index of the logical column in a row
 	part    part
 	logical mapping.ColumnType
+	Default string // a DEFAULT expression (only when a column is added to an existing table)
 }
 
 // MillisSuffix names the legacy twin column that keeps a time's milliseconds:
@@ -56,6 +57,10 @@ func columnsOf(t mapping.Table, d Dialect) []physCol {
 			pc.Type = "Nullable(String)"
 		case mapping.NullableTime:
 			pc.Type = pick(d, "Nullable(DateTime64(3, 'UTC'))", "Nullable(DateTime('UTC'))")
+		case mapping.Int64:
+			pc.Type = "Int64"
+		case mapping.NullableInt64:
+			pc.Type = "Nullable(Int64)"
 		default:
 			pc.Type = fmt.Sprintf("Unknown%d", int(c.Type))
 		}
@@ -123,8 +128,40 @@ func orderBy(t mapping.Table, d Dialect) string {
 	return "(" + strings.Join(keys, ", ") + ")"
 }
 
+// backfill returns the DEFAULT expression that fills column c of t in the
+// rows of an existing table of dialect d, written before c was added: a
+// *_unix_ms column is computed from its time column (whole seconds plus the
+// _ms twin on legacy tables), other columns take t.Backfill's expression;
+// "" when c has none (the type's default value then).
+func backfill(c physCol, t mapping.Table, d Dialect) string {
+	if c.part != whole {
+		return ""
+	}
+	if base, ok := strings.CutSuffix(c.Name, mapping.UnixMillisSuffix); ok && c.logical == mapping.Int64 {
+		for _, tc := range t.Columns {
+			if tc.Name != base || tc.Type != mapping.Time {
+				continue
+			}
+			if d == Legacy {
+				return fmt.Sprintf("toInt64(%s) * 1000 + %s", quoteIdent(base), quoteIdent(base+MillisSuffix))
+			}
+			return fmt.Sprintf("toUnixTimestamp64Milli(%s)", quoteIdent(base))
+		}
+	}
+	return t.Backfill[c.Name]
+}
+
+// withBackfill returns c with its backfill DEFAULT, for ALTER … ADD COLUMN.
+func withBackfill(c physCol, t mapping.Table, d Dialect) physCol {
+	c.Default = backfill(c, t, d)
+	return c
+}
+
 func columnDef(c physCol) string {
 	s := quoteIdent(c.Name) + " " + c.Type
+	if c.Default != "" {
+		s += " DEFAULT " + c.Default
+	}
 	if c.Comment != "" {
 		s += " COMMENT " + quoteString(c.Comment) // column comments exist on 18.16 too
 	}

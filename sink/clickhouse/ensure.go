@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/tributary-cdc/tributary/internal/fault"
@@ -148,19 +149,8 @@ func (s *Sink) ensure(ctx context.Context, schema mapping.Schema) error {
 		return classifyErr(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
 	}
 	for _, v := range schema.Views {
-		_, engine, err := s.existingColumns(ctx, v.Name)
-		if err != nil {
-			return fmt.Errorf("ensure ClickHouse schema: %w", err)
-		}
-		switch {
-		case engine != "":
-			// An existing view is kept as it is (CREATE VIEW IF NOT EXISTS semantics).
-		case s.cfg.CreateSchema:
-			if err := s.exec(ctx, renderView(v, db)); err != nil {
-				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
-			}
-		default:
-			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+		if err := s.ensureView(ctx, v); err != nil {
+			return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
 		}
 	}
 	s.mu.Lock()
@@ -212,7 +202,7 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 			mismatches = append(mismatches, fmt.Errorf("table %s.%s lacks column %s %s and --clickhouse.create-schema=false", db, t.Name, c.Name, c.Type))
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), columnDef(c))
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), columnDef(withBackfill(c, t, d)))
 		if err := s.exec(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, t.Name, err)
 		}
@@ -225,4 +215,75 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)
 	}
 	return newTableWriter(t, db, d), nil
+}
+
+// ensureView creates view v, or replaces an existing view of that name whose
+// stored definition differs from v's (a newer release changed it). Views
+// hold no data, so replacing one loses nothing. The definitions are compared
+// as the server stores them: v is created under a temporary name, both
+// stored CREATE statements are read from system.tables, and they must be
+// equal but for the name. Without CreateSchema a missing or outdated view is
+// only reported.
+func (s *Sink) ensureView(ctx context.Context, v mapping.View) error {
+	db := s.cfg.Database
+	_, engine, err := s.existingColumns(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	if engine == "" {
+		if !s.cfg.CreateSchema {
+			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+			return nil
+		}
+		return s.exec(ctx, renderView(v, db))
+	}
+	if engine != "View" {
+		return permanent("%s.%s is a %s, not a view", db, v.Name, engine)
+	}
+	if !s.cfg.CreateSchema {
+		return nil // cannot compare without creating; kept as it is
+	}
+	tmp := fmt.Sprintf("_tributary_tmp_%s_%d", v.Name, rand.Uint32())
+	tv := v
+	tv.Name = tmp
+	drop := func(name string) error {
+		return s.exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", quoteIdent(db), quoteIdent(name)))
+	}
+	if err := s.exec(ctx, renderView(tv, db)); err != nil {
+		return err
+	}
+	defer func() {
+		if err := drop(tmp); err != nil {
+			s.log.Warn("could not drop a temporary view", "view", db+"."+tmp, "error", err)
+		}
+	}()
+	current, err := s.createQuery(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	wanted, err := s.createQuery(ctx, tmp)
+	if err != nil {
+		return err
+	}
+	if strings.Replace(wanted, tmp, v.Name, 1) == current {
+		return nil
+	}
+	if err := drop(v.Name); err != nil {
+		return err
+	}
+	if err := s.exec(ctx, renderView(v, db)); err != nil {
+		return err
+	}
+	s.log.Info("replaced a view whose definition changed", "view", db+"."+v.Name)
+	return nil
+}
+
+// createQuery returns the CREATE statement the server stores for db.name.
+func (s *Sink) createQuery(ctx context.Context, name string) (string, error) {
+	var q string
+	err := s.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&q)
+	if err != nil {
+		return "", fmt.Errorf("read the definition of %s.%s: %w", s.cfg.Database, name, err)
+	}
+	return q, nil
 }
