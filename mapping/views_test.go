@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -17,8 +16,8 @@ import (
 
 // TestSchemaOnClickHouse creates DefaultSchema with the real sink on each
 // test server (18.16 and 26.7), writes mapped events of both flavors, replays
-// them, and checks deduplication, enrichment, both views and the example
-// queries of docs/schema.md.
+// them, and checks deduplication, enrichment, policy_current_status and
+// policy_endings (the other views: semantics_test.go, book_test.go).
 func TestSchemaOnClickHouse(t *testing.T) {
 	testenv.ForEachClickHouse(t, testSchemaOnClickHouse)
 }
@@ -197,32 +196,5 @@ func testSchemaOnClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 	}
 	if !reflect.DeepEqual(gotEndings, wantEndings) {
 		t.Errorf("policy_endings:\n got %v\nwant %v", gotEndings, wantEndings)
-	}
-
-	doc, err := os.ReadFile("../docs/schema.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries := mapping.ExampleQueries(string(doc))
-	if len(queries) < 6 {
-		t.Fatalf("docs/schema.md: %d example queries, want at least 6", len(queries))
-	}
-	for _, q := range queries {
-		rs, err := conn.Query(ctx, q)
-		if err != nil {
-			t.Errorf("example query fails on %s:\n%s\n%v", s.ServerVersion(), q, err)
-			continue
-		}
-		n := 0
-		for rs.Next() {
-			n++
-		}
-		if err := rs.Err(); err != nil {
-			t.Errorf("example query:\n%s\n%v", q, err)
-		}
-		rs.Close()
-		if n == 0 {
-			t.Errorf("example query returned no rows on the test data:\n%s", q)
-		}
 	}
 }
