@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tributary-cdc/tributary/internal/jsonscan"
 )
@@ -19,6 +20,23 @@ type billingFacts struct {
 	invoiceType string
 	generate    *time.Time
 	autopay     *time.Time
+	generateMs  *int64
+	autopayMs   *int64
+	times       chunks[time.Time] // where the pointers above point: a batch's facts share a few allocations
+	millis      chunks[int64]
+}
+
+// chunks hands out pointers to values stored in shared chunks of 256. A
+// chunk is never appended to past its capacity, so every pointer keeps
+// pointing at its own value.
+type chunks[T any] struct{ buf []T }
+
+func (c *chunks[T]) put(v T) *T {
+	if len(c.buf) == cap(c.buf) {
+		c.buf = make([]T, 0, 256)
+	}
+	c.buf = append(c.buf, v)
+	return &c.buf[len(c.buf)-1]
 }
 
 // carriesBillingFacts reports whether events of eventType may carry
@@ -32,12 +50,13 @@ func carriesBillingFacts(eventType string) bool {
 // empty for other types and for data that is not a JSON object (p.parse
 // reported that already).
 func (f *billingFacts) read(eventType, data string, p *payload) {
-	*f = billingFacts{}
+	f.invoiceType, f.generate, f.autopay, f.generateMs, f.autopayMs = "", nil, nil, nil, nil
 	if !carriesBillingFacts(eventType) {
 		return
 	}
 	trimmed := jsonscan.TrimSpace(data)
-	if trimmed == "" || trimmed[0] != '{' || !json.Valid([]byte(trimmed)) {
+	// json.Valid over the string's bytes, without copying them.
+	if trimmed == "" || trimmed[0] != '{' || !json.Valid(unsafe.Slice(unsafe.StringData(trimmed), len(trimmed))) {
 		return
 	}
 	jsonscan.EachMember(trimmed, func(key, val string) {
@@ -45,36 +64,28 @@ func (f *billingFacts) read(eventType, data string, p *payload) {
 		case "invoiceType":
 			f.invoiceType = p.str(key, val)
 		case "generateTime":
-			f.generate = p.time(key, val)
+			f.generate, f.generateMs = f.time(p, key, val)
 		case "autopayTime":
-			f.autopay = p.time(key, val)
+			f.autopay, f.autopayMs = f.time(p, key, val)
 		}
 	})
 }
 
-// time reads a date-time member (RFC 3339) as UTC milliseconds; null and
-// absent read as nil.
-func (p *payload) time(key, val string) *time.Time {
+// time reads a date-time member (RFC 3339) as UTC milliseconds and as epoch
+// milliseconds; null reads as nil, and so does a value that is not a
+// date-time, which p records.
+func (f *billingFacts) time(p *payload, key, val string) (*time.Time, *int64) {
 	s := p.str(key, val)
 	if s == "" {
-		return nil
+		return nil, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		p.errorf("data.%s is %q, not an RFC 3339 date-time", key, s)
-		return nil
+		return nil, nil
 	}
 	t = millis(t)
-	return &t
-}
-
-// unixMillis returns t as epoch milliseconds; nil for nil.
-func unixMillis(t *time.Time) *int64 {
-	if t == nil {
-		return nil
-	}
-	ms := t.UnixMilli()
-	return &ms
+	return f.times.put(t), f.millis.put(t.UnixMilli())
 }
 
 func (v *Values) nullTime(t *time.Time) { v.NullTimes = append(v.NullTimes, t) }

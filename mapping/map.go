@@ -167,9 +167,9 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		ev[evActor].str(actor(e))
 		ev[evInvoiceType].str(bf.invoiceType)
 		ev[evGenerateTime].nullTime(bf.generate)
-		ev[evGenerateTimeUnixMs].nullInt64(unixMillis(bf.generate))
+		ev[evGenerateTimeUnixMs].nullInt64(bf.generateMs)
 		ev[evAutopayTime].nullTime(bf.autopay)
-		ev[evAutopayTimeUnixMs].nullInt64(unixMillis(bf.autopay))
+		ev[evAutopayTimeUnixMs].nullInt64(bf.autopayMs)
 		evt.n++
 
 		if len(list) > 0 && ept.n == 0 {
