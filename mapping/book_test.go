@@ -81,7 +81,7 @@ func testEmulatorBookViews(t *testing.T, ch *testenv.ClickHouseServer) {
 		want []string
 	}{
 		{"policies", `SELECT tenant, policy_locator, statuses, issued_at_unix_ms, ending_kind, ended_at_unix_ms FROM policies ORDER BY tenant, policy_locator`, want.policies},
-		{"delinquencies", `SELECT tenant, delinquency_locator, length(policy_locators), started_at_unix_ms, outcome, outcome_at_unix_ms FROM delinquencies ORDER BY tenant, delinquency_locator`, want.delinquencies},
+		{"delinquencies", `SELECT tenant, delinquency_locator, flavor, length(policy_locators), started_at_unix_ms, outcome, outcome_at_unix_ms FROM delinquencies ORDER BY tenant, delinquency_locator`, want.delinquencies},
 		{"invoices", `SELECT tenant, invoice_locator, policy_count, is_aggregate, state FROM invoices ORDER BY tenant, invoice_locator`, want.invoices},
 	} {
 		got := queryRows(t, ctx, ch.Conn, c.q)
@@ -99,9 +99,17 @@ func testEmulatorBookViews(t *testing.T, ch *testenv.ClickHouseServer) {
 			t.Errorf("the emulated book has no policy ending in%s", need)
 		}
 	}
-	for _, need := range []string{" lapsed ", " settled "} {
-		if !strings.Contains(strings.Join(want.delinquencies, "\n"), need) {
-			t.Errorf("the emulated book has no delinquency%s", need)
+	for _, flavor := range []string{emulator.FlavorSuite, emulator.FlavorClassic} {
+		var rows []string
+		for _, r := range want.delinquencies {
+			if strings.Contains(r, " "+flavor+" ") {
+				rows = append(rows, r)
+			}
+		}
+		for _, need := range []string{" lapsed ", " settled "} {
+			if !strings.Contains(strings.Join(rows, "\n"), need) {
+				t.Errorf("the emulated %s book has no delinquency%s", flavor, need)
+			}
 		}
 	}
 	if !strings.Contains(strings.Join(want.invoices, "\n"), " 1 settled") && !strings.Contains(strings.Join(want.invoices, "\n"), " 1 open") {
@@ -252,6 +260,7 @@ func computeBook(t *testing.T, events []source.Event, full map[string][]string) 
 		sawCreate      bool
 		firstMs        int64
 		bestListLength int
+		flavor         string
 	}
 	dqs := map[key]*dq{}
 	type inv struct {
@@ -261,6 +270,16 @@ func computeBook(t *testing.T, events []source.Event, full map[string][]string) 
 	}
 	invs := map[key]*inv{}
 	lapses := map[key][][2]string{} // policy → (ms, locator) of billing.delinquency.lapse
+	type mark struct {
+		ms  int64
+		loc string
+	}
+	type grace struct {
+		tenant, loc, policy, invoice string
+		ms                           int64
+	}
+	var graces []grace       // classic policy.gracePeriod
+	pays := map[key][]mark{} // classic payment.pay by invoice
 	for _, e := range sorted {
 		var d payload
 		if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -338,12 +357,18 @@ func computeBook(t *testing.T, events []source.Event, full map[string][]string) 
 			}
 			getPol(pk).endings = append(getPol(pk).endings, ending{ms, e.Locator, kind})
 		}
+		switch e.Type {
+		case "policy.gracePeriod":
+			graces = append(graces, grace{e.Tenant, e.Locator, d.PolicyLocator, d.InvoiceLocator, ms})
+		case "payment.pay":
+			pays[key{e.Tenant, d.InvoiceLocator}] = append(pays[key{e.Tenant, d.InvoiceLocator}], mark{ms, e.Locator})
+		}
 		if strings.HasPrefix(e.Type, "billing.delinquency.") && d.DelinquencyLocator != "" &&
 			(e.Type == "billing.delinquency.create" || e.Type == "billing.delinquency.settle" || e.Type == "billing.delinquency.lapse") {
 			k := key{e.Tenant, d.DelinquencyLocator}
 			q := dqs[k]
 			if q == nil {
-				q = &dq{outcome: "open", firstMs: ms}
+				q = &dq{outcome: "open", firstMs: ms, flavor: e.Flavor}
 				dqs[k] = q
 			}
 			if len(policies) > q.bestListLength {
@@ -393,6 +418,37 @@ func computeBook(t *testing.T, events []source.Event, full map[string][]string) 
 		}
 	}
 
+	// A classic grace period is settled by the first payment of its invoice,
+	// lapsed by the first lapse of its policy, at or after its start.
+	for _, g := range graces {
+		first := func(ms []mark) (mark, bool) {
+			var best mark
+			found := false
+			for _, m := range ms {
+				if m.ms >= g.ms && (!found || m.ms < best.ms || m.ms == best.ms && m.loc < best.loc) {
+					best, found = m, true
+				}
+			}
+			return best, found
+		}
+		var lapseMarks []mark
+		for _, e := range pols[key{g.tenant, g.policy}].endings {
+			if e.kind == "lapse" {
+				lapseMarks = append(lapseMarks, mark{e.ms, e.loc})
+			}
+		}
+		pay, paid := first(pays[key{g.tenant, g.invoice}])
+		lapse, lapsed := first(lapseMarks)
+		q := &dq{pols: 1, started: g.ms, sawCreate: true, outcome: "open", flavor: source.FlavorClassic}
+		switch {
+		case lapsed && (!paid || lapse.ms < pay.ms || lapse.ms == pay.ms && lapse.loc < pay.loc):
+			q.outcome, q.outcomeAt = "lapsed", lapse.ms
+		case paid:
+			q.outcome, q.outcomeAt = "settled", pay.ms
+		}
+		dqs[key{g.tenant, g.loc}] = q
+	}
+
 	var w bookWant
 	null := func(ok bool, v int64) string {
 		if !ok {
@@ -435,7 +491,7 @@ func computeBook(t *testing.T, events []source.Event, full map[string][]string) 
 		if !q.sawCreate {
 			started = q.firstMs
 		}
-		w.delinquencies = append(w.delinquencies, fmt.Sprintf("%s %s %d %d %s %s", k.tenant, k.loc, q.pols, started, q.outcome, null(q.outcome != "open", q.outcomeAt)))
+		w.delinquencies = append(w.delinquencies, fmt.Sprintf("%s %s %s %d %d %s %s", k.tenant, k.loc, q.flavor, q.pols, started, q.outcome, null(q.outcome != "open", q.outcomeAt)))
 	}
 	for _, k := range sortedKeys(invs) {
 		v := invs[k]

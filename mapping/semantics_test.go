@@ -271,16 +271,25 @@ var classicCases = []semCase{
 			h.classic("policy.issue", "100", 0, "")
 			h.classic("invoice.issue", "100", day, `"invoiceLocator":"I1",`)
 			h.classic("invoice.issue", "100", 2*day, `"invoiceLocator":"I2",`)
+			h.classic("invoice.issue", "100", 2*day+time.Millisecond, `"invoiceLocator":"I3",`)
 			h.classic("payment.pay", "100", 3*day, `"paymentLocator":"PAY1","invoiceLocator":"I2",`)
 			h.classic("invoice.pastDue", "100", 31*day, `"invoiceLocator":"I1",`)
-			h.classic("policy.gracePeriod", "100", 31*day, `"invoiceLocator":"I1",`)
+			h.classic("policy.gracePeriod", "100", 31*day, `"invoiceLocator":"I1",`) // c2-000007
+			h.classic("invoice.pastDue", "100", 32*day, `"invoiceLocator":"I3",`)
+			h.classic("policy.gracePeriod", "100", 32*day, `"invoiceLocator":"I3",`) // c2-000009
+			h.classic("payment.pay", "100", 33*day, `"paymentLocator":"PAY2","invoiceLocator":"I3",`)
 			h.classic("cancellation.issue", "100", 45*day, `"cancellationLocator":"C1","cancellationName":"lapse",`)
 		},
 		want: map[string][]string{
 			"intervals": {"100 onRisk 0 " + ms(45*day), "100 cancelled " + ms(45*day) + " NULL"},
 			"endings":   {"100 lapse " + ms(45*day)},
 			"policies":  {"100 0 " + ms(day) + " [cancelled] lapse " + ms(45*day)},
-			"invoices":  {"I1 1 1 0 " + ms(day) + " open NULL " + ms(31*day), "I2 1 1 0 " + ms(2*day) + " settled " + ms(3*day) + " NULL"},
+			"invoices": {
+				"I1 1 1 0 " + ms(day) + " open NULL " + ms(31*day),
+				"I2 1 1 0 " + ms(2*day) + " settled " + ms(3*day) + " NULL",
+				"I3 1 1 0 " + ms(2*day+time.Millisecond) + " settled " + ms(33*day) + " " + ms(32*day),
+			},
+			"delinquencies": {"c2-000007 [100] " + ms(31*day) + " lapsed " + ms(45*day), "c2-000009 [100] " + ms(32*day) + " settled " + ms(33*day)},
 		},
 	},
 	{

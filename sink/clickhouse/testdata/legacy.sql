@@ -351,33 +351,106 @@ CREATE VIEW IF NOT EXISTS tributary.delinquencies AS
 SELECT
     tenant,
     delinquency_locator,
+    flavor,
     policy_list AS policy_locators,
     policy_list_complete AS policy_locators_complete,
+    '' AS invoice_locator,
     started_at,
     started_at_unix_ms,
     multiIf(outcome_type = 'billing.delinquency.lapse', 'lapsed',
             outcome_type = 'billing.delinquency.settle', 'settled',
             'open') AS outcome,
-    if(outcome_type = '', NULL, outcome_at) AS outcome_at,
-    if(outcome_type = '', NULL, outcome_at_unix_ms) AS outcome_at_unix_ms,
-    if(outcome_type = '', NULL, outcome_event_locator) AS outcome_event_locator
+    if(outcome_type = '', NULL, last_outcome_at) AS outcome_at,
+    if(outcome_type = '', NULL, last_outcome_at_unix_ms) AS outcome_at_unix_ms,
+    if(outcome_type = '', NULL, last_outcome_event_locator) AS outcome_event_locator
 FROM
 (
     SELECT
         tenant,
         delinquency_locator,
+        any(flavor) AS flavor,
         argMax(policy_locators, (policy_locators_complete, length(policy_locators), timestamp_unix_ms, locator)) AS policy_list,
         max(policy_locators_complete) AS policy_list_complete,
         countIf(type = 'billing.delinquency.create') AS creates,
         if(creates = 0, min(timestamp), minIf(timestamp, type = 'billing.delinquency.create')) AS started_at,
         if(creates = 0, min(timestamp_unix_ms), minIf(timestamp_unix_ms, type = 'billing.delinquency.create')) AS started_at_unix_ms,
         toString(argMaxIf(type, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse'))) AS outcome_type,
-        argMaxIf(timestamp, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS outcome_at,
-        argMaxIf(timestamp_unix_ms, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS outcome_at_unix_ms,
-        argMaxIf(locator, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS outcome_event_locator
+        argMaxIf(timestamp, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS last_outcome_at,
+        argMaxIf(timestamp_unix_ms, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS last_outcome_at_unix_ms,
+        argMaxIf(locator, (timestamp_unix_ms, locator), type IN ('billing.delinquency.settle', 'billing.delinquency.lapse')) AS last_outcome_event_locator
     FROM tributary.events FINAL
     WHERE delinquency_locator != '' AND type IN ('billing.delinquency.create', 'billing.delinquency.settle', 'billing.delinquency.lapse')
     GROUP BY tenant, delinquency_locator
+)
+UNION ALL
+SELECT
+    tenant,
+    delinquency_locator,
+    flavor,
+    [policy_locator] AS policy_locators,
+    toUInt8(1) AS policy_locators_complete,
+    invoice_locator,
+    started_at,
+    started_at_unix_ms,
+    multiIf(notEmpty(lapses_after) AND (empty(pays_after) OR lapses_after[1] < pays_after[1]), 'lapsed',
+            notEmpty(pays_after), 'settled',
+            'open') AS outcome,
+    multiIf(outcome = 'lapsed', tupleElement(lapses_after[1], 3), outcome = 'settled', tupleElement(pays_after[1], 3), NULL) AS outcome_at,
+    multiIf(outcome = 'lapsed', tupleElement(lapses_after[1], 1), outcome = 'settled', tupleElement(pays_after[1], 1), NULL) AS outcome_at_unix_ms,
+    multiIf(outcome = 'lapsed', tupleElement(lapses_after[1], 2), outcome = 'settled', tupleElement(pays_after[1], 2), NULL) AS outcome_event_locator
+FROM
+(
+    SELECT
+        tenant,
+        delinquency_locator,
+        flavor,
+        policy_locator,
+        invoice_locator,
+        started_at,
+        started_at_unix_ms,
+        pays_after,
+        arraySort(arrayFilter((l, s) -> tupleElement(l, 1) >= s,
+            lapses, arrayResize([started_at_unix_ms], length(lapses), started_at_unix_ms))) AS lapses_after
+    FROM
+    (
+        SELECT
+            tenant,
+            delinquency_locator,
+            flavor,
+            policy_locator,
+            invoice_locator,
+            started_at,
+            started_at_unix_ms,
+            arraySort(arrayFilter((p, s) -> tupleElement(p, 1) >= s,
+                pays, arrayResize([started_at_unix_ms], length(pays), started_at_unix_ms))) AS pays_after
+        FROM
+        (
+            SELECT
+                tenant,
+                locator AS delinquency_locator,
+                flavor,
+                policy_locator,
+                invoice_locator,
+                timestamp AS started_at,
+                timestamp_unix_ms AS started_at_unix_ms
+            FROM tributary.events FINAL
+            WHERE type = 'policy.gracePeriod'
+        ) AS grace
+        ANY LEFT JOIN
+        (
+            SELECT tenant, invoice_locator, groupArray((timestamp_unix_ms, locator, timestamp)) AS pays
+            FROM tributary.events FINAL
+            WHERE type = 'payment.pay' AND invoice_locator != ''
+            GROUP BY tenant, invoice_locator
+        ) AS payments USING (tenant, invoice_locator)
+    ) AS paid
+    ANY LEFT JOIN
+    (
+        SELECT tenant, policy_locator, groupArray((recorded_at_unix_ms, event_locator, recorded_at)) AS lapses
+        FROM tributary.policy_endings
+        WHERE kind = 'lapse'
+        GROUP BY tenant, policy_locator
+    ) AS lapsed USING (tenant, policy_locator)
 );
 
 CREATE VIEW IF NOT EXISTS tributary.invoices AS
