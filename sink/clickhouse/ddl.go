@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/tributary-cdc/tributary/mapping"
@@ -191,10 +192,23 @@ func renderTable(t mapping.Table, database string, d Dialect) string {
 	return b.String()
 }
 
-// renderView returns the CREATE VIEW statement of v.
+// renderView returns the CREATE VIEW statement of v. The query starts with
+// a WITH clause naming v's fingerprint (viewMarker): it adds no column, and
+// the server keeps it in the definition it stores (system.tables
+// create_table_query, 18.16 included), where Ensure looks for it.
 func renderView(v mapping.View, database string) string {
 	q := strings.ReplaceAll(strings.TrimSpace(v.Query), "{db}", quoteIdent(database))
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS\n%s", quoteIdent(database), quoteIdent(v.Name), q)
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS\nWITH '%s' AS _tributary_definition\n%s",
+		quoteIdent(database), quoteIdent(v.Name), viewMarker(v), q)
+}
+
+// viewMarker fingerprints v's definition: its name and query (before the
+// database name is put in, so a view's fingerprint is the same in every
+// database).
+func viewMarker(v mapping.View) string {
+	h := fnv.New64a()
+	h.Write([]byte(v.Name + "\x00" + strings.TrimSpace(v.Query)))
+	return fmt.Sprintf("tributary-view-%016x", h.Sum64())
 }
 
 // RenderDDL returns the statements that create database and every table and

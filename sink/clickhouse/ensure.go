@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 
 	"github.com/tributary-cdc/tributary/internal/fault"
@@ -217,13 +216,12 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 	return newTableWriter(t, db, d), nil
 }
 
-// ensureView creates view v, or replaces an existing view of that name whose
-// stored definition differs from v's (a newer release changed it). Views
-// hold no data, so replacing one loses nothing. The definitions are compared
-// as the server stores them: v is created under a temporary name, both
-// stored CREATE statements are read from system.tables, and they must be
-// equal but for the name. Without CreateSchema a missing or outdated view is
-// only reported.
+// ensureView creates view v, or replaces an existing view of that name
+// whose definition is not v's (a newer release changed it). Views hold no
+// data, so replacing one loses nothing. Every view tributary creates carries
+// the fingerprint of its definition (viewMarker) in the query the server
+// stores, so one read of system.tables tells whether it is up to date.
+// Without CreateSchema a missing or outdated view is only reported.
 func (s *Sink) ensureView(ctx context.Context, v mapping.View) error {
 	db := s.cfg.Database
 	_, engine, err := s.existingColumns(ctx, v.Name)
@@ -240,35 +238,18 @@ func (s *Sink) ensureView(ctx context.Context, v mapping.View) error {
 	if engine != "View" {
 		return permanent("%s.%s is a %s, not a view", db, v.Name, engine)
 	}
-	if !s.cfg.CreateSchema {
-		return nil // cannot compare without creating; kept as it is
-	}
-	tmp := fmt.Sprintf("_tributary_tmp_%s_%d", v.Name, rand.Uint32())
-	tv := v
-	tv.Name = tmp
-	drop := func(name string) error {
-		return s.exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", quoteIdent(db), quoteIdent(name)))
-	}
-	if err := s.exec(ctx, renderView(tv, db)); err != nil {
-		return err
-	}
-	defer func() {
-		if err := drop(tmp); err != nil {
-			s.log.Warn("could not drop a temporary view", "view", db+"."+tmp, "error", err)
-		}
-	}()
 	current, err := s.createQuery(ctx, v.Name)
 	if err != nil {
 		return err
 	}
-	wanted, err := s.createQuery(ctx, tmp)
-	if err != nil {
-		return err
-	}
-	if strings.Replace(wanted, tmp, v.Name, 1) == current {
+	if strings.Contains(current, viewMarker(v)) {
 		return nil
 	}
-	if err := drop(v.Name); err != nil {
+	if !s.cfg.CreateSchema {
+		s.log.Warn("view has another definition than this release's and --clickhouse.create-schema=false: kept as it is", "view", db+"."+v.Name)
+		return nil
+	}
+	if err := s.exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", quoteIdent(db), quoteIdent(v.Name))); err != nil {
 		return err
 	}
 	if err := s.exec(ctx, renderView(v, db)); err != nil {

@@ -126,6 +126,7 @@ ENGINE = ReplacingMergeTree(_version)
 ORDER BY (_source, event_locator, cityHash64(raw));
 
 CREATE VIEW IF NOT EXISTS tributary.policy_status_history AS
+WITH 'tributary-view-efa831c1159c3c94' AS _tributary_definition
 SELECT
     tenant,
     policy_locator,
@@ -169,6 +170,7 @@ FROM
 ARRAY JOIN ['onRisk', 'expired', 'cancelled'] AS status;
 
 CREATE VIEW IF NOT EXISTS tributary.policy_current_status AS
+WITH 'tributary-view-e8b931e5cf698f33' AS _tributary_definition
 SELECT
     tenant,
     policy_locator,
@@ -192,6 +194,7 @@ FROM
 GROUP BY tenant, policy_locator;
 
 CREATE VIEW IF NOT EXISTS tributary.policy_status_intervals AS
+WITH 'tributary-view-a448b345247de33a' AS _tributary_definition
 SELECT
     tenant,
     policy_locator,
@@ -226,6 +229,7 @@ FROM
 );
 
 CREATE VIEW IF NOT EXISTS tributary.policy_endings AS
+WITH 'tributary-view-a1e61b84fa63a399' AS _tributary_definition
 SELECT
     tenant,
     ended_policy AS policy_locator,
@@ -273,6 +277,7 @@ ANY LEFT JOIN
 ) AS lapses USING (tenant, ended_policy);
 
 CREATE VIEW IF NOT EXISTS tributary.policies AS
+WITH 'tributary-view-b93df6cd2bbceb0b' AS _tributary_definition
 SELECT
     tenant,
     policy_locator,
@@ -348,6 +353,7 @@ ANY LEFT JOIN
 ) AS current USING (tenant, policy_locator);
 
 CREATE VIEW IF NOT EXISTS tributary.delinquencies AS
+WITH 'tributary-view-770af26dcf2d63e5' AS _tributary_definition
 SELECT
     tenant,
     delinquency_locator,
@@ -454,6 +460,7 @@ FROM
 );
 
 CREATE VIEW IF NOT EXISTS tributary.invoices AS
+WITH 'tributary-view-8d6bff34453e4c4d' AS _tributary_definition
 SELECT
     tenant,
     invoice_locator,
