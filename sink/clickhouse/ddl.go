@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/tributary-cdc/tributary/mapping"
@@ -24,6 +25,7 @@ type physCol struct {
 	src     int // index of the logical column in a row
 	part    part
 	logical mapping.ColumnType
+	Default string // a DEFAULT expression (only when a column is added to an existing table)
 }
 
 // MillisSuffix names the legacy twin column that keeps a time's milliseconds:
@@ -56,6 +58,10 @@ func columnsOf(t mapping.Table, d Dialect) []physCol {
 			pc.Type = "Nullable(String)"
 		case mapping.NullableTime:
 			pc.Type = pick(d, "Nullable(DateTime64(3, 'UTC'))", "Nullable(DateTime('UTC'))")
+		case mapping.Int64:
+			pc.Type = "Int64"
+		case mapping.NullableInt64:
+			pc.Type = "Nullable(Int64)"
 		default:
 			pc.Type = fmt.Sprintf("Unknown%d", int(c.Type))
 		}
@@ -123,11 +129,43 @@ func orderBy(t mapping.Table, d Dialect) string {
 	return "(" + strings.Join(keys, ", ") + ")"
 }
 
+// backfill returns the DEFAULT expression that fills column c of t in the
+// rows of an existing table of dialect d, written before c was added: a
+// *_unix_ms column is computed from its time column (whole seconds plus the
+// _ms twin on legacy tables), other columns take t.Backfill's expression;
+// "" when c has none (the type's default value then).
+func backfill(c physCol, t mapping.Table, d Dialect) string {
+	if c.part != whole {
+		return ""
+	}
+	if base, ok := strings.CutSuffix(c.Name, mapping.UnixMillisSuffix); ok && c.logical == mapping.Int64 {
+		for _, tc := range t.Columns {
+			if tc.Name != base || tc.Type != mapping.Time {
+				continue
+			}
+			if d == Legacy {
+				return fmt.Sprintf("toInt64(%s) * 1000 + %s", quoteIdent(base), quoteIdent(base+MillisSuffix))
+			}
+			return fmt.Sprintf("toUnixTimestamp64Milli(%s)", quoteIdent(base))
+		}
+	}
+	return t.Backfill[c.Name]
+}
+
+// withBackfill returns c with its backfill DEFAULT, for ALTER … ADD COLUMN.
+func withBackfill(c physCol, t mapping.Table, d Dialect) physCol {
+	c.Default = backfill(c, t, d)
+	return c
+}
+
 func columnDef(c physCol) string { return columnDefIn(c, true) }
 
 // columnDefIn is columnDef, without the comment when comments is false.
 func columnDefIn(c physCol, comments bool) string {
 	s := quoteIdent(c.Name) + " " + c.Type
+	if c.Default != "" {
+		s += " DEFAULT " + c.Default
+	}
 	if comments && c.Comment != "" {
 		s += " COMMENT " + quoteString(c.Comment) // column comments exist on 18.16 too
 	}
@@ -161,8 +199,20 @@ func renderTable(t mapping.Table, database string, d Dialect, c Cluster) string 
 
 // renderView returns the CREATE VIEW statement of v. On a cluster the view
 // reads the tables' Distributed tables, its joins are GLOBAL, and it is
-// created ON CLUSTER, so that every node answers for the whole cluster.
+// created ON CLUSTER, so that every node answers for the whole cluster. The
+// query starts with a WITH clause naming its fingerprint (viewMarker): it
+// adds no column, and the server keeps it in the definition it stores
+// (system.tables create_table_query, 18.16 included), where Ensure looks
+// for it.
 func renderView(v mapping.View, database string, tables []mapping.Table, c Cluster) string {
+	q := strings.NewReplacer("{db}", quoteIdent(database)).Replace(viewQuery(v, tables, c))
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s%s AS\nWITH '%s' AS _tributary_definition\n%s",
+		quoteIdent(database), quoteIdent(v.Name), c.OnCluster(), viewMarker(v, tables, c), q)
+}
+
+// viewQuery returns v's query for cluster c, before the database name is
+// put in: on a cluster the tables' Distributed tables and GLOBAL joins.
+func viewQuery(v mapping.View, tables []mapping.Table, c Cluster) string {
 	q := strings.TrimSpace(v.Query)
 	global := ""
 	if c.Enabled() {
@@ -173,8 +223,16 @@ func renderView(v mapping.View, database string, tables []mapping.Table, c Clust
 		}
 		q = strings.NewReplacer(pairs...).Replace(q)
 	}
-	q = strings.NewReplacer("{db}", quoteIdent(database), "{global}", global).Replace(q)
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s%s AS\n%s", quoteIdent(database), quoteIdent(v.Name), c.OnCluster(), q)
+	return strings.ReplaceAll(q, "{global}", global)
+}
+
+// viewMarker fingerprints v's definition as rendered for cluster c: its name
+// and query (before the database name is put in, so a view's fingerprint is
+// the same in every database; a move to a cluster changes it).
+func viewMarker(v mapping.View, tables []mapping.Table, c Cluster) string {
+	h := fnv.New64a()
+	h.Write([]byte(v.Name + "\x00" + viewQuery(v, tables, c)))
+	return fmt.Sprintf("tributary-view-%016x", h.Sum64())
 }
 
 // RenderDDL returns the statements that create database and every table and

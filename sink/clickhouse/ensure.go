@@ -157,19 +157,8 @@ func (s *Sink) ensure(ctx context.Context, schema mapping.Schema) error {
 		return classifyErr(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
 	}
 	for _, v := range schema.Views {
-		_, engine, err := s.existingColumns(ctx, v.Name)
-		if err != nil {
-			return fmt.Errorf("ensure ClickHouse schema: %w", err)
-		}
-		switch {
-		case engine != "":
-			// An existing view is kept as it is (CREATE VIEW IF NOT EXISTS semantics).
-		case s.cfg.CreateSchema:
-			if err := s.exec(ctx, renderView(v, db, schema.Tables, s.cluster)); err != nil {
-				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
-			}
-		default:
-			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+		if err := s.ensureView(ctx, v, schema.Tables); err != nil {
+			return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
 		}
 	}
 	s.mu.Lock()
@@ -284,7 +273,7 @@ func (s *Sink) ensureLocal(ctx context.Context, t mapping.Table) (Dialect, error
 			mismatches = append(mismatches, fmt.Errorf("table %s.%s lacks column %s %s and --clickhouse.create-schema=false", db, t.Name, c.Name, c.Type))
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), s.cluster.OnCluster(), columnDefIn(c, s.cluster.ColumnComments(d)))
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), s.cluster.OnCluster(), columnDefIn(withBackfill(c, t, d), s.cluster.ColumnComments(d)))
 		if err := s.exec(ctx, stmt); err != nil {
 			return "", fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, t.Name, err)
 		}
@@ -297,4 +286,57 @@ func (s *Sink) ensureLocal(ctx context.Context, t mapping.Table) (Dialect, error
 		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)
 	}
 	return d, nil
+}
+
+// ensureView creates view v, or replaces an existing view of that name
+// whose definition is not v's (a newer release changed it). Views hold no
+// data, so replacing one loses nothing. Every view tributary creates carries
+// the fingerprint of its definition (viewMarker) in the query the server
+// stores, so one read of system.tables tells whether it is up to date.
+// Without CreateSchema a missing or outdated view is only reported.
+func (s *Sink) ensureView(ctx context.Context, v mapping.View, tables []mapping.Table) error {
+	db := s.cfg.Database
+	_, engine, err := s.existingColumns(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	if engine == "" {
+		if !s.cfg.CreateSchema {
+			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+			return nil
+		}
+		return s.exec(ctx, renderView(v, db, tables, s.cluster))
+	}
+	if engine != "View" {
+		return permanent("%s.%s is a %s, not a view", db, v.Name, engine)
+	}
+	current, err := s.createQuery(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(current, viewMarker(v, tables, s.cluster)) {
+		return nil
+	}
+	if !s.cfg.CreateSchema {
+		s.log.Warn("view has another definition than this release's and --clickhouse.create-schema=false: kept as it is", "view", db+"."+v.Name)
+		return nil
+	}
+	if err := s.exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), quoteIdent(v.Name), s.cluster.OnCluster())); err != nil {
+		return err
+	}
+	if err := s.exec(ctx, renderView(v, db, tables, s.cluster)); err != nil {
+		return err
+	}
+	s.log.Info("replaced a view whose definition changed", "view", db+"."+v.Name)
+	return nil
+}
+
+// createQuery returns the CREATE statement the server stores for db.name.
+func (s *Sink) createQuery(ctx context.Context, name string) (string, error) {
+	var q string
+	err := s.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&q)
+	if err != nil {
+		return "", fmt.Errorf("read the definition of %s.%s: %w", s.cfg.Database, name, err)
+	}
+	return q, nil
 }
