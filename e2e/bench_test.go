@@ -171,7 +171,7 @@ func benchmarkEndToEndAPI(b *testing.B, ch *testenv.ClickHouseServer, url string
 		runDB := testenv.Name("brun_")
 		args := []string{"run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
 			"--api.start", "2000-01-01T00:00:00Z", "--api.end", time.Now().UTC().Format(time.RFC3339),
-			"--pipeline.name", "bench", "--web.listen-address", "", "--log.level", "warn"}
+			"--pipeline.name", "bench", "--web.listen-address", "", "--log.level", "info"}
 		args = append(args, ch.FlagsVia(ch.Addr, runDB)...)
 		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning experiments.
 		args = append(args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)
@@ -199,6 +199,7 @@ func benchmarkEndToEndAPI(b *testing.B, ch *testenv.ClickHouseServer, url string
 		b.ReportMetric(e2eRate/min(sourceRate, sinkRate)*100, "%_of_lower_ceiling")
 		b.ReportMetric(rss, "peak_rss_MiB")
 		reportCPU(b, p.CPU(), serverTime, server0, n)
+		reportAllocated(b, p.Output(), n)
 		// How busy the machine's cores were in each phase (every process:
 		// this one, the emulator, ClickHouse), and the end-to-end rate the
 		// CPU allows at most: the core-seconds per event of the two
@@ -228,6 +229,17 @@ func reportCPU(b *testing.B, own, server, server0 time.Duration, n int) {
 			b.ReportMetric(own.Seconds()/server.Seconds(), "tributary/clickhouse_cpu")
 		}
 	}
+}
+
+// reportAllocated reports the bytes the run allocated per million events,
+// from its summary line.
+func reportAllocated(b *testing.B, output string, n int) {
+	sum, ok := testenv.RunSummary(output)
+	if !ok {
+		b.Errorf("the run's output has no summary line with allocated_bytes:\n%.2000s", output)
+		return
+	}
+	b.ReportMetric(float64(sum.AllocatedBytes)/float64(n)*1e6/(1<<20), "tributary_alloc_MiB/Mevents")
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

@@ -596,6 +596,7 @@ func TestProgressLines(t *testing.T) {
 			`msg="caught up with the source`, "events_read=10",
 			`msg=progress events_written=10`, "lag=",
 			`msg="pipeline stopped" pipeline=test events_read=15 events_written=15 events_rejected=0`,
+			" cpu_seconds=", " allocated_bytes=",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("logs lack %q:\n%s", want, out)

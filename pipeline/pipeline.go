@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,6 +297,16 @@ func (p *Pipeline) start(ctx context.Context) (cp checkpoint.Checkpoint, ok bool
 func (p *Pipeline) summary(began time.Time, err error) {
 	attrs := []any{"pipeline", p.cfg.Name, "events_read", p.nRead.Load(), "events_written", p.nWritten.Load(),
 		"events_rejected", p.nRejected.Load(), "duration", p.now().Sub(began).Round(time.Millisecond)}
+	// What the process cost so far: CPU (user + system) and bytes allocated
+	// on the heap, for sizing a sidecar (make bench reads them too).
+	if cpu, ok := processCPU(); ok {
+		attrs = append(attrs, "cpu_seconds", math.Round(cpu.Seconds()*1000)/1000)
+	}
+	allocs := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(allocs)
+	if allocs[0].Value.Kind() == metrics.KindUint64 {
+		attrs = append(attrs, "allocated_bytes", allocs[0].Value.Uint64())
+	}
 	if cp := p.status.get().Checkpoint; cp.Pipeline != "" {
 		attrs = append(attrs, "checkpoint_events", cp.Events)
 	}

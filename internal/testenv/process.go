@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -228,4 +229,29 @@ func (p *Process) WatchPeakRSS(interval time.Duration) int64 {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Summary is what a `tributary run` reported in its last "pipeline stopped"
+// log line (JSON logs): its CPU time and the bytes it allocated.
+type Summary struct {
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	AllocatedBytes uint64  `json:"allocated_bytes"`
+	EventsWritten  uint64  `json:"events_written"`
+}
+
+// RunSummary finds the last "pipeline stopped" line in a run's output.
+func RunSummary(output string) (Summary, bool) {
+	lines := strings.Split(output, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := lines[i]
+		if !strings.Contains(line, `"msg":"pipeline stopped"`) {
+			continue
+		}
+		var s Summary
+		if json.Unmarshal([]byte(line), &s) != nil || s.AllocatedBytes == 0 {
+			return Summary{}, false
+		}
+		return s, true
+	}
+	return Summary{}, false
 }

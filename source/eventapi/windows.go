@@ -370,22 +370,15 @@ func (c *Client) readWindow(ctx context.Context, spec winPos) {
 // that repeats events, or whose endTimestamp is inclusive, may return; an
 // event without a time (a reject) is kept.
 func inWindow(evs []source.Event, spec winPos) []source.Event {
-	out := evs[:0:0]
+	out := evs[:0] // in place: each kept event is written at or before where it was read
 	for i := range evs {
 		ms := evs[i].Timestamp.UnixMilli()
 		if !evs[i].Timestamp.IsZero() && (ms < spec.Start || (spec.End != 0 && ms >= spec.End)) {
-			if out == nil {
-				out = append(make([]source.Event, 0, len(evs)), evs[:i]...)
-			}
 			continue
 		}
-		if out != nil {
-			out = append(out, evs[i])
-		}
+		out = append(out, evs[i])
 	}
-	if out == nil {
-		return evs
-	}
+	clear(evs[len(out):]) // what was dropped holds on to nothing
 	return out
 }
 

@@ -277,6 +277,16 @@ func benchmarkEndToEndPostgres(b *testing.B, ch *testenv.ClickHouseServer) {
 		if server0 >= 0 && serverTime >= 0 {
 			b.ReportMetric(perRow(serverTime), "clickhouse-cpu-us/row")
 		}
+		if sum, ok := testenv.RunSummary(p.Output()); ok {
+			b.ReportMetric(float64(sum.AllocatedBytes)/benchRows*1e6/(1<<20), "tributary-alloc-MiB/Mrows")
+		} else {
+			b.Errorf("the run's output has no summary line with allocated_bytes:\n%.2000s", p.Output())
+		}
+		if sum, ok := testenv.RunSummary(p.Output()); ok {
+			b.ReportMetric(float64(sum.AllocatedBytes)/benchRows*1e6/(1<<20), "tributary-alloc-MiB/Mrows")
+		} else {
+			b.Errorf("the run's output has no summary line with allocated_bytes:\n%.2000s", p.Output())
+		}
 		b.ReportMetric(float64(benchRows)/ceiling.Seconds(), "recvlogical-rows/s")
 		b.ReportMetric(float64(benchRows)/e2e.Seconds(), "e2e-rows/s")
 		b.ReportMetric(ceiling.Seconds()/e2e.Seconds()*100, "%-of-ceiling")
