@@ -170,3 +170,31 @@ func TestVerifyReadsPostgres(t *testing.T) {
 		t.Errorf("after deleting one row: differences %q, want one for %s", d, evs[100].Type)
 	}
 }
+
+// TestStatusAndVerifyOnShards: on a cluster of two shards, run writes
+// through the Distributed tables and status and verify read them (each
+// shard's own tables hold only part of the events).
+func TestStatusAndVerifyOnShards(t *testing.T) {
+	c := testenv.Cluster(t, "tributary_2x1")
+	emu, err := emulator.New(emulator.Config{Seed: 22, Events: 600, Policies: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	evs := emu.Events()
+	api := []string{"--source", "api", "--api.url", srv.URL, "--api.tenant", emu.Tenant(), "--pipeline.name", "ops"}
+	p := testenv.Start(t, append(append([]string{"run", "--api.start", "2000-01-01", "--api.poll-interval", "100ms",
+		"--pipeline.batch-age", "100ms", "--web.listen-address", ""}, api...), c.Flags()...)...)
+	p.WaitOutput(t, "caught up", time.Minute)
+	if code, _ := p.Stop(t); code != 0 {
+		t.Fatalf("SIGTERM: exit %d:\n%s", code, p.Output())
+	}
+	with := func(args ...string) []string { return append(args, c.Flags()...) }
+	verify := with(append([]string{"verify", "--from", "2000-01-01", "--to", time.Now().UTC().Format(time.RFC3339), "--pipeline", "ops"}, api[:6]...)...)
+	runCmdCases(t, []cmdCase{
+		{"status", with("status", "--pipeline", "ops"), 0, []string{fmt.Sprintf("events written:   %d", len(evs)), "rejects:          0"}},
+		{"verify", verify, 0, []string{fmt.Sprintf("the source has %d events, ClickHouse (%s.events_all FINAL) %d", len(evs), c.Database, len(evs)), "no difference"}},
+	})
+}

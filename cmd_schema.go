@@ -26,15 +26,19 @@ func init() {
 
 // schemaOptions are the schema command's flags.
 type schemaOptions struct {
-	dialect  string
-	database string
+	dialect     string
+	database    string
+	cluster     string
+	replicaPath string
 }
 
 func schemaFlags() (*pflag.FlagSet, *schemaOptions) {
-	o := &schemaOptions{dialect: string(chsink.Modern), database: chsink.DefaultConfig().Database}
+	o := &schemaOptions{dialect: string(chsink.Modern), database: chsink.DefaultConfig().Database, replicaPath: chsink.DefaultReplicaPath}
 	fs := pflag.NewFlagSet("schema", pflag.ContinueOnError)
 	fs.StringVar(&o.dialect, "dialect", o.dialect, "DDL dialect: modern (ClickHouse 21.8 and later) or legacy (18.x to 21.7)")
 	fs.StringVar(&o.database, "clickhouse.database", o.database, "ClickHouse database of the tables, views and checkpoints")
+	fs.StringVar(&o.cluster, "cluster", o.cluster, "ClickHouse cluster (remote_servers) to print the DDL for: ON CLUSTER, replicated and Distributed tables (as --clickhouse.cluster)")
+	fs.StringVar(&o.replicaPath, "replica-path", o.replicaPath, "ZooKeeper path of the replicated tables with --cluster (as --clickhouse.replica-path)")
 	return fs, o
 }
 
@@ -44,7 +48,7 @@ func runSchema(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stdout, "Usage: tributary schema [--dialect modern|legacy] [--clickhouse.database NAME]")
+			fmt.Fprintln(stdout, "Usage: tributary schema [--dialect modern|legacy] [--clickhouse.database NAME] [--cluster NAME [--replica-path PATH]]")
 			fmt.Fprintln(stdout, "\nPrints the statements that create the database, tables, views and the checkpoint table.")
 			fmt.Fprintln(stdout)
 			flagdoc.GroupedUsage(stdout, flagdoc.ByComponent(fs))
@@ -67,6 +71,7 @@ func runSchema(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := chsink.DefaultConfig()
 	cfg.Database = o.database
+	cfg.Cluster, cfg.ReplicaPath = o.cluster, o.replicaPath
 	if err := cfg.Validate(); err != nil {
 		problems = append(problems, err)
 	}
@@ -74,9 +79,14 @@ func runSchema(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tributary schema: %v\n", errors.Join(problems...))
 		return 2
 	}
-	stmts := chsink.RenderDDL(mapping.DefaultSchema(), o.database, d)
-	stmts = append(stmts, chstore.DDL(o.database))
-	fmt.Fprintf(stdout, "-- tributary schema: dialect %s, database %s\n\n", d, o.database)
+	c := cfg.ClusterSpec()
+	stmts := chsink.RenderClusterDDL(mapping.DefaultSchema(), o.database, d, c)
+	stmts = append(stmts, chstore.ClusterDDL(o.database, c))
+	if c.Enabled() {
+		fmt.Fprintf(stdout, "-- tributary schema: dialect %s, database %s, cluster %s\n\n", d, o.database, c.Name)
+	} else {
+		fmt.Fprintf(stdout, "-- tributary schema: dialect %s, database %s\n\n", d, o.database)
+	}
 	fmt.Fprint(stdout, strings.Join(stmts, ";\n\n")+";\n")
 	return 0
 }

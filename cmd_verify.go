@@ -152,8 +152,8 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if err := read(o.from, o.to, src, ch); err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "verify [%s, %s) of pipeline %s: the source has %d events, ClickHouse (%s.events FINAL) %d\n",
-		o.from.UTC().Format(time.RFC3339Nano), o.to.UTC().Format(time.RFC3339Nano), name, src.total, in.db, ch.total)
+	fmt.Fprintf(stdout, "verify [%s, %s) of pipeline %s: the source has %d events, ClickHouse (%s.events%s FINAL) %d\n",
+		o.from.UTC().Format(time.RFC3339Nano), o.to.UTC().Format(time.RFC3339Nano), name, src.total, in.db, in.all, ch.total)
 	if src.rejects > 0 {
 		fmt.Fprintf(stdout, "%d events of the source cannot be read and are left out (they are in %s._tributary_rejects)\n", src.rejects, in.db)
 	}
@@ -451,7 +451,7 @@ func readClickHouseRange(ctx context.Context, in *inspector, pipeline string, fr
 	if err != nil {
 		return err
 	}
-	q := "SELECT locator, type, toInt64(" + ms + ") FROM " + in.db + ".events FINAL WHERE _source = ? AND timestamp >= toDateTime(?, 'UTC') AND timestamp < toDateTime(?, 'UTC')"
+	q := "SELECT locator, type, toInt64(" + ms + ") FROM " + in.db + ".events" + in.all + " FINAL WHERE _source = ? AND timestamp >= toDateTime(?, 'UTC') AND timestamp < toDateTime(?, 'UTC')"
 	args := []any{pipeline, from.Unix(), to.Unix() + 1}
 	if len(types) > 0 {
 		q += " AND type IN (?)"

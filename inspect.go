@@ -85,7 +85,11 @@ type inspector struct {
 	store checkpoint.Store
 	where string // the store, for messages
 	list  func(ctx context.Context) ([]string, error)
-	db    string      // the ClickHouse database of the tables
+	db    string // the ClickHouse database of the tables
+	// all is what follows a table's name to read it whole: "" on a single
+	// server or a cluster of one shard, chsink.DistributedSuffix on several
+	// shards (the Distributed tables).
+	all   string
 	conn  driver.Conn // nil when ClickHouse could not be reached
 	chErr error       // why conn is nil
 	now   func() time.Time
@@ -111,6 +115,9 @@ func openInspector(ctx context.Context, o storeOptions) (*inspector, error) {
 		defer cancel()
 		if in.conn, in.chErr = chsink.Open(cctx, sys); in.chErr != nil {
 			in.chErr = fmt.Errorf("ClickHouse %s not read: %w", strings.Join(o.clickhouse.Addr, ","), in.chErr)
+		} else if in.all, in.chErr = readWhole(cctx, in.conn, o.clickhouse.Cluster); in.chErr != nil {
+			in.conn.Close()
+			in.conn = nil
 		}
 		return in, nil
 	}
@@ -119,6 +126,9 @@ func openInspector(ctx context.Context, o storeOptions) (*inspector, error) {
 		return nil, err
 	}
 	in.conn = conn
+	if in.all, err = readWhole(ctx, conn, o.clickhouse.Cluster); err != nil {
+		return nil, err
+	}
 	in.where = fmt.Sprintf("ClickHouse %s, table %s.%s", strings.Join(o.clickhouse.Addr, ","), in.db, chstore.Table)
 	having, err := in.strings(ctx, "SELECT DISTINCT database FROM system.tables WHERE name = ? ORDER BY database", chstore.Table)
 	if err != nil {
@@ -136,11 +146,31 @@ func openInspector(ctx context.Context, o storeOptions) (*inspector, error) {
 		return nil, fmt.Errorf("database %q on ClickHouse %s has no checkpoint table %s: no pipeline has run there; databases with one: %s",
 			in.db, strings.Join(o.clickhouse.Addr, ","), chstore.Table, listOrNone(having))
 	}
-	in.store = chstore.New(conn, in.db)
+	in.store = chstore.New(conn, in.db).WithCluster(o.clickhouse.ClusterSpec())
 	in.list = func(ctx context.Context) ([]string, error) {
 		return in.strings(ctx, "SELECT DISTINCT pipeline FROM "+in.db+"."+chstore.Table+" ORDER BY pipeline")
 	}
 	return in, nil
+}
+
+// readWhole returns the suffix of the tables that hold every row of the
+// cluster (inspector.all): the Distributed tables when cluster has several
+// shards, the tables themselves otherwise.
+func readWhole(ctx context.Context, conn driver.Conn, cluster string) (string, error) {
+	if cluster == "" {
+		return "", nil
+	}
+	var shards uint64
+	if err := conn.QueryRow(ctx, "SELECT uniqExact(shard_num) FROM system.clusters WHERE cluster = ?", cluster).Scan(&shards); err != nil {
+		return "", fmt.Errorf("read cluster %s from system.clusters: %w", cluster, err)
+	}
+	if shards == 0 {
+		return "", fmt.Errorf("--clickhouse.cluster: the server does not know a cluster %q (system.clusters)", cluster)
+	}
+	if shards > 1 {
+		return chsink.DistributedSuffix, nil
+	}
+	return "", nil
 }
 
 func (in *inspector) Close() {
@@ -213,7 +243,7 @@ func (in *inspector) facts(ctx context.Context, name string) pipelineFacts {
 			return f
 		}
 		var newest int64
-		row := in.conn.QueryRow(ctx, "SELECT count(), toInt64(max("+ms+")), any(flavor), any(tenant) FROM "+in.db+".events WHERE _source = ?", name)
+		row := in.conn.QueryRow(ctx, "SELECT count(), toInt64(max("+ms+")), any(flavor), any(tenant) FROM "+in.db+".events"+in.all+" WHERE _source = ?", name)
 		if err := row.Scan(&n, &newest, &f.flavor, &f.tenant); err != nil {
 			f.err = fmt.Errorf("read %s.events: %w", in.db, err)
 			return f
@@ -224,7 +254,7 @@ func (in *inspector) facts(ctx context.Context, name string) pipelineFacts {
 	}
 	f.rejects = map[string]uint64{}
 	if contains(tables, mapping.TableRejects) {
-		rows, err := in.conn.Query(ctx, "SELECT kind, count() FROM "+in.db+"."+mapping.TableRejects+" FINAL WHERE _source = ? GROUP BY kind", name)
+		rows, err := in.conn.Query(ctx, "SELECT kind, count() FROM "+in.db+"."+mapping.TableRejects+in.all+" FINAL WHERE _source = ? GROUP BY kind", name)
 		if err != nil {
 			f.err = fmt.Errorf("read %s.%s: %w", in.db, mapping.TableRejects, err)
 			return f
@@ -339,7 +369,7 @@ func (in *inspector) screen(ctx context.Context, w io.Writer, name string, cp ch
 		if total == 0 {
 			line("rejects", "0")
 		} else {
-			line("rejects", "%d (%s): SELECT * FROM %s.%s FINAL WHERE _source = '%s'", total, strings.Join(kinds, ", "), in.db, mapping.TableRejects, name)
+			line("rejects", "%d (%s): SELECT * FROM %s.%s FINAL WHERE _source = '%s'", total, strings.Join(kinds, ", "), in.db, mapping.TableRejects+in.all, name)
 		}
 	}
 	if ws := backfillWindows(cp); len(ws) > 0 {

@@ -33,7 +33,7 @@ echo started
 wait`
 			// env --default-signal: a shell started with SIGINT ignored
 			// (as a background job is) cannot trap it.
-			cmd := exec.Command("env", "--default-signal=INT,TERM", "bash", "scripts/testbed.sh", "--no-clickhouse", "--no-modern", "--no-postgres", "--", "bash", "-c", strings.ReplaceAll(script, "$1", tt.sig.String()))
+			cmd := exec.Command("env", "--default-signal=INT,TERM", "bash", "scripts/testbed.sh", "--no-clickhouse", "--no-modern", "--no-cluster", "--no-postgres", "--", "bash", "-c", strings.ReplaceAll(script, "$1", tt.sig.String()))
 			cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 			out, err := cmd.StdoutPipe()
 			if err != nil {

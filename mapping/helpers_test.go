@@ -62,3 +62,5 @@ func sampleEvents(n int) []source.Event {
 	}
 	return out
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -85,6 +85,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		}
 	}()
 	var p payload
+	var bf billingFacts
 	// A batch holds few distinct types: classify each once.
 	type typeInfo struct {
 		class string
@@ -107,6 +108,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			dataStr = string(e.Data)
 		}
 		p.parse(e.Type, dataStr, opts.TrustData)
+		bf.read(e.Type, dataStr, &p)
 
 		ti, seen := types[e.Type]
 		if !seen {
@@ -137,6 +139,10 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		}
 
 		ts := millis(e.Timestamp)
+		tsMs := ts.UnixMilli()
+		if e.Timestamp.IsZero() {
+			tsMs = 0 // stored as the epoch, as the sink stores a zero time
+		}
 		version := e.Seq&(1<<63-1)<<1 | b2u(complete)
 
 		ev[evLocator].str(e.Locator)
@@ -169,6 +175,13 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 		ev[evPosition].str(position(e))
 		ev[evVersion].uint64(version)
 		ev[evIngestedAt].time(ingested)
+		ev[evTimestampUnixMs].int64(tsMs)
+		ev[evActor].str(actor(e))
+		ev[evInvoiceType].str(bf.invoiceType)
+		ev[evGenerateTime].nullTime(bf.generate)
+		ev[evGenerateTimeUnixMs].nullInt64(bf.generateMs)
+		ev[evAutopayTime].nullTime(bf.autopay)
+		ev[evAutopayTimeUnixMs].nullInt64(bf.autopayMs)
 		evt.n++
 
 		if len(list) > 0 && ept.n == 0 {
@@ -189,6 +202,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			ep[epSource].str(opts.Pipeline)
 			ep[epVersion].uint64(version)
 			ep[epIngestedAt].time(ingested)
+			ep[epTimestampUnixMs].int64(tsMs)
 			ept.n++
 		}
 
@@ -206,6 +220,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 					sc[scSource].str(opts.Pipeline)
 					sc[scVersion].uint64(version)
 					sc[scIngestedAt].time(ingested)
+					sc[scTimestampUnixMs].int64(tsMs)
 					sct.n++
 				}
 			}
@@ -224,6 +239,15 @@ func (v *Values) bool(b bool)      { v.Bools = append(v.Bools, b) }
 func (v *Values) time(t time.Time) { v.Times = append(v.Times, t) }
 func (v *Values) uint64(n uint64)  { v.UInt64s = append(v.UInt64s, n) }
 func (v *Values) list(l []string)  { v.Lists = append(v.Lists, l) }
+func (v *Values) int64(n int64)    { v.Int64s = append(v.Int64s, n) }
+
+// actor is who caused e: the suite's user locator or the classic username.
+func actor(e *source.Event) string {
+	if e.UserLocator != "" {
+		return e.UserLocator
+	}
+	return e.Username
+}
 
 // grow makes room for n more rows in every column.
 func (t *TableRows) grow(n int) {
@@ -246,6 +270,10 @@ func (t *TableRows) grow(n int) {
 			v.NullStrings = slices.Grow(v.NullStrings, n)
 		case NullableTime:
 			v.NullTimes = slices.Grow(v.NullTimes, n)
+		case Int64:
+			v.Int64s = slices.Grow(v.Int64s, n)
+		case NullableInt64:
+			v.NullInt64s = slices.Grow(v.NullInt64s, n)
 		}
 	}
 }

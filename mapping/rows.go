@@ -92,6 +92,8 @@ type Values struct {
 	Lists       [][]string   // ArrayString, ArrayLowString (a nil list is empty)
 	NullStrings []*string    // NullableString (nil is NULL)
 	NullTimes   []*time.Time // NullableTime (nil is NULL)
+	Int64s      []int64      // Int64
+	NullInt64s  []*int64     // NullableInt64 (nil is NULL)
 }
 
 // len returns how many values v holds in the field that type t uses.
@@ -113,6 +115,10 @@ func (v *Values) len(t ColumnType) int {
 		return len(v.NullStrings)
 	case NullableTime:
 		return len(v.NullTimes)
+	case Int64:
+		return len(v.Int64s)
+	case NullableInt64:
+		return len(v.NullInt64s)
 	}
 	return -1
 }
@@ -176,6 +182,11 @@ func (t *TableRows) AppendRow(row []any) error {
 		case NullableTime:
 			p, _ := row[i].(*time.Time)
 			v.NullTimes = append(v.NullTimes, p)
+		case Int64:
+			v.Int64s = append(v.Int64s, row[i].(int64))
+		case NullableInt64:
+			p, _ := row[i].(*int64)
+			v.NullInt64s = append(v.NullInt64s, p)
 		}
 	}
 	t.n++
@@ -208,6 +219,12 @@ func fits(t ColumnType, v any) bool {
 	case NullableTime:
 		_, ok := v.(*time.Time)
 		return ok || v == nil
+	case Int64:
+		_, ok := v.(int64)
+		return ok
+	case NullableInt64:
+		_, ok := v.(*int64)
+		return ok || v == nil
 	}
 	return false
 }
@@ -235,6 +252,10 @@ func (t ColumnType) String() string {
 		return "NullableString"
 	case NullableTime:
 		return "NullableTime"
+	case Int64:
+		return "Int64"
+	case NullableInt64:
+		return "NullableInt64"
 	}
 	return fmt.Sprintf("ColumnType(%d)", int(t))
 }
@@ -257,6 +278,10 @@ func goType(t ColumnType) string {
 		return "*string"
 	case NullableTime:
 		return "*time.Time"
+	case Int64:
+		return "int64"
+	case NullableInt64:
+		return "*int64"
 	}
 	return fmt.Sprintf("column type %d", int(t))
 }
@@ -289,6 +314,10 @@ func (t *TableRows) Row(i int) []any {
 			out[c] = v.NullStrings[i]
 		case NullableTime:
 			out[c] = v.NullTimes[i]
+		case Int64:
+			out[c] = v.Int64s[i]
+		case NullableInt64:
+			out[c] = v.NullInt64s[i]
 		}
 	}
 	return out
@@ -328,6 +357,10 @@ func (t *TableRows) Slice(from, to int) *TableRows {
 			o.NullStrings = v.NullStrings[from:to]
 		case NullableTime:
 			o.NullTimes = v.NullTimes[from:to]
+		case Int64:
+			o.Int64s = v.Int64s[from:to]
+		case NullableInt64:
+			o.NullInt64s = v.NullInt64s[from:to]
 		}
 	}
 	return out

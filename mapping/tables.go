@@ -85,6 +85,13 @@ const (
 	evPosition
 	evVersion
 	evIngestedAt
+	evTimestampUnixMs
+	evActor
+	evInvoiceType // first of billingColumns
+	evGenerateTime
+	evGenerateTimeUnixMs
+	evAutopayTime
+	evAutopayTimeUnixMs
 	evColumnCount
 )
 
@@ -101,6 +108,7 @@ const (
 	epSource
 	epVersion
 	epIngestedAt
+	epTimestampUnixMs
 	epColumnCount
 )
 
@@ -117,6 +125,7 @@ const (
 	scSource
 	scVersion
 	scIngestedAt
+	scTimestampUnixMs
 	scColumnCount
 )
 
@@ -124,6 +133,7 @@ const (
 	commentSource     = "Name of the pipeline that wrote the row (--pipeline)."
 	commentVersion    = "ReplacingMergeTree version: the event's Seq times two, plus one when the row's policy list is complete. Deterministic, so a replayed event collapses onto itself and an enriched row wins."
 	commentIngestedAt = "When the pipeline mapped the row (wall clock). Informational only: it is no part of any key or version."
+	commentUnixMs     = "timestamp as milliseconds since 1970-01-01 UTC: exact on every server (legacy timestamp holds whole seconds), the column to order, compare and subtract times by."
 )
 
 func eventColumns() []Column {
@@ -145,7 +155,7 @@ func eventColumns() []Column {
 	for _, n := range namedLocators {
 		cols = append(cols, Column{n.column, String, n.comment})
 	}
-	return append(cols,
+	return append(append(cols,
 		Column{"reference_type", LowString, "The kind of entity reference_locator names (data.referenceType: policy, quote, invoice, …); empty when absent."},
 		Column{"locator_keys", ArrayLowString, "Every top-level string member of data named locator or ending in Locator, sorted; parallel to locator_values. Lossless for event types without a column of their own."},
 		Column{"locator_values", ArrayString, "The values of locator_keys, in the same order."},
@@ -159,7 +169,9 @@ func eventColumns() []Column {
 		Column{"_position", String, "The event's Seq as the source orders it: an LSN (X/X) for postgres, otherwise the decimal Seq (for the API: the timestamp in ms)."},
 		Column{"_version", UInt64, commentVersion},
 		Column{"_ingested_at", Time, commentIngestedAt},
-	)
+		Column{"timestamp_unix_ms", Int64, commentUnixMs},
+		Column{"actor", String, "Who caused the event: user_locator (suite) or username (classic attributed stream), whichever is set; empty when neither is."},
+	), billingColumns()...)
 }
 
 // DefaultSchema returns the tables and views the pipeline writes and creates.
@@ -174,6 +186,7 @@ func DefaultSchema() Schema {
 				OrderBy:     []string{"tenant", "type", "timestamp", "locator"},
 				PartitionBy: "toYYYYMM(timestamp)",
 				Version:     "_version",
+				Backfill:    map[string]string{"actor": "if(user_locator != '', user_locator, username)"},
 			},
 			{
 				Name:    TableEventPolicies,
@@ -190,6 +203,7 @@ func DefaultSchema() Schema {
 					{"_source", LowString, commentSource},
 					{"_version", UInt64, commentVersion},
 					{"_ingested_at", Time, commentIngestedAt},
+					{"timestamp_unix_ms", Int64, commentUnixMs},
 				},
 				OrderBy:     []string{"tenant", "policy_locator", "event_locator"},
 				PartitionBy: "toYYYYMM(timestamp)",
@@ -210,6 +224,7 @@ func DefaultSchema() Schema {
 					{"_source", LowString, commentSource},
 					{"_version", UInt64, commentVersion},
 					{"_ingested_at", Time, commentIngestedAt},
+					{"timestamp_unix_ms", Int64, commentUnixMs},
 				},
 				OrderBy:     []string{"tenant", "policy_locator", "event_locator", "status", "change"},
 				PartitionBy: "toYYYYMM(timestamp)",
@@ -217,97 +232,9 @@ func DefaultSchema() Schema {
 			},
 			rejectsTable(),
 		},
-		Views: []View{
-			{
-				Name:    ViewPolicyCurrentStatus,
-				Comment: "The current statuses of every policy that ever had a status change: per (policy, status) the latest change in (timestamp, event_locator) order, keeping the added ones.",
-				Query:   policyCurrentStatusSQL,
-			},
-			{
-				Name:    ViewPolicyEndings,
-				Comment: "One row per policy ending: expiry, manual_cancellation or lapse, from both flavors' events.",
-				Query:   policyEndingsSQL,
-			},
-		},
+		Views: defaultViews(),
 	}
 }
-
-// policyCurrentStatusSQL: inner query, per (policy, status), the last change
-// in (timestamp, event_locator) order, an 'added' winning a tie inside one
-// event; outer query, one row per policy with the statuses last added.
-var policyCurrentStatusSQL = strings.TrimSpace(`
-SELECT
-    tenant,
-    policy_locator,
-    arraySort(groupArrayIf(status, last_change = 'added')) AS statuses,
-    max(changed_at) AS last_change_at,
-    min(status_lists_complete) AS lists_complete
-FROM
-(
-    SELECT
-        tenant,
-        policy_locator,
-        status,
-        argMax(change, (timestamp, event_locator, change = 'added')) AS last_change,
-        max(timestamp) AS changed_at,
-        min(toUInt8(list_complete)) AS status_lists_complete
-    FROM {db}.policy_status_changes FINAL
-    GROUP BY tenant, policy_locator, status
-)
-GROUP BY tenant, policy_locator
-`)
-
-// policyEndingsSQL: the inner query picks the events that end a policy and
-// expands each over the policies it concerns (ARRAY JOIN); the joined query
-// collects, per policy, the times of suite delinquency lapses, because a suite
-// lapse is an ordinary policy.cancellation.issue that follows a
-// billing.delinquency.lapse of the same policy (within a day). The lambda
-// takes recorded_at as a second array rather than capturing it: 18.16 cannot
-// resolve a captured column after a JOIN. Current servers require the joined
-// subqueries to have aliases (joined_subquery_requires_alias).
-var policyEndingsSQL = strings.TrimSpace(`
-SELECT
-    tenant,
-    ended_policy AS policy_locator,
-    multiIf(
-        event_type IN ('policy.end', 'policy.status.update'), 'expiry',
-        event_type = 'policy.lapse', 'lapse',
-        event_type = 'cancellation.issue' AND lower(cancellation_name) LIKE '%lapse%', 'lapse',
-        event_type = 'policy.cancellation.issue'
-            AND arrayExists((lapsed, ended) -> lapsed <= ended AND addDays(lapsed, 1) >= ended,
-                lapse_times, arrayResize([recorded_at], length(lapse_times), recorded_at)), 'lapse',
-        'manual_cancellation') AS kind,
-    recorded_at,
-    event_locator,
-    event_type,
-    flavor,
-    cancellation_name
-FROM
-(
-    SELECT
-        tenant,
-        ended_policy,
-        timestamp AS recorded_at,
-        locator AS event_locator,
-        type AS event_type,
-        flavor,
-        cancellation_name
-    FROM {db}.events FINAL
-    ARRAY JOIN policy_locators AS ended_policy
-    WHERE type IN ('policy.end', 'policy.lapse', 'cancellation.issue', 'policy.cancellation.issue')
-       OR (type = 'policy.status.update' AND has(new_statuses, 'expired'))
-) AS endings
-ANY LEFT JOIN
-(
-    SELECT
-        tenant,
-        policy_locator AS ended_policy,
-        groupArray(timestamp) AS lapse_times
-    FROM {db}.event_policies FINAL
-    WHERE type = 'billing.delinquency.lapse'
-    GROUP BY tenant, policy_locator
-) AS lapses USING (tenant, ended_policy)
-`)
 
 // ExampleQueries returns the SQL blocks of the "Example queries" section of a
 // schema document (docs/schema.md), for tests that run them.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -17,8 +16,8 @@ import (
 
 // TestSchemaOnClickHouse creates DefaultSchema with the real sink on each
 // test server (18.16 and 26.7), writes mapped events of both flavors, replays
-// them, and checks deduplication, enrichment, both views and the example
-// queries of docs/schema.md.
+// them, and checks deduplication, enrichment, policy_current_status and
+// policy_endings (the other views: semantics_test.go, book_test.go).
 func TestSchemaOnClickHouse(t *testing.T) {
 	testenv.ForEachClickHouse(t, testSchemaOnClickHouse)
 }
@@ -80,6 +79,10 @@ func testSchemaOnClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 		// Two changes in one second: on 18.x only the event locator orders them.
 		status("P6", 5*h+100*ms, `"onRisk"`, ``),
 		status("P6", 5*h+900*ms, `"cancelled"`, `"onRisk"`),
+		// A manual cancellation, then within the same second a lapse naming
+		// the policy: whole seconds called it a lapse on 18.x.
+		cancel("P8", 7*h+100*ms),
+		lapse(7*h+600*ms, `"P8"`),
 		classic("policy.end", 0, `{"policyLocator":"100","policyholderLocator":"9"}`),
 		classic("cancellation.issue", h, `{"policyLocator":"101","policyholderLocator":"9","cancellationLocator":"1","cancellationName":"lapse"}`),
 		classic("cancellation.issue", h, `{"policyLocator":"102","policyholderLocator":"9","cancellationLocator":"2","cancellationName":"insuredRequest"}`),
@@ -88,7 +91,7 @@ func testSchemaOnClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 		suite("billing.payment.post", 6*h, `{"paymentLocator":"PAY","policyLocators":{"listCompleted":false,"items":["P1","P2"]}}`),
 		suite("no.such.type", 6*h, `not json`),
 		// Recent, so that "the last 30 days" finds it; its list stays partial.
-		suite("billing.invoice.generate", time.Since(base).Truncate(h)-h, `{"accountLocator":"A","invoiceLocator":"I","generateTime":"x","invoiceType":"aggregate","policyLocators":{"listCompleted":false,"items":["P1","P2","P3","P4","P5"]}}`),
+		suite("billing.invoice.generate", time.Since(base).Truncate(h)-h, `{"accountLocator":"A","invoiceLocator":"I","generateTime":"2025-03-04T05:06:07.891Z","invoiceType":"aggregate","policyLocators":{"listCompleted":false,"items":["P1","P2","P3","P4","P5"]}}`),
 	}
 	payment := events[len(events)-3].Locator
 	write := func(opts mapping.Options) {
@@ -189,35 +192,9 @@ func testSchemaOnClickHouse(t *testing.T, ch *testenv.ClickHouseServer) {
 		{"T", "P2", "manual_cancellation"},
 		{"T", "P3", "lapse"},
 		{"T", "P5", "manual_cancellation"},
+		{"T", "P8", "manual_cancellation"},
 	}
 	if !reflect.DeepEqual(gotEndings, wantEndings) {
 		t.Errorf("policy_endings:\n got %v\nwant %v", gotEndings, wantEndings)
-	}
-
-	doc, err := os.ReadFile("../docs/schema.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries := mapping.ExampleQueries(string(doc))
-	if len(queries) < 6 {
-		t.Fatalf("docs/schema.md: %d example queries, want at least 6", len(queries))
-	}
-	for _, q := range queries {
-		rs, err := conn.Query(ctx, q)
-		if err != nil {
-			t.Errorf("example query fails on %s:\n%s\n%v", s.ServerVersion(), q, err)
-			continue
-		}
-		n := 0
-		for rs.Next() {
-			n++
-		}
-		if err := rs.Err(); err != nil {
-			t.Errorf("example query:\n%s\n%v", q, err)
-		}
-		rs.Close()
-		if n == 0 {
-			t.Errorf("example query returned no rows on the test data:\n%s", q)
-		}
 	}
 }

@@ -684,3 +684,44 @@ func TestProbeBeforeSchema(t *testing.T) {
 		}
 	})
 }
+
+// degradedSink is a sink that reports a degraded state (a replica down).
+type degradedSink struct {
+	recordSink
+	reasons []string
+}
+
+func (s *degradedSink) Degraded() []string { return s.reasons }
+
+// TestReadyDegraded: a running pipeline whose sink reports a degraded state
+// is ready with the reasons (a DegradedError); a failure still makes it
+// unready, and during start-up it is not ready either way.
+func TestReadyDegraded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	snk := &degradedSink{reasons: []string{"ClickHouse 10.0.0.1:9000 unreachable"}}
+	cfg := testConfig()
+	cfg.FailureGrace = 15 * time.Second
+	p := newP(cfg, nil, snk, nil)
+	p.now = func() time.Time { return now }
+	p.health.init(p.nowFunc)
+	ready := p.Ready(time.Minute)
+	if err := ready(context.Background()); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Errorf("before Run: %v, want not ready", err)
+	}
+	p.health.setPhase("")
+	p.status.setCheckpoint(checkpoint.Checkpoint{}, now)
+	var d DegradedError
+	if err := ready(context.Background()); !errors.As(err, &d) || !d.Degraded() || d.Reasons[0] != snk.reasons[0] {
+		t.Errorf("running with a replica down: %v, want a DegradedError with the sink's reasons", err)
+	}
+	p.health.fail(ComponentSink, errors.New("connection refused"))
+	now = now.Add(20 * time.Second)
+	if err := ready(context.Background()); err == nil || errors.As(err, &d) {
+		t.Errorf("sink failing for 20 s: %v, want not ready", err)
+	}
+	p.health.ok(ComponentSink)
+	snk.reasons = nil
+	if err := ready(context.Background()); err != nil {
+		t.Errorf("every replica back: %v, want ready", err)
+	}
+}

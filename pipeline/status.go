@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tributary-cdc/tributary/checkpoint"
+	"github.com/tributary-cdc/tributary/sink"
 )
 
 // ComponentState is what the pipeline knows of one component's health.
@@ -165,6 +166,10 @@ func (p *Pipeline) Status() Status {
 //   - when events were read after the last checkpoint and that checkpoint is
 //     older than maxCheckpointAge: read events are not reaching ClickHouse (a
 //     quiet, caught-up source whose checkpoint is old is fine).
+//
+// When none of these holds but the sink is a sink.Degrader that reports a
+// degraded state (a ClickHouse replica unreachable, the others serving), it
+// returns a DegradedError: ready, with the reasons.
 func (p *Pipeline) Ready(maxCheckpointAge time.Duration) func(context.Context) error {
 	return func(context.Context) error {
 		s := p.Status()
@@ -196,9 +201,24 @@ func (p *Pipeline) Ready(maxCheckpointAge time.Duration) func(context.Context) e
 					now.Sub(s.LastRead).Round(time.Second), age.Round(time.Second), maxCheckpointAge))
 			}
 		}
-		if len(problems) == 0 {
-			return nil
+		if len(problems) > 0 {
+			return errors.New(strings.Join(problems, "\n"))
 		}
-		return errors.New(strings.Join(problems, "\n"))
+		if d, ok := p.snk.(sink.Degrader); ok && s.Running {
+			if reasons := d.Degraded(); len(reasons) > 0 {
+				return DegradedError{Reasons: reasons}
+			}
+		}
+		return nil
 	}
 }
+
+// DegradedError is what the readiness check returns when the pipeline works
+// but in a degraded state (the sink writes through fewer servers than it
+// was given): ready, with the reasons to show (internal/web answers 200).
+type DegradedError struct{ Reasons []string }
+
+func (e DegradedError) Error() string { return "degraded: " + strings.Join(e.Reasons, "\n") }
+
+// Degraded marks the error as a degraded, still ready, state.
+func (e DegradedError) Degraded() bool { return true }

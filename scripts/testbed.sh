@@ -6,7 +6,16 @@
 # with their addresses in the environment, then stops them and removes the
 # folder on every exit path (success, failure, Ctrl-C, SIGTERM).
 #
-# Usage: scripts/testbed.sh [--no-clickhouse] [--no-modern] [--no-postgres] -- COMMAND [ARG...]
+# Usage: scripts/testbed.sh [--no-clickhouse] [--no-modern] [--no-cluster] [--no-postgres] -- COMMAND [ARG...]
+#
+# Unless --no-cluster (or --no-clickhouse) is given, it also starts a private
+# ZooKeeper (Debian's zookeeper package, installed when missing) and four more
+# ClickHouse 18.16 servers forming two clusters, defined in every node's
+# remote_servers: tributary_1x2 (one shard, replicas a and b) and
+# tributary_2x1 (two shards c and d, one replica each). Each node runs under a
+# supervisor that restarts it after it dies, unless the file "hold" exists in
+# its folder: a test creates it, SIGKILLs the node (its pid is in the file
+# "pid"), and removes it to let the node come back.
 #
 # Environment given to COMMAND:
 #   TRIBUTARY_TEST_CLICKHOUSE_ADDR   host:port of ClickHouse 18.16's native protocol
@@ -15,6 +24,9 @@
 #   TRIBUTARY_TEST_CLICKHOUSE_MODERN_ADDR  host:port of the modern server's native protocol
 #   TRIBUTARY_TEST_CLICKHOUSE_MODERN_HTTP  host:port of the modern server's HTTP interface
 #   TRIBUTARY_TEST_CLICKHOUSE_MODERN_PID   its process id
+#   TRIBUTARY_TEST_ZOOKEEPER_ADDR    host:port of the private ZooKeeper
+#   TRIBUTARY_TEST_CLUSTER_1X2       the cluster's nodes, comma separated, each
+#   TRIBUTARY_TEST_CLUSTER_2X1       host:port=folder (native address, the node's folder)
 #   TRIBUTARY_TEST_PG_DSN            a superuser DSN of the PostgreSQL cluster
 #   TRIBUTARY_TEST_PG_BIN            the folder of PostgreSQL's server binaries
 #   TRIBUTARY_TEST_PG_DATA           the cluster's data folder (for restart tests)
@@ -28,11 +40,13 @@ set -euo pipefail
 
 want_ch=1
 want_modern=1
+want_cluster=1
 want_pg=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-clickhouse) want_ch=0 ;;
 	--no-modern) want_modern=0 ;;
+	--no-cluster) want_cluster=0 ;;
 	--no-postgres) want_pg=0 ;;
 	--) shift; break ;;
 	*) break ;;
@@ -40,7 +54,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ $# -eq 0 ]; then
-	echo "usage: $0 [--no-clickhouse] [--no-modern] [--no-postgres] -- COMMAND [ARG...]" >&2
+	echo "usage: $0 [--no-clickhouse] [--no-modern] [--no-cluster] [--no-postgres] -- COMMAND [ARG...]" >&2
 	exit 2
 fi
 
@@ -86,6 +100,9 @@ root_dir=$(mktemp -d "${TMPDIR:-/tmp}/tributary-testbed.XXXXXX")
 chmod 755 "$root_dir"
 ch_pid=""
 modern_pid=""
+zk_pid=""
+node_dirs=()
+node_sups=()
 pg_started=0
 pg_user=""
 pg_bin=""
@@ -108,6 +125,8 @@ cleanup() {
 	fi
 	stop_pid "$ch_pid"
 	stop_pid "$modern_pid"
+	stop_nodes
+	stop_pid "$zk_pid"
 	if [ "$pg_started" = 1 ]; then
 		run_pg "$pg_bin/pg_ctl" -D "$root_dir/pg/data" -m immediate -w -t 20 stop >/dev/null 2>&1 || true
 	fi
@@ -119,7 +138,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- ClickHouse
-start_clickhouse() {
+# clickhouse_server prints the path of clickhouse-server, installing Debian's
+# package when it is missing.
+clickhouse_server() {
 	local server="${TRIBUTARY_CLICKHOUSE_SERVER:-}"
 	if [ -z "$server" ]; then
 		server=$(command -v clickhouse-server || true)
@@ -134,6 +155,12 @@ start_clickhouse() {
 		server=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
 		[ -x "$server" ] || die "clickhouse-server still missing after apt-get install"
 	fi
+	echo "$server"
+}
+
+start_clickhouse() {
+	local server
+	server=$(clickhouse_server)
 	local dir="$root_dir/clickhouse" attempt tcp http
 	for attempt in 1 2 3 4 5; do
 		rm -rf "$dir"
@@ -386,6 +413,158 @@ EOF
 	die "the modern ClickHouse failed to start"
 }
 
+# ------------------------------------------------------- ClickHouse clusters
+start_zookeeper() {
+	local jar=/usr/share/java/zookeeper.jar dir="$root_dir/zookeeper" attempt port
+	if [ ! -f "$jar" ]; then
+		log "ZooKeeper is missing: installing Debian's zookeeper package"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >&2 ||
+			die "could not install zookeeper (needs root or password-less sudo); or pass --no-cluster"
+	fi
+	command -v java >/dev/null 2>&1 || die "java is missing (ZooKeeper needs it); or pass --no-cluster"
+	for attempt in 1 2 3 4 5; do
+		rm -rf "$dir"
+		mkdir -p "$dir/data"
+		port=$(free_port) || die "no free port for ZooKeeper"
+		cat >"$dir/zoo.cfg" <<EOF
+tickTime=500
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok
+forceSync=no
+EOF
+		java -Xmx256m -cp "$jar" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >"$dir/zookeeper.log" 2>&1 &
+		zk_pid=$!
+		if wait_port 127.0.0.1 "$port" 30 "$zk_pid"; then
+			export TRIBUTARY_TEST_ZOOKEEPER_ADDR="127.0.0.1:$port"
+			log "ZooKeeper on 127.0.0.1:$port (pid $zk_pid)"
+			return 0
+		fi
+		stop_pid "$zk_pid"
+		zk_pid=""
+		log "ZooKeeper did not start on port $port (attempt $attempt); log tail:"
+		tail -n 5 "$dir/zookeeper.log" >&2 2>/dev/null || true
+	done
+	die "ZooKeeper failed to start"
+}
+
+# supervise DIR SERVER runs the node of DIR until DIR/stop exists, starting
+# it again after it dies unless DIR/hold exists; DIR/pid holds its pid.
+supervise() {
+	local dir=$1 server=$2 pid
+	while [ ! -f "$dir/stop" ]; do
+		if [ -f "$dir/hold" ]; then
+			sleep 0.1
+			continue
+		fi
+		(cd "$dir" && exec "$server" --config-file="$dir/config.xml" >>"$dir/log/stdout.log" 2>&1) &
+		pid=$!
+		echo "$pid" >"$dir/pid"
+		wait "$pid" || true
+		sleep 0.2
+	done
+}
+
+stop_nodes() {
+	local i dir pid
+	for i in "${!node_dirs[@]}"; do
+		dir=${node_dirs[$i]}
+		touch "$dir/stop"
+		pid=$(cat "$dir/pid" 2>/dev/null || true)
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+	done
+	for i in "${!node_dirs[@]}"; do
+		dir=${node_dirs[$i]}
+		pid=$(cat "$dir/pid" 2>/dev/null || true)
+		[ -n "$pid" ] && stop_pid "$pid"
+		stop_pid "${node_sups[$i]}"
+	done
+}
+
+# start_cluster starts ZooKeeper and four ClickHouse 18.16 nodes: a and b
+# (cluster tributary_1x2, one shard), c and d (tributary_2x1, two shards).
+start_cluster() {
+	local server names=(a b c d) shards=(r1 r1 s1 s2) n i dir tcp=() http=() inter=() p used=" "
+	server=$(clickhouse_server)
+	start_zookeeper
+	for i in 0 1 2 3; do
+		for n in tcp http inter; do
+			while :; do
+				p=$(free_port) || die "no free port for the cluster"
+				case "$used" in *" $p "*) continue ;; esac
+				used="$used$p "
+				break
+			done
+			eval "$n[$i]=$p"
+		done
+	done
+	replica() { echo "<replica><host>127.0.0.1</host><port>${tcp[$1]}</port></replica>"; }
+	local remote="<remote_servers>
+        <tributary_1x2><shard><internal_replication>true</internal_replication>$(replica 0)$(replica 1)</shard></tributary_1x2>
+        <tributary_2x1><shard><internal_replication>true</internal_replication>$(replica 2)</shard><shard><internal_replication>true</internal_replication>$(replica 3)</shard></tributary_2x1>
+    </remote_servers>"
+	for i in 0 1 2 3; do
+		dir="$root_dir/cluster/${names[$i]}"
+		mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/log" "$dir/format_schemas"
+		cp "$root_dir/clickhouse/users.xml" "$dir/users.xml"
+		cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>$dir/log/server.log</log>
+        <errorlog>$dir/log/error.log</errorlog>
+        <size>100M</size>
+        <count>1</count>
+    </logger>
+    <tcp_port>${tcp[$i]}</tcp_port>
+    <http_port>${http[$i]}</http_port>
+    <interserver_http_port>${inter[$i]}</interserver_http_port>
+    <interserver_http_host>127.0.0.1</interserver_http_host>
+    <listen_host>127.0.0.1</listen_host>
+    <max_connections>256</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <mark_cache_size>67108864</mark_cache_size>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/tmp/</tmp_path>
+    <user_files_path>$dir/user_files/</user_files_path>
+    <format_schema_path>$dir/format_schemas/</format_schema_path>
+    <users_config>$dir/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <zookeeper>
+        <node><host>127.0.0.1</host><port>${TRIBUTARY_TEST_ZOOKEEPER_ADDR##*:}</port></node>
+        <session_timeout_ms>6000</session_timeout_ms>
+    </zookeeper>
+    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+    <macros><shard>${shards[$i]}</shard><replica>${names[$i]}</replica></macros>
+    $remote
+</yandex>
+EOF
+		supervise "$dir" "$server" &
+		node_sups[$i]=$!
+		node_dirs[$i]=$dir
+	done
+	for i in 0 1 2 3; do
+		dir=${node_dirs[$i]}
+		for _ in $(seq 1 50); do [ -s "$dir/pid" ] && break; sleep 0.1; done
+		wait_port 127.0.0.1 "${tcp[$i]}" 60 "$(cat "$dir/pid")" || {
+			tail -n 5 "$dir/log/error.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
+			die "ClickHouse node ${names[$i]} did not start on port ${tcp[$i]}"
+		}
+	done
+	export TRIBUTARY_TEST_CLUSTER_1X2="127.0.0.1:${tcp[0]}=${node_dirs[0]},127.0.0.1:${tcp[1]}=${node_dirs[1]}"
+	export TRIBUTARY_TEST_CLUSTER_2X1="127.0.0.1:${tcp[2]}=${node_dirs[2]},127.0.0.1:${tcp[3]}=${node_dirs[3]}"
+	log "ClickHouse clusters: tributary_1x2 on ports ${tcp[0]} ${tcp[1]}, tributary_2x1 on ports ${tcp[2]} ${tcp[3]}"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 run_pg() {
 	if [ -n "$pg_user" ]; then
@@ -452,6 +631,7 @@ EOF
 }
 
 [ "$want_ch" = 1 ] && start_clickhouse
+[ "$want_ch" = 1 ] && [ "$want_cluster" = 1 ] && start_cluster
 [ "$want_modern" = 1 ] && start_modern
 [ "$want_pg" = 1 ] && start_postgres
 
@@ -499,7 +679,10 @@ keep_servers() {
 		echo "#!/usr/bin/env bash"
 		echo "# Stops the servers scripts/testbed.sh left running and removes their folder."
 		local p
-		for p in $ch_pid $modern_pid; do
+		for p in "${node_dirs[@]}"; do
+			echo "touch $p/stop; kill -TERM \$(cat $p/pid) 2>/dev/null"
+		done
+		for p in $ch_pid $modern_pid ${node_sups[@]+"${node_sups[@]}"} $zk_pid; do
 			echo "kill -TERM $p 2>/dev/null; for _ in \$(seq 1 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; kill -KILL $p 2>/dev/null"
 		done
 		if [ "$pg_started" = 1 ]; then

@@ -22,3 +22,10 @@ type Sink interface {
 	// Close releases the connection.
 	Close() error
 }
+
+// Degrader is a Sink that can say it works in a degraded state: writing
+// through fewer servers than it was given (some replicas unreachable). It
+// answers from what it has observed, without any I/O; nil means all is well.
+type Degrader interface {
+	Degraded() []string
+}

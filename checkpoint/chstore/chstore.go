@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,8 +55,9 @@ const (
 // use; its methods make one attempt each and classify failures with
 // internal/fault.
 type Store struct {
-	cfg *chsink.Config // NewLazy: how to connect on first use
-	db  string
+	cfg     *chsink.Config // NewLazy: how to connect on first use
+	db      string
+	cluster chsink.Cluster // the table is created ON CLUSTER, replicated
 
 	mu   sync.Mutex
 	conn driver.Conn
@@ -91,7 +93,7 @@ func NewLazy(cfg chsink.Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fault.Permanent(fmt.Errorf("invalid ClickHouse configuration for checkpoints: %w", err))
 	}
-	return &Store{cfg: &cfg, db: cfg.Database, now: time.Now}, nil
+	return &Store{cfg: &cfg, db: cfg.Database, cluster: cfg.ClusterSpec(), now: time.Now}, nil
 }
 
 // Open is NewLazy followed by connecting at once, for commands that want a
@@ -107,6 +109,14 @@ func Open(ctx context.Context, cfg chsink.Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// WithCluster makes the store create its table on cluster c (ON CLUSTER, a
+// ReplicatedReplacingMergeTree on every node: see ClusterDDL) and returns it.
+// Call it before the first use.
+func (s *Store) WithCluster(c chsink.Cluster) *Store {
+	s.cluster = c
+	return s
 }
 
 // connLocked returns the connection, connecting first when the store is
@@ -129,24 +139,40 @@ func (s *Store) connLocked(ctx context.Context) (driver.Conn, error) {
 func (s *Store) table() string { return s.db + "." + Table }
 
 // DDL returns the statement that creates the checkpoint table in database.
-func DDL(database string) string {
-	return "CREATE TABLE IF NOT EXISTS " + database + "." + Table + ` (
-    pipeline String COMMENT 'Name of the pipeline (--pipeline.name).',
-    position String COMMENT 'Where the source resumes: a paging token or an LSN.',
-    events UInt64 COMMENT 'Events written by the pipeline up to position, in total.',
-    saved_at DateTime('UTC') COMMENT 'When the checkpoint was saved, whole seconds.',
-    saved_at_ms UInt16 COMMENT 'Milliseconds of saved_at.',
-    seq UInt64 COMMENT 'generation<<32 | counter within the generation: the highest wins.',
-    deleted UInt8 COMMENT '1: a reset (tombstone); the pipeline starts over.',
-    ` + generationColumn + `
-)
-ENGINE = ReplacingMergeTree(seq)
-ORDER BY pipeline`
+func DDL(database string) string { return ClusterDDL(database, chsink.Cluster{}) }
+
+// ClusterDDL returns the statement that creates the checkpoint table in
+// database on cluster c: ON CLUSTER, and one ReplicatedReplacingMergeTree
+// whose replicas are every node of the cluster, whatever its shard
+// (chsink.CheckpointShard), so that any node reads the latest position. With
+// a zero c it is DDL.
+func ClusterDDL(database string, c chsink.Cluster) string {
+	cols := make([]string, len(columns))
+	for i, col := range columns {
+		cols[i] = col[0]
+		if !c.Enabled() { // 18.16 refuses replicated tables with column comments
+			cols[i] += " COMMENT '" + col[1] + "'"
+		}
+	}
+	return "CREATE TABLE IF NOT EXISTS " + database + "." + Table + c.OnCluster() + " (\n    " +
+		strings.Join(cols, ",\n    ") + "\n)\nENGINE = " + c.CheckpointEngine(database, Table, "seq") + "\nORDER BY pipeline"
+}
+
+// columns are the checkpoint table's columns: definition, comment.
+var columns = [...][2]string{
+	{"pipeline String", "Name of the pipeline (--pipeline.name)."},
+	{"position String", "Where the source resumes: a paging token or an LSN."},
+	{"events UInt64", "Events written by the pipeline up to position, in total."},
+	{"saved_at DateTime('UTC')", "When the checkpoint was saved, whole seconds."},
+	{"saved_at_ms UInt16", "Milliseconds of saved_at."},
+	{"seq UInt64", "generation<<32 | counter within the generation: the highest wins."},
+	{"deleted UInt8", "1: a reset (tombstone); the pipeline starts over."},
+	generationColumn,
 }
 
 // generationColumn is the column added in the version that fences
 // checkpoints; tables created before it get it by ALTER TABLE.
-const generationColumn = `generation UInt64 COMMENT 'The lease (process start or reset) the row was written under; seq >> 32.'`
+var generationColumn = [2]string{"generation UInt64", "The lease (process start or reset) the row was written under; seq >> 32."}
 
 // Ensure creates the database and the checkpoint table if they are missing
 // and adds the generation column to a table of an earlier version. It is
@@ -179,15 +205,19 @@ func (s *Store) ensureLocked(ctx context.Context) error {
 			return s.classify(fmt.Errorf("look up database %s: %w", s.db, err))
 		}
 		if dbs == 0 {
-			if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+			if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db+s.cluster.OnCluster()); err != nil {
 				return s.classify(fmt.Errorf("create database %s: %w", s.db, err))
 			}
 		}
-		if err := conn.Exec(ctx, DDL(s.db)); err != nil {
+		if err := conn.Exec(ctx, ClusterDDL(s.db, s.cluster)); err != nil {
 			return s.classify(fmt.Errorf("create checkpoint table %s: %w", s.table(), err))
 		}
 	} else if !cols["generation"] {
-		if err := conn.Exec(ctx, "ALTER TABLE "+s.table()+" ADD COLUMN "+generationColumn); err != nil {
+		def := generationColumn[0]
+		if !s.cluster.Enabled() {
+			def += " COMMENT '" + generationColumn[1] + "'"
+		}
+		if err := conn.Exec(ctx, "ALTER TABLE "+s.table()+s.cluster.OnCluster()+" ADD COLUMN "+def); err != nil {
 			// Another process may have added it at the same moment
 			// (18.16 knows no ADD COLUMN IF NOT EXISTS).
 			if cols, cerr := s.columns(ctx, conn); cerr != nil || !cols["generation"] {

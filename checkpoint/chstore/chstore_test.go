@@ -572,3 +572,45 @@ func testDroppedTable(t *testing.T, ch *testenv.ClickHouseServer) {
 		t.Errorf("Acquire after the table was dropped = %+v, found %v, %v; want generation 1 in a new table", l, found, err)
 	}
 }
+
+// TestClusterCheckpointOnEveryNode: on a cluster the checkpoint table is
+// created ON CLUSTER as one replicated table across every node, whatever
+// its shard, so a checkpoint saved through one node is read on each of the
+// others (here the two shards of tributary_2x1, which share no data table).
+func TestClusterCheckpointOnEveryNode(t *testing.T) {
+	c := testenv.Cluster(t, "tributary_2x1")
+	ctx := testenv.Context(t, 3*time.Minute)
+	cfg := chsink.DefaultConfig()
+	cfg.Addr = []string{c.Nodes[0].Addr}
+	cfg.Database = c.Database
+	cfg.Cluster = c.Name
+	s, err := NewLazy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lease, _, _, err := s.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	at := time.Date(2026, 12, 2, 12, 0, 0, 250e6, time.UTC)
+	cp := checkpoint.Checkpoint{Pipeline: "p", Position: "tok-9", Events: 99, SavedAt: at, Generation: lease.Generation}
+	if err := s.Save(ctx, lease, cp); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	for i := range c.Nodes {
+		conn := c.Open(t, i)
+		var engine string
+		if err := conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", c.Database, Table).Scan(&engine); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if engine != "ReplicatedReplacingMergeTree" {
+			t.Errorf("node %d: checkpoint table engine %s", i, engine)
+		}
+		c.SyncReplicas(t, conn)
+		got, found, err := New(conn, c.Database).WithCluster(cfg.ClusterSpec()).Load(ctx, "p")
+		if err != nil || !found || got.Position != "tok-9" || got.Events != 99 || !got.SavedAt.Equal(at) {
+			t.Errorf("node %d: Load = %+v, found %v, %v; want the saved checkpoint", i, got, found, err)
+		}
+	}
+}

@@ -44,7 +44,29 @@ type Fingerprint struct{ Rows, Sum uint64 }
 func TableFingerprint(t testing.TB, conn driver.Conn, db, table string, cols []string) Fingerprint {
 	t.Helper()
 	var f Fingerprint
-	q := fmt.Sprintf("SELECT count(), sum(cityHash64(%s)) FROM %s.%s FINAL", strings.Join(cols, ", "), db, table)
+	// cityHash64 is NULL when one argument is: a nullable column is hashed
+	// as whether it is NULL and its value (the type's default when NULL).
+	nullable := map[string]bool{}
+	rows, err := conn.Query(context.Background(), "SELECT name FROM system.columns WHERE database = ? AND table = ? AND type LIKE 'Nullable(%'", db, table)
+	if err != nil {
+		t.Fatalf("columns of %s.%s: %v", db, table, err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		nullable[n] = true
+	}
+	rows.Close()
+	args := make([]string, len(cols))
+	for i, c := range cols {
+		args[i] = c
+		if nullable[c] {
+			args[i] = fmt.Sprintf("isNull(%[1]s), assumeNotNull(%[1]s)", c)
+		}
+	}
+	q := fmt.Sprintf("SELECT count(), sum(cityHash64(%s)) FROM %s.%s FINAL", strings.Join(args, ", "), db, table)
 	if err := conn.QueryRow(context.Background(), q).Scan(&f.Rows, &f.Sum); err != nil {
 		t.Fatalf("fingerprint of %s.%s: %v", db, table, err)
 	}

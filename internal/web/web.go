@@ -129,6 +129,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	notReady bool // the last /readyz failed; for logging transitions only
+	degraded bool // the last /readyz was ready but degraded; likewise
 }
 
 // New returns a server for addr that serves reg's metrics and calls ready for
@@ -200,8 +201,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// degraded is an error of a readiness check that means "ready, but
+// degraded" (pipeline.DegradedError): /readyz answers 200 with its reasons.
+type degraded interface{ Degraded() bool }
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	err := s.runReady(r.Context())
+	var d degraded
+	if err != nil && errors.As(err, &d) && d.Degraded() {
+		msg := logging.RedactText(err.Error())
+		s.mu.Lock()
+		changed := s.notReady || !s.degraded
+		s.notReady, s.degraded = false, true
+		s.mu.Unlock()
+		if changed {
+			s.logger.Warn("ready, degraded", "reason", msg)
+		}
+		text(w, http.StatusOK, "ok, "+msg)
+		return
+	}
+	s.mu.Lock()
+	if err == nil && s.degraded {
+		s.logger.Info("no longer degraded")
+	}
+	s.degraded = false
+	s.mu.Unlock()
 	s.mu.Lock()
 	changed := (err != nil) != s.notReady
 	s.notReady = err != nil

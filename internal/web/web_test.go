@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -55,6 +56,13 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// degradedErr is a readiness error meaning "ready, but degraded", as
+// pipeline.DegradedError.
+type degradedErr struct{ why string }
+
+func (e degradedErr) Error() string  { return "degraded: " + e.why }
+func (e degradedErr) Degraded() bool { return true }
+
 func TestEndpoints(t *testing.T) {
 	secretErr := errors.New("dial postgres://rep:hunter2@127.0.0.1:1/app: connection refused")
 	slow := func(ctx context.Context) error { time.Sleep(2 * time.Second); return nil } // ignores ctx
@@ -73,6 +81,10 @@ func TestEndpoints(t *testing.T) {
 		{"not ready, secret redacted", func(context.Context) error { return secretErr }, "/readyz", 503,
 			[]string{"not ready", "connection refused", "[REDACTED]"}, []string{"hunter2"}},
 		{"slow check times out", slow, "/readyz", 503, []string{"did not answer within 200ms"}, nil},
+		{"ready but degraded", func(context.Context) error { return degradedErr{"ClickHouse 10.0.0.1:9000 unreachable"} }, "/readyz", 200,
+			[]string{"ok, degraded: ClickHouse 10.0.0.1:9000 unreachable"}, []string{"not ready"}},
+		{"degraded wrapped", func(context.Context) error { return fmt.Errorf("check: %w", degradedErr{"x"}) }, "/readyz", 200,
+			[]string{"ok, check: degraded: x"}, nil},
 		{"unknown path", nil, "/nope", 404, nil, nil},
 	}
 	for _, tt := range tests {

@@ -24,7 +24,9 @@ var transientCodes = map[int32]bool{
 	236: true, // ABORTED
 	241: true, // MEMORY_LIMIT_EXCEEDED
 	242: true, // TABLE_IS_READ_ONLY (a replica lost its keeper session)
+	225: true, // NO_ZOOKEEPER (a replica not connected to its keeper yet)
 	252: true, // TOO_MANY_PARTS
+	279: true, // ALL_CONNECTION_TRIES_FAILED (a shard unreachable through a Distributed table)
 	285: true, // TOO_FEW_LIVE_REPLICAS
 	319: true, // UNKNOWN_STATUS_OF_INSERT
 	394: true, // QUERY_WAS_CANCELLED (server shutting down)

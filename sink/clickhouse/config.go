@@ -52,10 +52,21 @@ type Config struct {
 	DialTimeout, WriteTimeout time.Duration
 	// BatchRows is the most rows one INSERT carries; larger inputs are split.
 	BatchRows int
+	// Cluster, when set, is the name of a cluster in the servers'
+	// <remote_servers>: the schema is created ON CLUSTER with replicated
+	// tables (and Distributed ones), see Cluster and docs/clickhouse.md.
+	Cluster string
+	// ReplicaPath is the ZooKeeper path template of the replicated tables
+	// (DefaultReplicaPath); it needs Cluster.
+	ReplicaPath string
 	// Settings are ClickHouse settings sent with every query (name → value),
 	// such as compatibility=23.8 or a quota key; the insert settings the
 	// sink pins (PinnedInsertSettings) cannot be overridden here.
 	Settings map[string]string
+
+	// replicas, when set (by the sink), records each address's connection
+	// attempts, for Degraded.
+	replicas *replicas
 
 	// OnInsert, when set, is called after each successful INSERT with the
 	// table, its row count and the time the successful attempt took.
@@ -74,6 +85,7 @@ func DefaultConfig() Config {
 		DialTimeout:  10 * time.Second,
 		WriteTimeout: 2 * time.Minute,
 		BatchRows:    100_000,
+		ReplicaPath:  DefaultReplicaPath,
 	}
 }
 
@@ -107,6 +119,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		_ = fs.MarkDeprecated(name, "ignored: the pipeline retries every failed insert with backoff up to --pipeline.retry-max")
 	}
 	fs.IntVar(&c.BatchRows, "clickhouse.batch-rows", c.BatchRows, "most rows in one INSERT; larger writes are split")
+	fs.StringVar(&c.Cluster, "clickhouse.cluster", c.Cluster, "name of the ClickHouse cluster (the servers' remote_servers) to create replicated tables on, ON CLUSTER; empty: a single server")
+	fs.StringVar(&c.ReplicaPath, "clickhouse.replica-path", c.ReplicaPath, "ZooKeeper path of the replicated tables with --clickhouse.cluster; tributary fills {database} and {table}, the servers' macros {shard} and the rest")
 	fs.StringToStringVar(&c.Settings, "clickhouse.settings", c.Settings, "ClickHouse settings sent with every query, name=value pairs, comma separated (e.g. compatibility=23.8)")
 }
 
@@ -167,6 +181,7 @@ func (c Config) Validate() error {
 	if c.BatchRows <= 0 {
 		errs = append(errs, fmt.Errorf("--clickhouse.batch-rows: %d must be positive", c.BatchRows))
 	}
+	errs = append(errs, c.validateCluster()...)
 	for _, name := range sortedKeys(c.Settings) {
 		switch {
 		case !identRE.MatchString(name):
@@ -176,6 +191,37 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// clusterNameRE: the names <remote_servers> allows (an XML element name).
+var clusterNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+func (c Config) validateCluster() []error {
+	var errs []error
+	if c.Cluster != "" && !clusterNameRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("--clickhouse.cluster: %q is not a cluster name (letters, digits, _ . -)", c.Cluster))
+	}
+	p := c.ReplicaPath
+	switch {
+	case p == "": // DefaultReplicaPath
+	case !strings.HasPrefix(p, "/"):
+		errs = append(errs, fmt.Errorf("--clickhouse.replica-path: %q must start with /", p))
+	case strings.ContainsAny(p, "'\\\n\r\t "):
+		errs = append(errs, fmt.Errorf("--clickhouse.replica-path: %q holds a quote, backslash or space", p))
+	case !strings.Contains(p, "{table}"):
+		errs = append(errs, fmt.Errorf("--clickhouse.replica-path: %q lacks {table}: every table needs a path of its own", p))
+	case c.Cluster == "" && p != DefaultReplicaPath:
+		errs = append(errs, errors.New("--clickhouse.replica-path needs --clickhouse.cluster"))
+	}
+	return errs
+}
+
+// ClusterSpec returns the cluster the schema is created on (zero: a single server).
+func (c Config) ClusterSpec() Cluster {
+	if c.Cluster == "" {
+		return Cluster{}
+	}
+	return Cluster{Name: c.Cluster, ReplicaPath: c.ReplicaPath}
 }
 
 // password returns the configured password, reading PasswordFile if set.
@@ -249,6 +295,13 @@ func (c Config) options() (*clickhouse.Options, error) {
 			Name    string
 			Version string
 		}{{Name: "tributary", Version: "1"}}},
+	}
+	if len(c.Addr) > 1 {
+		// Back to the first address within replicaRecheck of its return.
+		opts.ConnMaxLifetime = replicaRecheck
+	}
+	if c.replicas != nil {
+		opts.DialStrategy = c.replicas.dialStrategy
 	}
 	if c.TLS {
 		tc := &tls.Config{

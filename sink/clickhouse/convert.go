@@ -103,6 +103,10 @@ func buildColumn(c physCol, d Dialect, v *mapping.Values) (any, error) {
 		return v.Lists, nil
 	case mapping.NullableString:
 		return v.NullStrings, nil
+	case mapping.Int64:
+		return v.Int64s, nil
+	case mapping.NullableInt64:
+		return v.NullInt64s, nil
 	case mapping.Time:
 		return buildTimeColumn(c, d, v.Times)
 	case mapping.NullableTime:

@@ -17,12 +17,24 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// TestRenderDDLGolden pins the DDL of mapping.DefaultSchema in both dialects:
-// go test ./sink/clickhouse -run TestRenderDDLGolden -update rewrites them.
+// TestRenderDDLGolden pins the DDL of mapping.DefaultSchema in both
+// dialects, on a single server and on a cluster (cluster-*.sql): go test
+// ./sink/clickhouse -run TestRenderDDLGolden -update rewrites them.
 func TestRenderDDLGolden(t *testing.T) {
+	type golden struct {
+		d    Dialect
+		c    Cluster
+		file string
+	}
+	var cases []golden
 	for _, d := range []Dialect{Modern, Legacy} {
-		got := strings.Join(RenderDDL(mapping.DefaultSchema(), "tributary", d), ";\n\n") + ";\n"
-		path := filepath.Join("testdata", string(d)+".sql")
+		cases = append(cases, golden{d, Cluster{}, string(d) + ".sql"},
+			golden{d, Cluster{Name: "tributary_cluster", ReplicaPath: DefaultReplicaPath}, "cluster-" + string(d) + ".sql"})
+	}
+	for _, g := range cases {
+		d := g.d
+		got := strings.Join(RenderClusterDDL(mapping.DefaultSchema(), "tributary", d, g.c), ";\n\n") + ";\n"
+		path := filepath.Join("testdata", g.file)
 		if *update {
 			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 				t.Fatal(err)

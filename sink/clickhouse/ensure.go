@@ -21,7 +21,13 @@ type tableWriter struct {
 	bufs    []sync.Pool // per column: String buffers of sent INSERTs (fastAppend)
 }
 
-func newTableWriter(t mapping.Table, database string, d Dialect) *tableWriter {
+// newTableWriter returns the writer of t; into names the table INSERTs go
+// to (t's own, or its Distributed table on a sharded cluster).
+func newTableWriter(t mapping.Table, database string, d Dialect, into ...string) *tableWriter {
+	target := t.Name
+	if len(into) > 0 {
+		target = into[0]
+	}
 	cols := columnsOf(t, d)
 	names := make([]string, len(cols))
 	for i, c := range cols {
@@ -32,7 +38,7 @@ func newTableWriter(t mapping.Table, database string, d Dialect) *tableWriter {
 		dialect: d,
 		cols:    cols,
 		width:   len(t.Columns),
-		insert:  fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(database), quoteIdent(t.Name), strings.Join(names, ", ")),
+		insert:  fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(database), quoteIdent(target), strings.Join(names, ", ")),
 		bufs:    make([]sync.Pool, len(cols)),
 	}
 }
@@ -133,7 +139,7 @@ func (s *Sink) ensure(ctx context.Context, schema mapping.Schema) error {
 		if !s.cfg.CreateSchema {
 			return permanent("ensure ClickHouse schema: database %s does not exist and --clickhouse.create-schema=false", db)
 		}
-		if err := s.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(db)); err != nil {
+		if err := s.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(db)+s.cluster.OnCluster()); err != nil {
 			return fmt.Errorf("ensure ClickHouse schema: %w", err)
 		}
 	}
@@ -151,49 +157,101 @@ func (s *Sink) ensure(ctx context.Context, schema mapping.Schema) error {
 		return classifyErr(fmt.Errorf("ensure ClickHouse schema in %s: %w", db, errors.Join(problems...)))
 	}
 	for _, v := range schema.Views {
-		_, engine, err := s.existingColumns(ctx, v.Name)
-		if err != nil {
-			return fmt.Errorf("ensure ClickHouse schema: %w", err)
-		}
-		switch {
-		case engine != "":
-			// An existing view is kept as it is (CREATE VIEW IF NOT EXISTS semantics).
-		case s.cfg.CreateSchema:
-			if err := s.exec(ctx, renderView(v, db)); err != nil {
-				return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
-			}
-		default:
-			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+		if err := s.ensureView(ctx, v, schema.Tables); err != nil {
+			return fmt.Errorf("ensure ClickHouse schema: view %s.%s: %w", db, v.Name, err)
 		}
 	}
 	s.mu.Lock()
 	s.tables = writers
 	s.mu.Unlock()
-	s.log.Info("ClickHouse schema ready", "database", db, "tables", len(schema.Tables), "views", len(schema.Views))
+	s.log.Info("ClickHouse schema ready", "database", db, "tables", len(schema.Tables), "views", len(schema.Views), "cluster", s.cfg.Cluster)
 	return nil
 }
 
+// ensureTable ensures t and, on a cluster, its Distributed table, and
+// returns its writer: into the Distributed table on a cluster of several
+// shards (which places each row by ShardingKey), into t itself otherwise
+// (with one shard, any replica takes the INSERT and replication copies it).
 func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, error) {
-	db := s.cfg.Database
-	existing, engine, err := s.existingColumns(ctx, t.Name)
+	d, err := s.ensureLocal(ctx, t)
 	if err != nil {
 		return nil, err
 	}
+	if !s.cluster.Enabled() {
+		return newTableWriter(t, s.cfg.Database, d), nil
+	}
+	if err := s.ensureDistributed(ctx, t, d); err != nil {
+		return nil, err
+	}
+	if s.shape.Shards > 1 {
+		return newTableWriter(t, s.cfg.Database, d, t.Name+DistributedSuffix), nil
+	}
+	return newTableWriter(t, s.cfg.Database, d), nil
+}
+
+// ensureDistributed creates t's Distributed table when it is missing and
+// adds the columns it lacks.
+func (s *Sink) ensureDistributed(ctx context.Context, t mapping.Table, d Dialect) error {
+	db, name := s.cfg.Database, t.Name+DistributedSuffix
+	existing, engine, err := s.existingColumns(ctx, name)
+	if err != nil {
+		return err
+	}
 	if engine == "" {
 		if !s.cfg.CreateSchema {
-			return nil, permanent("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema prints the DDL) or allow the sink to", db, t.Name)
+			return permanent("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema --cluster prints the DDL) or allow the sink to", db, name)
 		}
-		if err := s.exec(ctx, renderTable(t, db, s.dialect)); err != nil {
-			return nil, fmt.Errorf("create table %s.%s: %w", db, t.Name, err)
+		if err := s.exec(ctx, renderDistributed(t, db, s.cluster)); err != nil {
+			return fmt.Errorf("create table %s.%s: %w", db, name, err)
 		}
-		s.log.Info("created table", "table", db+"."+t.Name, "dialect", string(s.dialect))
-		return newTableWriter(t, db, s.dialect), nil
+		s.log.Info("created table", "table", db+"."+name, "engine", "Distributed", "cluster", s.cfg.Cluster)
+		return nil
+	}
+	if engine != "Distributed" {
+		return permanent("%s.%s is a %s, not the Distributed table over %s.%s", db, name, engine, db, t.Name)
+	}
+	for _, c := range columnsOf(t, d) {
+		if _, ok := existing[c.Name]; ok {
+			continue
+		}
+		if !s.cfg.CreateSchema {
+			return permanent("table %s.%s lacks column %s %s and --clickhouse.create-schema=false", db, name, c.Name, c.Type)
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s %s", quoteIdent(db), quoteIdent(name), s.cluster.OnCluster(), quoteIdent(c.Name), c.Type)
+		if err := s.exec(ctx, stmt); err != nil {
+			return fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, name, err)
+		}
+		s.log.Info("added column", "table", db+"."+name, "column", c.Name, "type", c.Type)
+	}
+	return nil
+}
+
+// ensureLocal ensures t itself and returns the dialect of its layout.
+func (s *Sink) ensureLocal(ctx context.Context, t mapping.Table) (Dialect, error) {
+	db := s.cfg.Database
+	existing, engine, err := s.existingColumns(ctx, t.Name)
+	if err != nil {
+		return "", err
+	}
+	if engine == "" {
+		if !s.cfg.CreateSchema {
+			return "", permanent("table %s.%s does not exist and --clickhouse.create-schema=false: create it (tributary schema prints the DDL) or allow the sink to", db, t.Name)
+		}
+		if err := s.exec(ctx, renderTable(t, db, s.dialect, s.cluster)); err != nil {
+			return "", fmt.Errorf("create table %s.%s: %w", db, t.Name, err)
+		}
+		s.log.Info("created table", "table", db+"."+t.Name, "dialect", string(s.dialect), "cluster", s.cfg.Cluster)
+		return s.dialect, nil
 	}
 	if engine == "View" || engine == "MaterializedView" {
-		return nil, permanent("%s.%s is a %s, not a table", db, t.Name, engine)
+		return "", permanent("%s.%s is a %s, not a table", db, t.Name, engine)
 	}
 	if !strings.Contains(engine, "ReplacingMergeTree") {
 		s.log.Warn("table is not a ReplacingMergeTree: replays may show duplicates", "table", db+"."+t.Name, "engine", engine)
+	}
+	if s.cluster.Enabled() && !strings.HasPrefix(engine, "Replicated") {
+		s.log.Warn("table is not replicated although --clickhouse.cluster is set: the other replicas never see its rows (docs/clickhouse.md: moving to a cluster)",
+			"table", db+"."+t.Name, "engine", engine)
 	}
 	d := s.tableDialect(t, existing)
 	var mismatches []error
@@ -208,24 +266,77 @@ func (s *Sink) ensureTable(ctx context.Context, t mapping.Table) (*tableWriter, 
 		}
 	}
 	if len(mismatches) > 0 {
-		return nil, fault.Permanent(errors.Join(mismatches...))
+		return "", fault.Permanent(errors.Join(mismatches...))
 	}
 	for _, c := range missing {
 		if !s.cfg.CreateSchema {
 			mismatches = append(mismatches, fmt.Errorf("table %s.%s lacks column %s %s and --clickhouse.create-schema=false", db, t.Name, c.Name, c.Type))
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), columnDef(c))
+		stmt := fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s", quoteIdent(db), quoteIdent(t.Name), s.cluster.OnCluster(), columnDefIn(withBackfill(c, t, d), s.cluster.ColumnComments(d)))
 		if err := s.exec(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, t.Name, err)
+			return "", fmt.Errorf("add column %s to %s.%s: %w", c.Name, db, t.Name, err)
 		}
 		s.log.Info("added column", "table", db+"."+t.Name, "column", c.Name, "type", c.Type)
 	}
 	if len(mismatches) > 0 {
-		return nil, fault.Permanent(errors.Join(mismatches...))
+		return "", fault.Permanent(errors.Join(mismatches...))
 	}
 	if d != s.dialect {
 		s.log.Info("table keeps its legacy layout on a modern server", "table", db+"."+t.Name)
 	}
-	return newTableWriter(t, db, d), nil
+	return d, nil
+}
+
+// ensureView creates view v, or replaces an existing view of that name
+// whose definition is not v's (a newer release changed it). Views hold no
+// data, so replacing one loses nothing. Every view tributary creates carries
+// the fingerprint of its definition (viewMarker) in the query the server
+// stores, so one read of system.tables tells whether it is up to date.
+// Without CreateSchema a missing or outdated view is only reported.
+func (s *Sink) ensureView(ctx context.Context, v mapping.View, tables []mapping.Table) error {
+	db := s.cfg.Database
+	_, engine, err := s.existingColumns(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	if engine == "" {
+		if !s.cfg.CreateSchema {
+			s.log.Warn("view is missing and --clickhouse.create-schema=false", "view", db+"."+v.Name)
+			return nil
+		}
+		return s.exec(ctx, renderView(v, db, tables, s.cluster))
+	}
+	if engine != "View" {
+		return permanent("%s.%s is a %s, not a view", db, v.Name, engine)
+	}
+	current, err := s.createQuery(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(current, viewMarker(v, tables, s.cluster)) {
+		return nil
+	}
+	if !s.cfg.CreateSchema {
+		s.log.Warn("view has another definition than this release's and --clickhouse.create-schema=false: kept as it is", "view", db+"."+v.Name)
+		return nil
+	}
+	if err := s.exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), quoteIdent(v.Name), s.cluster.OnCluster())); err != nil {
+		return err
+	}
+	if err := s.exec(ctx, renderView(v, db, tables, s.cluster)); err != nil {
+		return err
+	}
+	s.log.Info("replaced a view whose definition changed", "view", db+"."+v.Name)
+	return nil
+}
+
+// createQuery returns the CREATE statement the server stores for db.name.
+func (s *Sink) createQuery(ctx context.Context, name string) (string, error) {
+	var q string
+	err := s.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&q)
+	if err != nil {
+		return "", fmt.Errorf("read the definition of %s.%s: %w", s.cfg.Database, name, err)
+	}
+	return q, nil
 }

@@ -21,17 +21,23 @@ import (
 	"github.com/tributary-cdc/tributary/sink"
 )
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink     = (*Sink)(nil)
+	_ sink.Degrader = (*Sink)(nil)
+)
 
 // Sink writes mapped rows to ClickHouse. Ensure must run before Write; Write
 // and Stats are safe for concurrent use (each INSERT takes its own connection
 // from the driver's pool).
 type Sink struct {
-	cfg     Config
-	conn    driver.Conn
-	log     *slog.Logger
-	version string
-	dialect Dialect
+	cfg      Config
+	conn     driver.Conn
+	log      *slog.Logger
+	version  string
+	dialect  Dialect
+	cluster  Cluster      // from cfg: zero on a single server
+	replicas *replicas    // each address's last connection attempt
+	shape    ClusterShape // the cluster's shards and hosts, read at connect
 	// insertSettings are the pinned insert settings the server knows (see
 	// PinnedInsertSettings) into every INSERT.
 	insertSettings clickhouse.Settings
@@ -77,7 +83,9 @@ func NewLazy(cfg Config, logger *slog.Logger) (*Sink, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, log: logger}, nil
+	s := &Sink{cfg: cfg, log: logger, cluster: cfg.ClusterSpec(), replicas: newReplicas()}
+	s.cfg.replicas = s.replicas
+	return s, nil
 }
 
 // connect opens the connection, reads the server's version, dialect and the
@@ -114,9 +122,25 @@ func (s *Sink) connect(ctx context.Context) error {
 		conn.Close()
 		return classifyErr(err)
 	}
+	s.conn = conn // clusterShape queries through it
+	var shape ClusterShape
+	if s.cluster.Enabled() {
+		if shape, err = s.clusterShape(ctx); err != nil {
+			s.conn = nil
+			conn.Close()
+			return classifyErr(err)
+		}
+		if shape.Shards > 1 {
+			// Through the Distributed tables, an INSERT returns once every
+			// shard has stored its rows, as the checkpoint requires.
+			pinned["insert_distributed_sync"] = 1 // a number: 18.16 takes settings in binary, by type
+		}
+		s.log.Info("ClickHouse cluster", "cluster", cfg.Cluster, "shards", shape.Shards, "hosts", shape.Hosts,
+			"writes", map[bool]string{true: "Distributed tables, synchronous", false: "local tables (replication copies them)"}[shape.Shards > 1])
+	}
 	s.log.Info("connected to ClickHouse", "addr", strings.Join(cfg.Addr, ","), "user", cfg.User,
 		"database", cfg.Database, "version", version, "dialect", string(d), "tls", cfg.TLS)
-	s.conn, s.version, s.dialect, s.insertSettings = conn, version, d, pinned
+	s.conn, s.version, s.dialect, s.insertSettings, s.shape = conn, version, d, pinned, shape
 	return nil
 }
 

@@ -71,6 +71,12 @@ func TestValidate(t *testing.T) {
 			"async_insert is pinned to 0", `"bad name" is not a setting name`}},
 		{"tls options without tls", func(c *Config) { c.TLSInsecureSkipVerify = true }, []string{"need --clickhouse.tls"}},
 		{"no address", func(c *Config) { c.Addr = nil }, []string{"at least one address"}},
+		{"cluster", func(c *Config) { c.Cluster = "prod-eu.1"; c.ReplicaPath = "/ch/{uuid}/{shard}/{table}" }, nil},
+		{"bad cluster name", func(c *Config) { c.Cluster = "a b" }, []string{"--clickhouse.cluster", "not a cluster name"}},
+		{"relative replica path", func(c *Config) { c.Cluster = "c"; c.ReplicaPath = "tables/{table}" }, []string{"must start with /"}},
+		{"quote in replica path", func(c *Config) { c.Cluster = "c"; c.ReplicaPath = "/t/'{table}" }, []string{"quote"}},
+		{"replica path without table", func(c *Config) { c.Cluster = "c"; c.ReplicaPath = "/t/{shard}" }, []string{"lacks {table}"}},
+		{"replica path without cluster", func(c *Config) { c.ReplicaPath = "/t/{table}" }, []string{"needs --clickhouse.cluster"}},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
@@ -91,6 +97,37 @@ func TestValidate(t *testing.T) {
 				t.Errorf("%s: Validate() = %v, want it to mention %q", tt.name, err, w)
 			}
 		}
+	}
+}
+
+func TestClusterDDLPieces(t *testing.T) {
+	c := Cluster{Name: "prod", ReplicaPath: "/clickhouse/tables/{shard}/{database}/{table}"}
+	if got, want := c.Engine("db", "events", "_version"), `ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/events', '{replica}', _version)`; got != want {
+		t.Errorf("Engine = %s, want %s", got, want)
+	}
+	if got, want := c.CheckpointEngine("db", "_tributary_checkpoints", "seq"), `ReplicatedReplacingMergeTree('/clickhouse/tables/all/db/_tributary_checkpoints', '{replica}', seq)`; got != want {
+		t.Errorf("CheckpointEngine = %s, want %s", got, want)
+	}
+	if got := (Cluster{}).Engine("db", "events", "_version"); got != "ReplacingMergeTree(_version)" {
+		t.Errorf("single-server Engine = %s", got)
+	}
+	if (Cluster{}).OnCluster() != "" || c.OnCluster() != " ON CLUSTER prod" {
+		t.Errorf("OnCluster: %q, %q", (Cluster{}).OnCluster(), c.OnCluster())
+	}
+	// Every table's rows are placed by the event they belong to.
+	want := map[string]string{
+		mapping.TableEvents:              "cityHash64(tenant, locator)",
+		mapping.TableEventPolicies:       "cityHash64(tenant, event_locator)",
+		mapping.TablePolicyStatusChanges: "cityHash64(tenant, event_locator)",
+		mapping.TableRejects:             "cityHash64(tenant, event_locator)",
+	}
+	for _, tbl := range mapping.DefaultSchema().Tables {
+		if got := ShardingKey(tbl); got != want[tbl.Name] {
+			t.Errorf("ShardingKey(%s) = %s, want %s", tbl.Name, got, want[tbl.Name])
+		}
+	}
+	if c.ColumnComments(Legacy) || !c.ColumnComments(Modern) || !(Cluster{}).ColumnComments(Legacy) {
+		t.Error("ColumnComments: legacy replicated tables must have none, every other table its comments")
 	}
 }
 
