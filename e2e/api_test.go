@@ -104,7 +104,10 @@ func testAPIKillRestartExact(t *testing.T, ch *testenv.ClickHouseServer) {
 	}
 	p := testenv.Start(t, args...)
 	last := time.Now()
-	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 4*time.Minute, p.Alive)
+	// The rest of the backfill at 200 ms per answer, with the limit halved
+	// on every 5xx and paused by every 429: 1–2 minutes on a quiet machine,
+	// 4 on one loaded by other builds.
+	testenv.WaitEvents(t, ch.Conn, ch.Database, uint64(len(want)), 10*time.Minute, p.Alive)
 	t.Logf("the last run wrote the rest in %s", time.Since(last).Round(time.Millisecond))
 	code, took := p.Stop(t)
 	if code != 0 || took > 10*time.Second {

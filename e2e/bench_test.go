@@ -42,13 +42,14 @@ func benchEvents(b *testing.B) int {
 
 // startEmulator runs `tributary emulate` as its own process with n events and
 // returns its base URL once it answers.
-func startEmulator(b *testing.B, n int) string {
+func startEmulator(b *testing.B, n int, extra ...string) string {
 	b.Helper()
 	port := freePort(b)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := testenv.Start(b, "emulate", "--emulator.flavor", "suite", "--emulator.tenant", benchTenant,
+	args := []string{"emulate", "--emulator.flavor", "suite", "--emulator.tenant", benchTenant,
 		"--emulator.events", strconv.Itoa(n), "--emulator.policies", strconv.Itoa(max(n/40, 200)),
-		"--emulator.seed", "3", "--web.listen-address", addr)
+		"--emulator.seed", "3", "--web.listen-address", addr}
+	p := testenv.Start(b, append(args, extra...)...)
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		if err := p.Alive(); err != nil {
@@ -272,4 +273,84 @@ func settle(b *testing.B, conn driver.Conn) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
+}
+
+// BenchmarkBackfillWAN measures the parallel backfill against a far API:
+// the emulator (its own process) adds 100 ms to every answer, and
+// `tributary run --api.end now` replicates 200,000 events (TRIBUTARY_BENCH_WAN_EVENTS)
+// in pages of 1000 into the modern ClickHouse, in four runs of the same
+// history: sequential (--api.backfill-concurrency 1), parallel (the
+// defaults: 8 windows at once, a budget of 16 requests), parallel with
+// --enrich.policy-locators (with the default budget, and with a budget of
+// 64 requests, 48 for look-ups), and, as the local CPU-bound reference, the
+// parallel run against a second emulator without the latency. It reports
+// the sequential ceiling (page size ÷ latency), each run's events/s, their
+// ratios, each run's peak RSS and tributary's CPU seconds per million
+// events.
+func BenchmarkBackfillWAN(b *testing.B) {
+	n := 200_000
+	if s := os.Getenv("TRIBUTARY_BENCH_WAN_EVENTS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("TRIBUTARY_BENCH_WAN_EVENTS=%q is not a positive number", s)
+		}
+		n = v
+	}
+	const latency = 100 * time.Millisecond
+	far := startEmulator(b, n, "--fault.latency", latency.String())
+	near := startEmulator(b, n)
+	testenv.ForEachClickHouse(b, func(b *testing.B, ch *testenv.ClickHouseServer) {
+		if !strings.HasPrefix(ch.Leg, "modern") {
+			b.Skip("the backfill's rate is the source's: one ClickHouse is enough")
+		}
+		for range b.N {
+			run := func(name, url string, extra ...string) (rate, rss, cpuPerM float64) {
+				settle(b, ch.Conn)
+				db := testenv.Name("bwan_")
+				args := []string{"run", "--source", "api", "--api.url", url, "--api.tenant", benchTenant,
+					"--api.start", "2000-01-01T00:00:00Z", "--api.end", "now", "--api.page-size", "1000",
+					"--pipeline.name", "bench", "--web.listen-address", "", "--log.level", "warn"}
+				args = append(append(args, ch.FlagsVia(ch.Addr, db)...), extra...)
+				begin := time.Now()
+				p := testenv.Start(b, args...)
+				peak := p.WatchPeakRSS(20 * time.Millisecond)
+				took := time.Since(begin)
+				if code := p.Wait(b, time.Second); code != 0 {
+					b.Fatalf("%s: tributary run exited %d:\n%s", name, code, p.Output())
+				}
+				var got uint64
+				if err := ch.Conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".events FINAL").Scan(&got); err != nil || got < uint64(n) {
+					b.Fatalf("%s wrote %d events (%v), want %d", name, got, err, n)
+				}
+				_ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+				rate = float64(n) / took.Seconds()
+				rss = float64(peak) / (1 << 20)
+				cpuPerM = p.CPU().Seconds() / float64(n) * 1e6
+				b.Logf("%s: %d events in %s, %.0f events/s, peak RSS %.0f MiB, %.1f CPU s per million events", name, n, took.Round(time.Millisecond), rate, rss, cpuPerM)
+				return rate, rss, cpuPerM
+			}
+			ceiling := 1000 / latency.Seconds()
+			seq, seqRSS, _ := run("sequential", far, "--api.backfill-concurrency", "1")
+			par, parRSS, parCPU := run("parallel", far)
+			enr, enrRSS, enrCPU := run("parallel+enrich", far, "--enrich.policy-locators")
+			// Look-ups are one request each, made at most --enrich.concurrency
+			// at a time: the same run with a budget of 64 requests, 48 of
+			// them for look-ups, shows how the rate with enrichment follows it.
+			enr64, _, _ := run("parallel+enrich, budget 64", far, "--enrich.policy-locators", "--api.max-concurrency", "64", "--enrich.concurrency", "48")
+			local, _, localCPU := run("local (no latency)", near)
+			b.ReportMetric(ceiling, "seq_ceiling_events/s")
+			b.ReportMetric(seq, "seq_events/s")
+			b.ReportMetric(par, "par_events/s")
+			b.ReportMetric(par/ceiling, "par/ceiling")
+			b.ReportMetric(enr, "enrich_events/s")
+			b.ReportMetric(enr/par*100, "%_enrich_of_par")
+			b.ReportMetric(enr64, "enrich64_events/s")
+			b.ReportMetric(enr64/par*100, "%_enrich64_of_par")
+			b.ReportMetric(local, "local_events/s")
+			b.ReportMetric(max(seqRSS, parRSS, enrRSS), "peak_rss_MiB")
+			b.ReportMetric(parCPU, "par_cpu_s/Mevents")
+			b.ReportMetric(enrCPU, "enrich_cpu_s/Mevents")
+			b.ReportMetric(localCPU, "local_cpu_s/Mevents")
+		}
+	})
 }

@@ -49,12 +49,13 @@ const (
 	LookupMiss     = "miss"      // fetched from the API
 	LookupNotFound = "not_found" // the API does not know the locator
 	LookupError    = "error"     // the lookup failed
+	LookupGaveUp   = "gave_up"   // failed for --enrich.give-up: the event was written with its list incomplete
 )
 
 var (
 	components = []string{ComponentSource, ComponentSink, ComponentCheckpoint, ComponentEnrich}
 	outcomes   = []string{OutcomeOK, OutcomeTransient, OutcomePermanent, OutcomePoison}
-	lookups    = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
+	lookups    = []string{LookupHit, LookupMiss, LookupNotFound, LookupError, LookupGaveUp}
 )
 
 // Metric types, as the exposition format names them.
@@ -229,7 +230,7 @@ func New(version, commit string) *Metrics {
 	m.PGReplConfirmedFlushLSN = m.gauge("pgrepl_confirmed_flush_lsn", "Last LSN acknowledged to PostgreSQL, as a number.")
 	m.PGReplRows = m.counter("pgrepl_rows_total", "Rows read from PostgreSQL, by the initial snapshot and from the WAL.")
 
-	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error).", "result")
+	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error, gave_up: failing for --enrich.give-up, the event written with its list incomplete).", "result")
 
 	m.SourceAPIConcurrency = m.gauge("source_api_concurrency_requests", "Current concurrency limit of the API request budget: halved on 429, 5xx and timeouts, +1 per round of successes, between 1 and --api.max-concurrency.")
 	m.SourceAPIInFlight = m.gauge("source_api_in_flight_requests", "API requests under way (pages of every window and look-ups).")

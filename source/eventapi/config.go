@@ -40,6 +40,8 @@ const (
 	DefaultUserAgent         = "tributary-eventapi"
 	DefaultEnrichConcurrency = 8
 	DefaultEnrichCacheSize   = 10000
+	// DefaultEnrichGiveUp is how long a failing look-up may hold its event back.
+	DefaultEnrichGiveUp = 2 * time.Minute
 	// DefaultBackfillConcurrency is how many time windows a backfill reads at once.
 	DefaultBackfillConcurrency = 8
 	// DefaultBackfillMargin keeps backfill windows this far from the present.
@@ -98,6 +100,10 @@ type Config struct {
 	EnrichConcurrency int
 	// EnrichCacheSize bounds the Enricher's LRU cache of look-ups.
 	EnrichCacheSize int
+	// EnrichGiveUp is how long the look-up of an event's entity may keep
+	// failing (transiently) before the event is written with its list
+	// marked incomplete instead of holding the stream back.
+	EnrichGiveUp time.Duration
 	// MaxConcurrency is the most requests under way at once, of every kind
 	// (pages of every window, look-ups): the ceiling of the AIMD limit.
 	MaxConcurrency int
@@ -164,6 +170,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.EnrichPolicyLocators, "enrich.policy-locators", false, "suite: complete billing events' partial policy-locator lists through the billing API")
 	fs.IntVar(&c.EnrichConcurrency, "enrich.concurrency", DefaultEnrichConcurrency, "concurrent billing look-ups, 1..64")
 	fs.IntVar(&c.EnrichCacheSize, "enrich.cache-size", DefaultEnrichCacheSize, "billing look-ups kept in the LRU cache (at least 1)")
+	fs.DurationVar(&c.EnrichGiveUp, "enrich.give-up", DefaultEnrichGiveUp, "an event whose look-up keeps failing this long is written with its policy list marked incomplete (policy_locators_complete = 0) and counted, instead of holding the stream back (positive)")
 	fs.IntVar(&c.MaxConcurrency, "api.max-concurrency", DefaultMaxConcurrency, "most API requests under way at once, pages and look-ups together, 1..64: the ceiling of the adaptive limit (halved on 429/5xx/timeouts, +1 per round of successes); a 429 pauses every request for its Retry-After")
 	fs.IntVar(&c.BackfillConcurrency, "api.backfill-concurrency", DefaultBackfillConcurrency, "time windows read at once when the start is far behind now, 1..64 (1: one sequential stream)")
 	fs.DurationVar(&c.BackfillMargin, "api.backfill-margin", DefaultBackfillMargin, "backfill windows end this far before the start-up time; the open tail window reads the rest and goes on live (positive)")
@@ -244,6 +251,9 @@ func (c Config) Validate() error {
 	if c.EnrichConcurrency < least || c.EnrichConcurrency > 64 {
 		bad("--enrich.concurrency %d: want 1..64", c.EnrichConcurrency)
 	}
+	if c.EnrichGiveUp < time.Duration(least) {
+		bad("--enrich.give-up %s: want a positive duration", c.EnrichGiveUp)
+	}
 	if c.MaxConcurrency < least || c.MaxConcurrency > maxConcurrency {
 		bad("--api.max-concurrency %d: want 1..%d", c.MaxConcurrency, maxConcurrency)
 	}
@@ -284,6 +294,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrency == 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.EnrichGiveUp == 0 {
+		c.EnrichGiveUp = DefaultEnrichGiveUp
 	}
 	if c.BackfillConcurrency == 0 {
 		c.BackfillConcurrency = 1 // in code, windows are asked for; the flag's default is DefaultBackfillConcurrency

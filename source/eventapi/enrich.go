@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/source"
@@ -42,6 +43,10 @@ type Enricher struct {
 	inflight map[string]*lookupCall // look-ups under way, shared by concurrent callers
 
 	ahead chan struct{} // bounds the look-ups Warm starts and that are not done yet
+
+	failing map[string]time.Time // guarded by mu: entities whose look-up fails, since when
+	giveUp  time.Duration
+	now     func() time.Time
 }
 
 // lookupCall is one look-up under way; done closes when its result is set.
@@ -125,6 +130,9 @@ func newEnricher(d *httpDoer) *Enricher {
 
 		inflight: map[string]*lookupCall{},
 		ahead:    make(chan struct{}, min(4096, max(1, d.cfg.EnrichCacheSize*4/10))),
+		failing:  map[string]time.Time{},
+		giveUp:   d.cfg.EnrichGiveUp,
+		now:      time.Now,
 	}
 }
 
@@ -187,6 +195,12 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		go func() {
 			defer wg.Done()
 			pols, ok, err := e.resolve(ctx, ev.Type, d)
+			if err != nil && !fault.IsPermanent(err) && ctx.Err() == nil && e.givesUp(entityKey(ev.Type, d)) {
+				e.observe("gave_up")
+				err, ok = nil, false // written with its list marked incomplete
+			} else if err == nil {
+				e.recovered(entityKey(ev.Type, d))
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			lookedUp++
@@ -217,6 +231,32 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		return nil, fmt.Errorf("the policy lists of %d of %d events could not be completed, the first: %w", failed, lookedUp, firstErr)
 	}
 	return out, nil
+}
+
+// entityKey names the entity a billing event's look-up resolves.
+func entityKey(typ string, d billingData) string {
+	return typ[:strings.LastIndexByte(typ, '.')+1] + d.InvoiceLocator + d.PaymentLocator + d.DelinquencyLocator
+}
+
+// givesUp notes that the look-up of key failed, and reports whether it has
+// been failing for --enrich.give-up or longer.
+func (e *Enricher) givesUp(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	since, ok := e.failing[key]
+	if !ok {
+		e.failing[key] = now
+		return false
+	}
+	return now.Sub(since) >= e.giveUp
+}
+
+// recovered forgets a failing look-up that succeeded.
+func (e *Enricher) recovered(key string) {
+	e.mu.Lock()
+	delete(e.failing, key)
+	e.mu.Unlock()
 }
 
 // resolve returns the policy locators of a billing event's entity; ok is

@@ -407,3 +407,61 @@ func TestEnricherWarm(t *testing.T) {
 		t.Errorf("Complete after Warm: %d lists, %d requests in all, want 4 lists and no new request", len(full), b.total())
 	}
 }
+
+// TestEnricherGivesUp: an event whose look-up keeps failing holds Complete
+// back (a transient error, retried) until it has failed for
+// --enrich.give-up; then Complete leaves it out (written with its list
+// marked incomplete) and counts it, and the other events are completed. A
+// look-up that works again is made again.
+func TestEnricherGivesUp(t *testing.T) {
+	b, cfg := newBilling(t)
+	cfg.EnrichGiveUp = time.Minute
+	var mu sync.Mutex
+	got := map[string]int{}
+	cfg.OnLookup = func(result string) { mu.Lock(); got[result]++; mu.Unlock() }
+	var down atomic.Bool
+	down.Store(true)
+	b.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if down.Load() && strings.HasSuffix(r.URL.Path, "/invoices/I2") {
+			writeJSONError(w, http.StatusInternalServerError, "internal", "down")
+			return true
+		}
+		return false
+	}
+	e, err := NewEnricher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return clock }
+	five := []string{"P1", "P2", "P3", "P4", "P5"}
+	events := []source.Event{
+		billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+		billingEvent("e2", "billing.invoice.generate", "invoiceLocator", "I2", false, "P8"),
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	for _, step := range []time.Duration{0, 59 * time.Second} {
+		clock = clock.Add(step)
+		if _, err := e.Complete(ctx, events); err == nil || fault.IsPermanent(err) {
+			t.Fatalf("after %s of failures: %v, want a transient error", step, err)
+		}
+	}
+	clock = clock.Add(time.Second)
+	full, err := e.Complete(ctx, events)
+	if err != nil {
+		t.Fatalf("after the give-up time: %v", err)
+	}
+	if _, ok := full["e2"]; ok || len(full["e1"]) == 0 {
+		t.Errorf("after the give-up time: %v, want e1 completed and e2 left out", full)
+	}
+	mu.Lock()
+	if got["gave_up"] != 1 {
+		t.Errorf("gave_up counted %d times, want 1 (%v)", got["gave_up"], got)
+	}
+	mu.Unlock()
+	down.Store(false)
+	full, err = e.Complete(ctx, events)
+	if err != nil || !reflect.DeepEqual(full["e2"], []string{"P1", "P8"}) {
+		t.Errorf("once the look-up works again: %v, %v; want e2 completed", full, err)
+	}
+}

@@ -628,7 +628,8 @@ func (c *Client) readWindows(ctx context.Context, most int) (source.Batch, error
 		}
 		p := w.cur
 		r := w.st[p.win]
-		var evs []source.Event
+		// Compacted in place over the page's array, as Read does.
+		evs := p.events[w.off:w.off]
 		for w.off < len(p.events) && len(evs) < most {
 			ev := p.events[w.off]
 			w.off++
@@ -651,7 +652,12 @@ func (c *Client) readWindows(ctx context.Context, most int) (source.Batch, error
 			r.Tok, r.Skip = p.reqToken, w.off
 		}
 		w.events.Add(uint64(len(evs)))
-		if b, ok := c.windowBatch(evs, false); ok {
+		if len(evs) == 0 {
+			evs = nil
+		}
+		// Capped, so that appending to the batch cannot overwrite the
+		// page's events still to be read.
+		if b, ok := c.windowBatch(evs[:len(evs):len(evs)], false); ok {
 			return b, nil
 		}
 	}
