@@ -353,20 +353,9 @@ func (c *Client) prefetch(ctx context.Context, tok string, skip int, done chan<-
 // fetchPage fetches the page after tok ("": the first page of the configured
 // filters), in one attempt.
 func (c *Client) fetchPage(ctx context.Context, tok string) ([]source.Event, string, error) {
-	var (
-		evs  []source.Event
-		next string
-	)
-	err := c.doer.getJSON(ctx, c.path, c.query(tok), func(body []byte) error {
-		var err error
-		evs, next, err = decodePage(c.cfg.Flavor, c.cfg.Tenant, body)
-		return err
-	})
+	evs, next, err := c.fetchQuery(ctx, c.query(tok))
 	if err != nil {
 		return nil, "", err
-	}
-	if c.cfg.OnPage != nil {
-		c.cfg.OnPage(len(evs))
 	}
 	c.warmPage(ctx, evs)
 	return evs, next, nil
