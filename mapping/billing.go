@@ -48,15 +48,16 @@ func carriesBillingFacts(eventType string) bool {
 // read fills f from data, a payload of eventType, reporting a member of the
 // wrong type or a time that does not parse through p.errorf; f is left
 // empty for other types and for data that is not a JSON object (p.parse
-// reported that already).
-func (f *billingFacts) read(eventType, data string, p *payload) {
+// reported that already). trusted says the source validated data as JSON
+// already (Options.TrustData), which is then not validated again.
+func (f *billingFacts) read(eventType, data string, trusted bool, p *payload) {
 	f.invoiceType, f.generate, f.autopay, f.generateMs, f.autopayMs = "", nil, nil, nil, nil
 	if !carriesBillingFacts(eventType) {
 		return
 	}
 	trimmed := jsonscan.TrimSpace(data)
 	// json.Valid over the string's bytes, without copying them.
-	if trimmed == "" || trimmed[0] != '{' || !json.Valid(unsafe.Slice(unsafe.StringData(trimmed), len(trimmed))) {
+	if trimmed == "" || trimmed[0] != '{' || !trusted && !json.Valid(unsafe.Slice(unsafe.StringData(trimmed), len(trimmed))) {
 		return
 	}
 	jsonscan.EachMember(trimmed, func(key, val string) {

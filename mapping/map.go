@@ -108,7 +108,7 @@ func Map(b source.Batch, opts Options, rows *Rows) Stats {
 			dataStr = string(e.Data)
 		}
 		p.parse(e.Type, dataStr, opts.TrustData)
-		bf.read(e.Type, dataStr, &p)
+		bf.read(e.Type, dataStr, opts.TrustData, &p)
 
 		ti, seen := types[e.Type]
 		if !seen {

@@ -90,10 +90,10 @@ func TestClusterOneShard(t *testing.T) {
 	if err := s2.Ensure(ctx, mapping.DefaultSchema()); err != nil {
 		t.Fatalf("Ensure on replica b: %v", err)
 	}
-	for _, v := range []string{mapping.ViewPolicyCurrentStatus, mapping.ViewPolicyEndings} {
+	for _, v := range mapping.DefaultSchema().Views {
 		var k uint64
-		if err := other.QueryRow(ctx, "SELECT count() FROM "+c.Database+"."+v).Scan(&k); err != nil {
-			t.Errorf("view %s on replica b: %v", v, err)
+		if err := other.QueryRow(ctx, "SELECT count() FROM "+c.Database+"."+v.Name).Scan(&k); err != nil {
+			t.Errorf("view %s on replica b: %v", v.Name, err)
 		}
 	}
 }
@@ -140,6 +140,20 @@ func TestClusterTwoShards(t *testing.T) {
 	}
 	if total != uint64(n) {
 		t.Errorf("shards hold %d events together, want %d", total, n)
+	}
+	// Every view reads the whole cluster: each node gives the same rows.
+	for _, v := range mapping.DefaultSchema().Views {
+		var counts []uint64
+		for i := range c.Nodes {
+			var k uint64
+			if err := c.Open(t, i).QueryRow(ctx, "SELECT count() FROM "+c.Database+"."+v.Name).Scan(&k); err != nil {
+				t.Errorf("view %s on node %d: %v", v.Name, i, err)
+			}
+			counts = append(counts, k)
+		}
+		if counts[0] != counts[1] {
+			t.Errorf("view %s: %d rows on node 0, %d on node 1, want the same", v.Name, counts[0], counts[1])
+		}
 	}
 }
 
