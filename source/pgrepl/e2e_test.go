@@ -133,6 +133,11 @@ func testSameRowsAsAPISource(t *testing.T, ch *testenv.ClickHouseServer) {
 	t.Cleanup(func() { _ = ch.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgDB) })
 	apiArgs := append([]string{"run", "--source", "api", "--api.flavor", "suite", "--api.url", srv.URL, "--api.tenant", emu.Tenant(),
 		"--api.start", "2000-01-01T00:00:00Z", "--api.page-size", "1000", "--api.poll-interval", "200ms",
+		// One sequential reader: the events appended below carry the
+		// generated history's times, not the wall clock, so a parallel
+		// backfill would count them to a window it already read (a real
+		// stream stamps events when written; the backfill margin covers it).
+		"--api.backfill-concurrency", "1",
 		"--pipeline.name", "api", "--pipeline.batch-age", "200ms", "--web.listen-address", "", "--log.level", "info"}, ch.Flags()...)
 	api := testenv.Start(t, apiArgs...)
 	pgp := testenv.Start(t, pgArgs(pg.DSN, ch.FlagsVia(ch.Addr, pgDB))...)
