@@ -120,7 +120,7 @@ func appendLists(c *column.Array, lists [][]string) bool {
 	if offs == nil || len(*offs) != 0 {
 		return false
 	}
-	values, ok := fieldOf(c, "values").Interface().(column.Interface)
+	values, ok := columnField(c, "values")
 	if !ok || values.Rows() != 0 {
 		return false
 	}
@@ -177,6 +177,17 @@ func fieldOf(p any, name string) reflect.Value {
 	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
 }
 
+// columnField returns the column.Interface held in field name of *p; false
+// when there is no such field (another clickhouse-go layout) or it is nil.
+func columnField(p any, name string) (column.Interface, bool) {
+	f := fieldOf(p, name)
+	if !f.IsValid() || !f.CanInterface() {
+		return nil, false
+	}
+	c, ok := f.Interface().(column.Interface)
+	return c, ok && c != nil
+}
+
 // fieldPtr returns a pointer to field name of *p when it has type T.
 func fieldPtr[T any](p any, name string) *T {
 	f := fieldOf(p, name)
@@ -223,7 +234,8 @@ type lowCard struct {
 
 func lowCardOf(c *column.LowCardinality) (*lowCard, bool) {
 	lc := &lowCard{rows: fieldPtr[int](c, "rows")}
-	idx, _ := fieldOf(c, "index").Interface().(*column.String)
+	ic, _ := columnField(c, "index")
+	idx, _ := ic.(*column.String)
 	nullable := fieldPtr[bool](c, "nullable")
 	app := fieldOf(c, "append")
 	if lc.rows == nil || idx == nil || nullable == nil || *nullable || !app.IsValid() || app.Kind() != reflect.Struct {
