@@ -166,11 +166,9 @@ func TestFastAppendReusesBuffers(t *testing.T) {
 		return out.Buf, buf
 	}
 	first, _ := encode()
-	b, _ := pool.Get().(*proto.ColStr)
-	if b == nil || cap(b.Buf) < len("alphagamma-deltaε") || len(b.Buf) != 0 {
-		t.Fatalf("the pool holds %+v, want the released, emptied buffers", b)
-	}
-	pool.Put(b)
+	// sync.Pool may drop what it is given (it does at random under -race),
+	// so what release handed back is checked by the column, above, not by
+	// the pool's content.
 	second, _ := encode()
 	if !bytes.Equal(first, second) {
 		t.Fatal("a column on reused buffers encodes other bytes")
