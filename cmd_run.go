@@ -215,8 +215,12 @@ func run(ctx context.Context, cfg *runConfig, fs *pflag.FlagSet, logger *slog.Lo
 	var store checkpoint.Store
 	if cfg.checkpointFile != "" {
 		store = filestore.New(cfg.checkpointFile)
-	} else if store, err = chstore.NewLazy(cfg.clickhouse); err != nil {
-		return err
+	} else {
+		cs, err := chstore.NewLazy(cfg.clickhouse)
+		if err != nil {
+			return err
+		}
+		store = cs.WithLogger(logger)
 	}
 	defer store.Close()
 

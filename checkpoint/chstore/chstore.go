@@ -20,9 +20,11 @@
 package chstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +60,10 @@ type Store struct {
 	cfg     *chsink.Config // NewLazy: how to connect on first use
 	db      string
 	cluster chsink.Cluster // the table is created ON CLUSTER, replicated
+	log     *slog.Logger   // WithLogger; nil logs nothing
+	// syncWait bounds the wait for a replica to catch up (syncLocked);
+	// zero is syncTimeout.
+	syncWait time.Duration
 
 	mu   sync.Mutex
 	conn driver.Conn
@@ -117,6 +123,36 @@ func Open(ctx context.Context, cfg chsink.Config) (*Store, error) {
 func (s *Store) WithCluster(c chsink.Cluster) *Store {
 	s.cluster = c
 	return s
+}
+
+// WithLogger makes the store log what it works around (a replica it cannot
+// bring up to date, see syncLocked) to l, and returns it. Call it before the
+// first use.
+func (s *Store) WithLogger(l *slog.Logger) *Store {
+	s.log = l
+	return s
+}
+
+// syncTimeout bounds the wait for a replica to catch up (syncLocked).
+const syncTimeout = 15 * time.Second
+
+// syncLocked makes the replica the connection reaches catch up with the
+// cluster's log of the checkpoint table (SYSTEM SYNC REPLICA), so that what
+// it reads next includes every row written through the other replicas
+// before now. Without a cluster there is nothing to wait for. A replica that
+// must fetch a row from a replica that is down cannot finish: after
+// syncTimeout the error is transient.
+func (s *Store) syncLocked(ctx context.Context) error {
+	if !s.cluster.Enabled() {
+		return nil
+	}
+	wait := cmp.Or(s.syncWait, syncTimeout)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := s.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+s.table()); err != nil {
+		return s.classify(fmt.Errorf("bring this replica's copy of %s up to date (SYSTEM SYNC REPLICA, at most %s): %w", s.table(), wait, err))
+	}
+	return nil
 }
 
 // connLocked returns the connection, connecting first when the store is
@@ -399,6 +435,15 @@ func (s *Store) Acquire(ctx context.Context, pipeline string) (checkpoint.Lease,
 	if err := s.ensureLocked(ctx); err != nil {
 		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
 	}
+	// On a cluster, the replica may have come back from an outage without
+	// the newest generation yet, and the new one must be above it. When it
+	// cannot catch up (a row it lacks is on a replica that is down), the
+	// generation is chosen from what it has: that replica holds no newer
+	// save a running process could still make (it is unreachable), so only
+	// a second process starting at the same moment could choose the same.
+	if err := s.syncLocked(ctx); err != nil && s.log != nil {
+		s.log.Warn("checkpoint: choosing the new generation from a replica that may lag", "err", err)
+	}
 	r, found, err := s.latestLocked(ctx, s.conn, pipeline, false)
 	if err != nil {
 		return checkpoint.Lease{}, checkpoint.Checkpoint{}, false, err
@@ -465,14 +510,20 @@ func (s *Store) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.
 	if err := s.ensureLocked(ctx); err != nil {
 		return err
 	}
-	var maxSeq, events, n uint64
-	err := s.conn.QueryRow(ctx, "SELECT max(seq), argMax(events, seq), count() FROM "+s.table()+" WHERE pipeline = ?", cp.Pipeline).
-		Scan(&maxSeq, &events, &n)
-	switch {
-	case missing(err): // dropped since: the lease's generation is gone with it
-		s.ensured, n = false, 0
-	case err != nil:
-		return s.classify(fmt.Errorf("save checkpoint of pipeline %q to %s: read its newest generation: %w", cp.Pipeline, s.table(), err))
+	maxSeq, events, n, err := s.newestLocked(ctx, cp.Pipeline)
+	if err != nil {
+		return err
+	}
+	if (n == 0 || maxSeq>>counterBits < lease.Generation) && s.cluster.Enabled() {
+		// The lease's own rows are missing: the table was dropped or its
+		// rows deleted, or this replica came back from an outage and has
+		// not fetched them yet. Only a replica that has caught up tells.
+		if err := s.syncLocked(ctx); err != nil {
+			return fmt.Errorf("save checkpoint of pipeline %q: this replica lacks generation %d: %w", cp.Pipeline, lease.Generation, err)
+		}
+		if maxSeq, events, n, err = s.newestLocked(ctx, cp.Pipeline); err != nil {
+			return err
+		}
 	}
 	if err := checkpoint.CheckSave(lease, cp, checkpoint.Newest{Exists: n > 0, Generation: maxSeq >> counterBits, Events: events}); err != nil {
 		return err
@@ -492,6 +543,21 @@ func (s *Store) Save(ctx context.Context, lease checkpoint.Lease, cp checkpoint.
 	return nil
 }
 
+// newestLocked reads the pipeline's highest seq, the events of its row and
+// how many rows it has (none when the table was dropped since).
+func (s *Store) newestLocked(ctx context.Context, pipeline string) (maxSeq, events, n uint64, err error) {
+	err = s.conn.QueryRow(ctx, "SELECT max(seq), argMax(events, seq), count() FROM "+s.table()+" WHERE pipeline = ?", pipeline).
+		Scan(&maxSeq, &events, &n)
+	switch {
+	case missing(err): // dropped since: the lease's generation is gone with it
+		s.ensured = false
+		return 0, 0, 0, nil
+	case err != nil:
+		return 0, 0, 0, s.classify(fmt.Errorf("save checkpoint of pipeline %q to %s: read its newest generation: %w", pipeline, s.table(), err))
+	}
+	return maxSeq, events, n, nil
+}
+
 // Reset writes a tombstone in a new generation, so that Load finds no
 // checkpoint, the pipeline starts over, and every lease is fenced: a
 // running pipeline stops at its next save. It reads only the pipeline's
@@ -505,6 +571,11 @@ func (s *Store) Reset(ctx context.Context, pipeline string) error {
 	defer s.mu.Unlock()
 	if err := s.ensureLocked(ctx); err != nil {
 		return err
+	}
+	// A reset chosen from a replica that lags could take the generation
+	// of the running process it is meant to fence.
+	if err := s.syncLocked(ctx); err != nil {
+		return fmt.Errorf("reset checkpoint of pipeline %q: %w: run the reset again once every replica answers", pipeline, err)
 	}
 	var maxSeq, maxGen, n uint64
 	if err := s.conn.QueryRow(ctx, "SELECT max(seq), max(generation), count() FROM "+s.table()+" WHERE pipeline = ?", pipeline).Scan(&maxSeq, &maxGen, &n); err != nil {

@@ -614,3 +614,83 @@ func TestClusterCheckpointOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterReplicaThatLags: a replica that has not fetched the newest
+// generation yet (its fetches stopped, as while it is down or catching up
+// after an outage) neither fences the process that holds that generation
+// nor lets a stale one through. A save through it waits for it to catch up
+// and, while it cannot, fails transiently; once it fetches again the save
+// goes through, and the older generation's process is still fenced.
+func TestClusterReplicaThatLags(t *testing.T) {
+	c := testenv.Cluster(t, "tributary_1x2")
+	ctx := testenv.Context(t, 3*time.Minute)
+	cfg := chsink.DefaultConfig()
+	cfg.Database = c.Database
+	cfg.Cluster = c.Name
+	spec := cfg.ClusterSpec()
+	a, b := c.Open(t, 0), c.Open(t, 1)
+	onA := New(a, c.Database).WithCluster(spec)
+	onA.syncWait = 2 * time.Second
+	onB := New(b, c.Database).WithCluster(spec)
+
+	first, _, _, err := onA.Acquire(ctx, "p")
+	if err != nil {
+		t.Fatalf("Acquire through replica a: %v", err)
+	}
+	if err := onA.Save(ctx, first, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-10", Events: 10}); err != nil {
+		t.Fatalf("Save through replica a: %v", err)
+	}
+	stop := "SYSTEM STOP FETCHES " + c.Database + "." + Table
+	if err := a.Exec(ctx, stop); err != nil {
+		t.Fatalf("%s: %v", stop, err)
+	}
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			if err := a.Exec(context.Background(), "SYSTEM START FETCHES "+c.Database+"."+Table); err != nil {
+				t.Errorf("SYSTEM START FETCHES: %v", err)
+			}
+		}
+	}
+	t.Cleanup(start)
+
+	// A second process takes the next generation through replica b, which
+	// has the first one's rows (Acquire brings its replica up to date).
+	second, cp, found, err := onB.Acquire(ctx, "p")
+	if err != nil || !found || cp.Events != 10 || second.Generation <= first.Generation {
+		t.Fatalf("Acquire through replica b = %+v, %+v, found %v, %v; want a generation above %d carrying 10 events", second, cp, found, err, first.Generation)
+	}
+	if err := onB.Save(ctx, second, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-20", Events: 20}); err != nil {
+		t.Fatalf("Save through replica b: %v", err)
+	}
+
+	// Through replica a, which lacks the second generation: not fenced,
+	// a transient error that says why.
+	err = onA.Save(ctx, second, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-30", Events: 30})
+	var fenced *checkpoint.FencedError
+	switch {
+	case err == nil:
+		t.Fatal("Save through a replica that lacks the lease's generation succeeded without it catching up")
+	case errors.As(err, &fenced) || fault.IsPermanent(err):
+		t.Fatalf("Save through a replica that lags: %v; want a transient error, not a fence", err)
+	case !strings.Contains(err.Error(), "lacks generation"):
+		t.Errorf("Save through a replica that lags: %v; want it to say the replica lacks the generation", err)
+	}
+	t.Logf("while replica a cannot fetch: %v", err)
+
+	start()
+	onA.syncWait = 0
+	t0 := time.Now()
+	if err := onA.Save(ctx, second, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-30", Events: 30}); err != nil {
+		t.Fatalf("Save through replica a once it fetches again: %v", err)
+	}
+	t.Logf("took %s", time.Since(t0))
+	if err := onA.Save(ctx, first, checkpoint.Checkpoint{Pipeline: "p", Position: "tok-99", Events: 99}); !errors.As(err, &fenced) {
+		t.Errorf("Save of the older generation through replica a = %v; want it fenced", err)
+	}
+	got, found, err := onA.Load(ctx, "p")
+	if err != nil || !found || got.Position != "tok-30" || got.Events != 30 {
+		t.Errorf("Load through replica a = %+v, found %v, %v; want tok-30 at 30 events", got, found, err)
+	}
+}

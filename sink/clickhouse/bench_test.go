@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -76,27 +77,8 @@ func benchmarkInsertEvents(b *testing.B, ch *testenv.ClickHouseServer) {
 	b.ReportMetric(sinkTime.Seconds()/rawTime.Seconds(), "sink/raw_time")
 }
 
-// indexColumn returns element i of a typed column slice made by toColumns.
+// indexColumn returns element i of a typed column slice made by toColumns
+// (whatever its element type: the schema grows new ones).
 func indexColumn(col any, i int) any {
-	switch c := col.(type) {
-	case []string:
-		return c[i]
-	case []uint64:
-		return c[i]
-	case []uint32:
-		return c[i]
-	case []uint16:
-		return c[i]
-	case []uint8:
-		return c[i]
-	case [][]string:
-		return c[i]
-	case []*string:
-		return c[i]
-	case []time.Time:
-		return c[i]
-	case []*time.Time:
-		return c[i]
-	}
-	panic("unknown column type")
+	return reflect.ValueOf(col).Index(i).Interface()
 }
