@@ -241,6 +241,10 @@ func reportAllocated(b *testing.B, output string, n int) {
 		return
 	}
 	b.ReportMetric(float64(sum.AllocatedBytes)/float64(n)*1e6/(1<<20), "tributary_alloc_MiB/Mevents")
+	b.ReportMetric(float64(sum.GCCycles), "tributary_gc_cycles")
+	if sum.CPUSeconds > 0 {
+		b.ReportMetric(sum.GCCPUSeconds/sum.CPUSeconds, "tributary_gc_cpu_share")
+	}
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

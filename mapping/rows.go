@@ -42,9 +42,11 @@ func (r *Rows) Reset() {
 			clear(v.Lists)
 			clear(v.NullStrings)
 			clear(v.NullTimes)
+			clear(v.NullInt64s)
 			*v = Values{
 				Strings: v.Strings[:0], Times: v.Times[:0], UInt64s: v.UInt64s[:0], UInt32s: v.UInt32s[:0],
 				Bools: v.Bools[:0], Lists: v.Lists[:0], NullStrings: v.NullStrings[:0], NullTimes: v.NullTimes[:0],
+				Int64s: v.Int64s[:0], NullInt64s: v.NullInt64s[:0],
 			}
 		}
 		t.n = 0

@@ -226,8 +226,8 @@ func (p *Pipeline) batch(ctx context.Context, in <-chan source.Batch, out chan<-
 				// Sized for a whole batch (up to presizeEvents): a backlog
 				// fills it without growing (and copying) it on the way.
 				size := max(min(p.cfg.BatchEvents, presizeEvents), len(b.Events))
-				if evs, _ := p.eventsPool.Get().(*[]source.Event); evs != nil && cap(*evs) >= size {
-					cur.events = (*evs)[:0]
+				if evs, ok := p.eventsPool.Get(); ok && cap(evs) >= size {
+					cur.events = evs[:0]
 				} else {
 					cur.events = make([]source.Event, 0, size)
 				}
@@ -287,8 +287,8 @@ func (p *Pipeline) mapBatch(ctx context.Context, cur pending) (*mapped, error) {
 			return nil, fmt.Errorf("enrich policy locators: %w", fault.Permanent(err))
 		}
 	}
-	rows, _ := p.rowsPool.Get().(*mapping.Rows)
-	if rows == nil {
+	rows, ok := p.rowsPool.Get()
+	if !ok {
 		rows = mapping.NewRows()
 	}
 	stats := mapping.Map(source.Batch{Events: cur.events, Position: cur.position}, opts, rows)

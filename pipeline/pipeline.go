@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"math"
 	"runtime/metrics"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 
 	"github.com/tributary-cdc/tributary/checkpoint"
 	"github.com/tributary-cdc/tributary/internal/fault"
+	"github.com/tributary-cdc/tributary/internal/freelist"
 	"github.com/tributary-cdc/tributary/mapping"
 	"github.com/tributary-cdc/tributary/sink"
 	"github.com/tributary-cdc/tributary/source"
@@ -190,8 +190,11 @@ type Pipeline struct {
 
 	// Mapped rows and event slices of written batches, reused by the next
 	// batches: they are the process's largest allocations, and reusing them
-	// saves the garbage collector most of its work.
-	rowsPool, eventsPool sync.Pool
+	// saves the garbage collector most of its work. Bounded free lists, not
+	// sync.Pools, which collections empty (internal/freelist); each keeps
+	// as many as the window can hold at once.
+	rowsPool   freelist.List[*mapping.Rows]
+	eventsPool freelist.List[[]source.Event]
 
 	// For the progress and summary log lines.
 	progressEvery   time.Duration
@@ -214,6 +217,8 @@ func New(cfg Config, parts Parts, obs Observer, logger *slog.Logger) *Pipeline {
 	p := &Pipeline{cfg: cfg, src: parts.Source, snk: parts.Sink, store: parts.Store, schema: parts.Schema,
 		enrich: parts.Enricher, obs: obs, log: logger, now: time.Now, progressEvery: progressInterval}
 	p.health.init(p.nowFunc)
+	p.rowsPool = freelist.New[*mapping.Rows](cfg.Writers + cfg.InFlight + 1)
+	p.eventsPool = freelist.New[[]source.Event](cfg.Writers + cfg.InFlight + 1)
 	return p
 }
 
@@ -302,10 +307,18 @@ func (p *Pipeline) summary(began time.Time, err error) {
 	if cpu, ok := processCPU(); ok {
 		attrs = append(attrs, "cpu_seconds", math.Round(cpu.Seconds()*1000)/1000)
 	}
-	allocs := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(allocs)
-	if allocs[0].Value.Kind() == metrics.KindUint64 {
-		attrs = append(attrs, "allocated_bytes", allocs[0].Value.Uint64())
+	// The garbage collector's share: its cycles and the runtime's estimate
+	// of the CPU they took (an estimate, see runtime/metrics).
+	ms := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(ms)
+	if ms[0].Value.Kind() == metrics.KindUint64 {
+		attrs = append(attrs, "allocated_bytes", ms[0].Value.Uint64())
+	}
+	if ms[1].Value.Kind() == metrics.KindUint64 {
+		attrs = append(attrs, "gc_cycles", ms[1].Value.Uint64())
+	}
+	if ms[2].Value.Kind() == metrics.KindFloat64 {
+		attrs = append(attrs, "gc_cpu_seconds", math.Round(ms[2].Value.Float64()*1000)/1000)
 	}
 	if cp := p.status.get().Checkpoint; cp.Pipeline != "" {
 		attrs = append(attrs, "checkpoint_events", cp.Events)

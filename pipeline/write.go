@@ -121,8 +121,7 @@ func (p *Pipeline) recycle(m *mapped) {
 	if m.events != nil {
 		evs := m.events[:cap(m.events)]
 		clear(evs)
-		evs = evs[:0]
-		p.eventsPool.Put(&evs)
+		p.eventsPool.Put(evs[:0])
 	}
 	m.rows, m.events = nil, nil
 }

@@ -236,6 +236,8 @@ func (p *Process) WatchPeakRSS(interval time.Duration) int64 {
 type Summary struct {
 	CPUSeconds     float64 `json:"cpu_seconds"`
 	AllocatedBytes uint64  `json:"allocated_bytes"`
+	GCCycles       uint64  `json:"gc_cycles"`
+	GCCPUSeconds   float64 `json:"gc_cpu_seconds"` // the runtime's estimate
 	EventsWritten  uint64  `json:"events_written"`
 }
 

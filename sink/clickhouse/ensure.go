@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
+
+	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/tributary-cdc/tributary/internal/fault"
+	"github.com/tributary-cdc/tributary/internal/freelist"
 	"github.com/tributary-cdc/tributary/mapping"
 )
 
@@ -16,9 +18,9 @@ type tableWriter struct {
 	name    string
 	dialect Dialect
 	cols    []physCol
-	width   int         // number of logical columns a row carries
-	insert  string      // INSERT INTO db.t (c1, c2, …)
-	bufs    []sync.Pool // per column: String buffers of sent INSERTs (fastAppend)
+	width   int                            // number of logical columns a row carries
+	insert  string                         // INSERT INTO db.t (c1, c2, …)
+	bufs    []freelist.List[*proto.ColStr] // per column: String buffers of sent INSERTs (fastAppend)
 }
 
 // newTableWriter returns the writer of t; into names the table INSERTs go
@@ -39,8 +41,20 @@ func newTableWriter(t mapping.Table, database string, d Dialect, into ...string)
 		cols:    cols,
 		width:   len(t.Columns),
 		insert:  fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(database), quoteIdent(target), strings.Join(names, ", ")),
-		bufs:    make([]sync.Pool, len(cols)),
+		bufs:    newBufLists(len(cols)),
 	}
+}
+
+// keptBuffers is how many String buffers each column keeps for the next
+// INSERTs: enough for the default two concurrent writers and more.
+const keptBuffers = 4
+
+func newBufLists(n int) []freelist.List[*proto.ColStr] {
+	l := make([]freelist.List[*proto.ColStr], n)
+	for i := range l {
+		l[i] = freelist.New[*proto.ColStr](keptBuffers)
+	}
+	return l
 }
 
 // normType makes two spellings of one ClickHouse type compare equal.

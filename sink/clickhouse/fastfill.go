@@ -3,11 +3,12 @@ package clickhouse
 import (
 	"reflect"
 	"slices"
-	"sync"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/tributary-cdc/tributary/internal/freelist"
 )
 
 // fastAppend appends a whole column of values to a prepared batch's column
@@ -29,7 +30,7 @@ import (
 //
 // A String column takes its buffers from pool (when not nil) and records
 // them in kept, for keep.release to return them once the INSERT is sent.
-func fastAppend(c column.Interface, v any, pool *sync.Pool, kept *keep) bool {
+func fastAppend(c column.Interface, v any, pool *freelist.List[*proto.ColStr], kept *keep) bool {
 	switch c := c.(type) {
 	case *column.String:
 		vals, ok := v.([]string)
@@ -41,7 +42,7 @@ func fastAppend(c column.Interface, v any, pool *sync.Pool, kept *keep) bool {
 			return false
 		}
 		if pool != nil && kept != nil && cap(buf.Buf) == 0 && cap(buf.Pos) == 0 {
-			if b, _ := pool.Get().(*proto.ColStr); b != nil {
+			if b, ok := pool.Get(); ok {
 				buf.Buf, buf.Pos = b.Buf[:0], b.Pos[:0]
 			}
 			kept.add(buf, pool)
@@ -78,10 +79,10 @@ func fastAppend(c column.Interface, v any, pool *sync.Pool, kept *keep) bool {
 // next INSERT of the same column instead of being left to the collector.
 type keep struct {
 	bufs  []*proto.ColStr
-	pools []*sync.Pool
+	pools []*freelist.List[*proto.ColStr]
 }
 
-func (k *keep) add(buf *proto.ColStr, pool *sync.Pool) {
+func (k *keep) add(buf *proto.ColStr, pool *freelist.List[*proto.ColStr]) {
 	k.bufs, k.pools = append(k.bufs, buf), append(k.pools, pool)
 }
 

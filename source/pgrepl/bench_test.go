@@ -247,7 +247,10 @@ func benchmarkEndToEndPostgres(b *testing.B, ch *testenv.ClickHouseServer) {
 		cpu1 := testenv.ReadCPU()
 		server0 := ch.CPU()
 		t1 := time.Now()
-		p := testenv.Start(b, pgArgs(pg.DSN, ch.Flags(), "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")...)
+		// TRIBUTARY_BENCH_RUN_ARGS adds flags to the run, for tuning
+		// experiments (as in the API benchmark).
+		args := pgArgs(pg.DSN, ch.Flags(), "--pg.snapshot=false", "--pipeline.batch-events", "10000", "--pipeline.batch-age", "1s")
+		p := testenv.Start(b, append(args, strings.Fields(os.Getenv("TRIBUTARY_BENCH_RUN_ARGS"))...)...)
 		var n uint64
 		for n < benchRows {
 			if err := p.Alive(); err != nil {
@@ -279,11 +282,10 @@ func benchmarkEndToEndPostgres(b *testing.B, ch *testenv.ClickHouseServer) {
 		}
 		if sum, ok := testenv.RunSummary(p.Output()); ok {
 			b.ReportMetric(float64(sum.AllocatedBytes)/benchRows*1e6/(1<<20), "tributary-alloc-MiB/Mrows")
-		} else {
-			b.Errorf("the run's output has no summary line with allocated_bytes:\n%.2000s", p.Output())
-		}
-		if sum, ok := testenv.RunSummary(p.Output()); ok {
-			b.ReportMetric(float64(sum.AllocatedBytes)/benchRows*1e6/(1<<20), "tributary-alloc-MiB/Mrows")
+			b.ReportMetric(float64(sum.GCCycles), "tributary-gc-cycles")
+			if sum.CPUSeconds > 0 {
+				b.ReportMetric(sum.GCCPUSeconds/sum.CPUSeconds, "tributary-gc-cpu-share")
+			}
 		} else {
 			b.Errorf("the run's output has no summary line with allocated_bytes:\n%.2000s", p.Output())
 		}
