@@ -18,9 +18,9 @@ type tableWriter struct {
 	name    string
 	dialect Dialect
 	cols    []physCol
-	width   int                            // number of logical columns a row carries
-	insert  string                         // INSERT INTO db.t (c1, c2, …)
-	bufs    []freelist.List[*proto.ColStr] // per column: String buffers of sent INSERTs (fastAppend)
+	width   int       // number of logical columns a row carries
+	insert  string    // INSERT INTO db.t (c1, c2, …)
+	bufs    []colBufs // per column: buffers of sent INSERTs (fastAppend, borrowFixed)
 }
 
 // newTableWriter returns the writer of t; into names the table INSERTs go
@@ -49,10 +49,10 @@ func newTableWriter(t mapping.Table, database string, d Dialect, into ...string)
 // INSERTs: enough for the default two concurrent writers and more.
 const keptBuffers = 4
 
-func newBufLists(n int) []freelist.List[*proto.ColStr] {
-	l := make([]freelist.List[*proto.ColStr], n)
+func newBufLists(n int) []colBufs {
+	l := make([]colBufs, n)
 	for i := range l {
-		l[i] = freelist.New[*proto.ColStr](keptBuffers)
+		l[i] = colBufs{str: freelist.New[*proto.ColStr](keptBuffers), other: freelist.New[any](keptBuffers)}
 	}
 	return l
 }

@@ -30,7 +30,7 @@ import (
 //
 // A String column takes its buffers from pool (when not nil) and records
 // them in kept, for keep.release to return them once the INSERT is sent.
-func fastAppend(c column.Interface, v any, pool *freelist.List[*proto.ColStr], kept *keep) bool {
+func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
 	switch c := c.(type) {
 	case *column.String:
 		vals, ok := v.([]string)
@@ -42,10 +42,10 @@ func fastAppend(c column.Interface, v any, pool *freelist.List[*proto.ColStr], k
 			return false
 		}
 		if pool != nil && kept != nil && cap(buf.Buf) == 0 && cap(buf.Pos) == 0 {
-			if b, ok := pool.Get(); ok {
+			if b, ok := pool.str.Get(); ok {
 				buf.Buf, buf.Pos = b.Buf[:0], b.Pos[:0]
 			}
-			kept.add(buf, pool)
+			kept.add(buf, &pool.str)
 		}
 		appendStrings(buf, vals)
 		return true
@@ -58,9 +58,23 @@ func fastAppend(c column.Interface, v any, pool *freelist.List[*proto.ColStr], k
 		if !ok {
 			return false
 		}
+		if pool != nil && kept != nil && cap(*lc.keys) == 0 {
+			if v, ok := pool.other.Get(); ok {
+				if b, ok := v.([]int); ok {
+					*lc.keys = b[:0]
+				}
+			}
+		}
 		*lc.keys = slices.Grow(*lc.keys, len(vals))
 		for _, s := range vals {
 			lc.add(s)
+		}
+		if pool != nil && kept != nil {
+			// Encode copies the keys into a narrower column and drops
+			// the slice, so it is given back as it is now, not read
+			// from the column at release.
+			keys := *lc.keys
+			kept.more = append(kept.more, func() { pool.other.Put(keys[:0]) })
 		}
 		return true
 	case *column.Array:
@@ -73,13 +87,22 @@ func fastAppend(c column.Interface, v any, pool *freelist.List[*proto.ColStr], k
 	return false
 }
 
-// keep lists the String columns' buffers an INSERT borrowed from the
-// table's pools. A batch's string buffers are the sink's largest
-// allocations (several MiB for the data column), so they are reused by the
+// colBufs are the buffers one column's INSERTs reuse: a String column's
+// (str), or the one slice another column appends to (other: a fixed-width
+// column's data, a LowCardinality column's keys).
+type colBufs struct {
+	str   freelist.List[*proto.ColStr]
+	other freelist.List[any]
+}
+
+// keep lists the buffers an INSERT borrowed from its columns' colBufs. A
+// batch's string buffers are the sink's largest allocations (several MiB
+// for the data column), and the others add up; so they are reused by the
 // next INSERT of the same column instead of being left to the collector.
 type keep struct {
 	bufs  []*proto.ColStr
 	pools []*freelist.List[*proto.ColStr]
+	more  []func() // give back what borrowSlice lent
 }
 
 func (k *keep) add(buf *proto.ColStr, pool *freelist.List[*proto.ColStr]) {
@@ -94,7 +117,67 @@ func (k *keep) release() {
 		buf.Buf, buf.Pos = nil, nil
 		k.pools[i].Put(b)
 	}
-	k.bufs, k.pools = k.bufs[:0], k.pools[:0]
+	for _, f := range k.more {
+		f()
+	}
+	k.bufs, k.pools, k.more = k.bufs[:0], k.pools[:0], k.more[:0]
+}
+
+// borrowFixed gives a fresh fixed-width column (times, integers) a buffer
+// kept from an earlier INSERT of the same column, before the driver
+// appends to it; any other column is left alone.
+func borrowFixed(c column.Interface, pool *freelist.List[any], kept *keep) {
+	switch c := c.(type) {
+	case *column.DateTime64:
+		if p := fieldPtr[proto.ColDateTime64](c, "col"); p != nil {
+			borrowSlice(&p.Data, pool, kept)
+		}
+	case *column.DateTime:
+		if p := fieldPtr[proto.ColDateTime](c, "col"); p != nil {
+			borrowSlice(&p.Data, pool, kept)
+		}
+	case *column.Int64:
+		if p := fieldPtr[proto.ColInt64](c, "col"); p != nil {
+			borrowSlice((*[]int64)(p), pool, kept)
+		}
+	case *column.UInt8:
+		if p := fieldPtr[proto.ColUInt8](c, "col"); p != nil {
+			borrowSlice((*[]uint8)(p), pool, kept)
+		}
+	case *column.UInt16:
+		if p := fieldPtr[proto.ColUInt16](c, "col"); p != nil {
+			borrowSlice((*[]uint16)(p), pool, kept)
+		}
+	case *column.UInt32:
+		if p := fieldPtr[proto.ColUInt32](c, "col"); p != nil {
+			borrowSlice((*[]uint32)(p), pool, kept)
+		}
+	case *column.UInt64:
+		if p := fieldPtr[proto.ColUInt64](c, "col"); p != nil {
+			borrowSlice((*[]uint64)(p), pool, kept)
+		}
+	}
+}
+
+// borrowSlice sets the empty slice *dst to one kept in pool, if any, and
+// records in kept that *dst goes back to pool once the INSERT is done. A
+// slice that already holds something is left alone.
+func borrowSlice[T any](dst *[]T, pool *freelist.List[any], kept *keep) {
+	if cap(*dst) != 0 {
+		return
+	}
+	if v, ok := pool.Get(); ok {
+		if b, ok := v.([]T); ok {
+			*dst = b[:0]
+		}
+	}
+	kept.more = append(kept.more, func() {
+		b := (*dst)[:0]
+		*dst = nil
+		if cap(b) > 0 {
+			pool.Put(b)
+		}
+	})
 }
 
 // appendStrings appends vals to buf, growing it once.

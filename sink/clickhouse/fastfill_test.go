@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
-
-	"github.com/tributary-cdc/tributary/internal/freelist"
 )
 
 // TestFastAppendMatchesDriver fills each column type the sink's fast path
@@ -148,7 +148,7 @@ func firstDiffAt(a, b []byte) int {
 // free list, release takes them back (the column keeps nothing), and the
 // next column encodes the same bytes in the same memory.
 func TestFastAppendReusesBuffers(t *testing.T) {
-	pool := freelist.New[*proto.ColStr](keptBuffers)
+	pool := newBufLists(1)[0]
 	values := []string{"alpha", "", "gamma-delta", "ε"}
 	encode := func() ([]byte, *byte) {
 		c, err := column.Type("String").Column("s", &column.ServerContext{})
@@ -179,7 +179,78 @@ func TestFastAppendReusesBuffers(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.GC()
-	if b, ok := pool.Get(); !ok || unsafe.SliceData(b.Buf[:1]) != firstMem {
+	if b, ok := pool.str.Get(); !ok || unsafe.SliceData(b.Buf[:1]) != firstMem {
 		t.Errorf("after two collections the free list holds %v (%v); want the released buffer", b, ok)
+	}
+}
+
+// TestBorrowFixedReusesBuffers: a fixed-width column (and a LowCardinality
+// column's keys) appended on a buffer kept from the previous INSERT of the
+// same column encodes the same bytes as a column the driver filled alone,
+// and the second INSERT's buffer is the first one's memory.
+func TestBorrowFixedReusesBuffers(t *testing.T) {
+	at := []time.Time{time.Date(2026, 12, 2, 17, 0, 0, 250e6, time.UTC), time.Date(1999, 1, 2, 3, 4, 5, 0, time.UTC)}
+	cases := []struct {
+		typ    string
+		values any
+	}{
+		{"DateTime64(3, 'UTC')", at},
+		{"DateTime('UTC')", at},
+		{"Int64", []int64{-1, 0, 1 << 40}},
+		{"UInt8", []uint8{0, 1, 255}},
+		{"UInt16", []uint16{0, 999, 65535}},
+		{"UInt32", []uint32{0, 7, 1 << 31}},
+		{"UInt64", []uint64{0, 7, 1 << 63}},
+		{"LowCardinality(String)", []string{"a", "b", "a", ""}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.typ, func(t *testing.T) {
+			newCol := func() column.Interface {
+				c, err := column.Type(tc.typ).Column("x", &column.ServerContext{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			encode := func(c column.Interface) []byte {
+				var out proto.Buffer
+				c.Encode(&out)
+				return out.Buf
+			}
+			plain := newCol()
+			if _, err := plain.Append(tc.values); err != nil {
+				t.Fatal(err)
+			}
+			want := encode(plain)
+
+			pool := newBufLists(1)[0]
+			var mems []uintptr
+			for range 2 {
+				c := newCol()
+				var kept keep
+				if !fastAppend(c, tc.values, &pool, &kept) {
+					borrowFixed(c, &pool.other, &kept)
+					if _, err := c.Append(tc.values); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if len(kept.more) != 1 {
+					t.Fatalf("%d buffers borrowed, want 1", len(kept.more))
+				}
+				if got := encode(c); !bytes.Equal(got, want) {
+					t.Fatalf("encoded %x, the driver alone %x", got, want)
+				}
+				kept.release()
+				v, ok := pool.other.Get()
+				if !ok {
+					t.Fatal("release gave nothing back")
+				}
+				mems = append(mems, reflect.ValueOf(v).Pointer())
+				pool.other.Put(v)
+			}
+			if mems[0] == 0 || mems[1] != mems[0] {
+				t.Errorf("buffers at %#x then %#x: the second INSERT did not reuse the first one's", mems[0], mems[1])
+			}
+		})
 	}
 }

@@ -111,6 +111,9 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 		if i < len(bcols) && fastAppend(bcols[i], c, &tw.bufs[i], &kept) {
 			continue
 		}
+		if i < len(bcols) {
+			borrowFixed(bcols[i], &tw.bufs[i].other, &kept)
+		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()
 			return fault.Poison(fmt.Errorf("append column %s: %w", tw.cols[i].Name, err))
