@@ -228,6 +228,9 @@ func run(ctx context.Context, cfg *runConfig, fs *pflag.FlagSet, logger *slog.Lo
 	if err != nil {
 		return err
 	}
+	if c, ok := enrich.(io.Closer); ok {
+		defer c.Close()
+	}
 	p := pipeline.New(cfg.pipeline, pipeline.Parts{Source: src, Sink: snk, Store: store, Schema: mapping.DefaultSchema(), Enricher: enrich},
 		m.PipelineObserver(), logger)
 
@@ -286,7 +289,9 @@ func openSource(cfg *runConfig, m *metrics.Metrics, logger *slog.Logger) (source
 		}
 		var enrich pipeline.Enricher
 		if acfg.EnrichPolicyLocators {
-			enrich = client.Enricher()
+			// Look-ups answered once are kept in ClickHouse beside the
+			// data, so that a restart does not ask the API again.
+			enrich = client.Enricher().WithStore(chsink.NewLookupStore(cfg.clickhouse, acfg.Tenant))
 		}
 		stats := func() {
 			s := client.LimiterStats()

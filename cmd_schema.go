@@ -18,7 +18,7 @@ import (
 func init() {
 	register(command{
 		name:    "schema",
-		summary: "print the ClickHouse DDL of the tables, views and checkpoint table (no connection)",
+		summary: "print the ClickHouse DDL of the tables, views, checkpoint and look-up tables (no connection)",
 		run:     runSchema,
 		flagSet: func() *pflag.FlagSet { fs, _ := schemaFlags(); return fs },
 	})
@@ -49,7 +49,7 @@ func runSchema(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprintln(stdout, "Usage: tributary schema [--dialect modern|legacy] [--clickhouse.database NAME] [--cluster NAME [--replica-path PATH]]")
-			fmt.Fprintln(stdout, "\nPrints the statements that create the database, tables, views and the checkpoint table.")
+			fmt.Fprintln(stdout, "\nPrints the statements that create the database, tables, views, the checkpoint table and the enrichment's look-up table.")
 			fmt.Fprintln(stdout)
 			flagdoc.GroupedUsage(stdout, flagdoc.ByComponent(fs))
 			return 0
@@ -81,7 +81,7 @@ func runSchema(args []string, stdout, stderr io.Writer) int {
 	}
 	c := cfg.ClusterSpec()
 	stmts := chsink.RenderClusterDDL(mapping.DefaultSchema(), o.database, d, c)
-	stmts = append(stmts, chstore.ClusterDDL(o.database, c))
+	stmts = append(stmts, chstore.ClusterDDL(o.database, c), chsink.LookupsDDL(o.database, c))
 	if c.Enabled() {
 		fmt.Fprintf(stdout, "-- tributary schema: dialect %s, database %s, cluster %s\n\n", d, o.database, c.Name)
 	} else {

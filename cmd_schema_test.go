@@ -98,7 +98,7 @@ func testSchemaCommandRunsOnServer(t *testing.T, ch *testenv.ClickHouseServer) {
 	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", db).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tables, uint64(5+len(mapping.DefaultSchema().Views)); got != want { // 4 tables (rejects included), the views, the checkpoint table
+	if got, want := tables, uint64(6+len(mapping.DefaultSchema().Views)); got != want { // 4 tables (rejects included), the views, the checkpoint and look-up tables
 		t.Errorf("tables and views created = %d, want %d", got, want)
 	}
 }
@@ -132,7 +132,7 @@ func TestSchemaCommandRunsOnCluster(t *testing.T) {
 		if err := c.Open(t, i).QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", c.Database).Scan(&tables); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := tables, uint64(9+len(mapping.DefaultSchema().Views)); got != want { // 4 tables, 4 Distributed, the views, the checkpoint table
+		if got, want := tables, uint64(10+len(mapping.DefaultSchema().Views)); got != want { // 4 tables, 4 Distributed, the views, the checkpoint and look-up tables
 			t.Errorf("node %d: tables and views = %d, want %d", i, got, want)
 		}
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,11 +76,32 @@ func testEnrichmentCompletesPolicyLists(t *testing.T, ch *testenv.ClickHouseServ
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	srv := httptest.NewServer(emu.Handler())
+	var lookups atomic.Int64 // billing look-ups the emulator answered
+	h := emu.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/billing/") {
+			lookups.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	cpFile := filepath.Join(t.TempDir(), "checkpoints.json")
 	args := apiArgs(srv.URL, emu.Tenant(), ch.Flags(), "--enrich.policy-locators", "--checkpoint.file", cpFile)
 	runToEnd(t, args...)
+	first := lookups.Load()
+	if first == 0 {
+		t.Fatal("the run made no billing look-up: the test proves nothing")
+	}
+	// A replay of the whole history (no checkpoint): every look-up is in
+	// the _tributary_lookups table, so the API is not asked again.
+	if err := os.Remove(cpFile); err != nil {
+		t.Fatal(err)
+	}
+	runToEnd(t, args...)
+	if again := lookups.Load() - first; again != 0 {
+		t.Errorf("the replay made %d billing look-ups (the first run %d); want none: they are stored", again, first)
+	}
+	t.Logf("billing look-ups: %d in the first run, %d in the replay", first, lookups.Load()-first)
 
 	incomplete := 0
 	for _, e := range emu.Events() {

@@ -230,7 +230,7 @@ func New(version, commit string) *Metrics {
 	m.PGReplConfirmedFlushLSN = m.gauge("pgrepl_confirmed_flush_lsn", "Last LSN acknowledged to PostgreSQL, as a number.")
 	m.PGReplRows = m.counter("pgrepl_rows_total", "Rows read from PostgreSQL, by the initial snapshot and from the WAL.")
 
-	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit, miss, not_found, error, gave_up: failing for --enrich.give-up, the event written with its list incomplete).", "result")
+	m.EnrichLookups = m.counterVec("enrich_lookups_total", "Enrichment lookups by result (hit: memory cache, stored: read from the _tributary_lookups table, miss: asked the API, not_found, error, gave_up: failing for --enrich.give-up, the event written with its list incomplete).", "result")
 
 	m.SourceAPIConcurrency = m.gauge("source_api_concurrency_requests", "Current concurrency limit of the API request budget: halved on 429, 5xx and timeouts, +1 per round of successes, between 1 and --api.max-concurrency.")
 	m.SourceAPIInFlight = m.gauge("source_api_in_flight_requests", "API requests under way (pages of every window and look-ups).")

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -47,6 +49,105 @@ type Enricher struct {
 	failing map[string]time.Time // guarded by mu: entities whose look-up fails, since when
 	giveUp  time.Duration
 	now     func() time.Time
+
+	store LookupStore         // WithStore; nil: the memory cache only
+	fresh map[string][]string // guarded by mu: answered by the API, not in store yet
+}
+
+// LookupStore keeps resolved look-ups across restarts (sink/clickhouse's
+// LookupStore, a ClickHouse table), keyed like the memory cache
+// (invoice/LOCATOR, payment/LOCATOR, delinquency/LOCATOR).
+type LookupStore interface {
+	// Get returns the stored policy lists of those of keys it holds.
+	Get(ctx context.Context, keys []string) (map[string][]string, error)
+	// Put stores policy lists; it returns once they are durable.
+	Put(ctx context.Context, entries map[string][]string) error
+}
+
+// WithStore makes e read look-ups from store before it asks the API, and
+// keep there what the API answered before Complete returns, so that a
+// restart (a replay after kill -9 included) does not ask again for the
+// entities of events already written. It returns e; call it before use.
+func (e *Enricher) WithStore(store LookupStore) *Enricher {
+	e.store = store
+	e.fresh = map[string][]string{}
+	return e
+}
+
+// Close closes the store's connection, when it has one.
+func (e *Enricher) Close() error {
+	if c, ok := e.store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// lookupKey is the cache key of the look-up that resolves a billing event.
+func lookupKey(typ string, d billingData) (string, bool) {
+	switch {
+	case strings.HasPrefix(typ, "billing.invoice.") && d.InvoiceLocator != "":
+		return "invoice/" + d.InvoiceLocator, true
+	case strings.HasPrefix(typ, "billing.payment.") && d.PaymentLocator != "":
+		return "payment/" + d.PaymentLocator, true
+	case strings.HasPrefix(typ, "billing.delinquency.") && d.DelinquencyLocator != "":
+		return "delinquency/" + d.DelinquencyLocator, true
+	}
+	return "", false
+}
+
+// preload copies into the memory cache what the store holds of the
+// look-ups the incomplete ones of events need and the cache has not.
+func (e *Enricher) preload(ctx context.Context, events []source.Event) error {
+	if e.store == nil {
+		return nil
+	}
+	var keys []string
+	for _, ev := range events {
+		d, ok := incomplete(ev)
+		if !ok {
+			continue
+		}
+		if k, ok := lookupKey(ev.Type, d); ok {
+			if _, cached := e.cache.get(k); !cached {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	got, err := e.store.Get(ctx, slices.Compact(keys))
+	if err != nil {
+		return fmt.Errorf("read stored look-ups: %w", err)
+	}
+	for k, pols := range got {
+		e.cache.put(k, pols)
+		e.observe("stored")
+	}
+	return nil
+}
+
+// flush stores what the API answered since the last flush.
+func (e *Enricher) flush(ctx context.Context) error {
+	if e.store == nil {
+		return nil
+	}
+	e.mu.Lock()
+	batch := maps.Clone(e.fresh)
+	e.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := e.store.Put(ctx, batch); err != nil {
+		return fmt.Errorf("store %d look-ups: %w", len(batch), err)
+	}
+	e.mu.Lock()
+	for k := range batch {
+		delete(e.fresh, k)
+	}
+	e.mu.Unlock()
+	return nil
 }
 
 // lookupCall is one look-up under way; done closes when its result is set.
@@ -104,6 +205,20 @@ func (c *Client) warmPage(ctx context.Context, evs []source.Event) {
 // (4 × --enrich.cache-size / 10, at most 4096), the others are left to
 // Complete. A failed look-up is not cached: Complete makes it again.
 func (e *Enricher) Warm(ctx context.Context, events []source.Event) {
+	if e.store != nil {
+		// One read of the store for the page, off the reader's path; what
+		// it cannot read Complete reads again.
+		evs := slices.Clone(events)
+		go func() {
+			_ = e.preload(ctx, evs)
+			e.warm(ctx, evs)
+		}()
+		return
+	}
+	e.warm(ctx, events)
+}
+
+func (e *Enricher) warm(ctx context.Context, events []source.Event) {
 	for _, ev := range events {
 		d, ok := incomplete(ev)
 		if !ok {
@@ -184,6 +299,9 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		firstErr, permErr error
 		failed, lookedUp  int
 	)
+	if err := e.preload(ctx, events); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, ev := range events {
@@ -229,6 +347,11 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		return nil, fmt.Errorf("complete policy locators: %w", ctx.Err())
 	case firstErr != nil:
 		return nil, fmt.Errorf("the policy lists of %d of %d events could not be completed, the first: %w", failed, lookedUp, firstErr)
+	}
+	// Stored before the events are written: a replay of any written event
+	// finds its look-up in the store.
+	if err := e.flush(ctx); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -407,6 +530,11 @@ func (e *Enricher) cached(ctx context.Context, key string, f func() ([]string, b
 	default:
 		e.observe("miss")
 		e.cache.put(key, c.pols)
+		if e.store != nil {
+			e.mu.Lock()
+			e.fresh[key] = c.pols
+			e.mu.Unlock()
+		}
 	}
 	e.mu.Lock()
 	delete(e.inflight, key)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/testenv"
+	chsink "github.com/tributary-cdc/tributary/sink/clickhouse"
 	"github.com/tributary-cdc/tributary/source"
 )
 
@@ -464,4 +466,50 @@ func TestEnricherGivesUp(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(full["e2"], []string{"P1", "P8"}) {
 		t.Errorf("once the look-up works again: %v, %v; want e2 completed", full, err)
 	}
+}
+
+// TestEnricherStoreAcrossRestarts: with a look-up store (the ClickHouse
+// table run uses), what the API answered is stored before Complete
+// returns, so an enricher of a restarted process completes the same events
+// without a single request, and to the same lists.
+func TestEnricherStoreAcrossRestarts(t *testing.T) {
+	testenv.ForEachClickHouse(t, func(t *testing.T, ch *testenv.ClickHouseServer) {
+		ctx := testenv.Context(t, 2*time.Minute)
+		b, cfg := newBilling(t)
+		chcfg := chsink.DefaultConfig()
+		chcfg.Addr, chcfg.Database, chcfg.Settings = []string{ch.Addr}, ch.Database, ch.Settings
+		five := []string{"P1", "P2", "P3", "P4", "P5"}
+		events := []source.Event{
+			billingEvent("e1", "billing.invoice.generate", "invoiceLocator", "I1", false, five...),
+			billingEvent("e3", "billing.payment.post", "paymentLocator", "PAY1", false, five...),
+			billingEvent("e5", "billing.delinquency.create", "delinquencyLocator", "D1", false, "P9"),
+		}
+		run := func() map[string][]string {
+			e, err := NewEnricher(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.WithStore(chsink.NewLookupStore(chcfg, testTenant))
+			t.Cleanup(func() { e.Close() })
+			out, err := e.Complete(ctx, events)
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			return out
+		}
+		first := run()
+		asked := b.total()
+		if asked == 0 || len(first) != 3 {
+			t.Fatalf("first process: %d look-ups, completed %v; want look-ups and three lists", asked, first)
+		}
+		second := run()
+		if got := b.total(); got != asked {
+			t.Errorf("the restarted process made %d look-ups; want none (all stored)", got-asked)
+		}
+		for loc, want := range first {
+			if !slices.Equal(second[loc], want) {
+				t.Errorf("event %s: %v after the restart, %v before", loc, second[loc], want)
+			}
+		}
+	})
 }
