@@ -314,6 +314,10 @@ type lowCard struct {
 	keys  *[]int
 	dict  *map[any]int
 	pos   map[string]int
+	// the value of the previous row and its position
+	last    string
+	lastPos int
+	hasLast bool
 }
 
 func lowCardOf(c *column.LowCardinality) (*lowCard, bool) {
@@ -352,10 +356,16 @@ func (lc *lowCard) begin() {
 	lc.pos = map[string]int{}
 }
 
-// add appends one row's value.
+// add appends one row's value. Consecutive rows often repeat a value
+// (the tenant, the flavor, a batch of one event type), so the last one is
+// compared before the dictionary is hashed.
 func (lc *lowCard) add(s string) {
 	lc.begin()
 	*lc.rows++
+	if lc.hasLast && s == lc.last {
+		*lc.keys = append(*lc.keys, lc.lastPos)
+		return
+	}
 	p, ok := lc.pos[s]
 	if !ok {
 		lc.buf.Append(s)
@@ -363,5 +373,6 @@ func (lc *lowCard) add(s string) {
 		lc.pos[s] = p
 		(*lc.dict)[s] = p
 	}
+	lc.last, lc.lastPos, lc.hasLast = s, p, true
 	*lc.keys = append(*lc.keys, p)
 }

@@ -38,6 +38,16 @@ func TestFastAppendMatchesDriver(t *testing.T) {
 		}
 		return out
 	}
+	runs := func(n, distinct int) []string {
+		out := make([]string, 0, n)
+		for len(out) < n {
+			w := word(distinct)
+			for range rng.IntN(20) + 1 {
+				out = append(out, w)
+			}
+		}
+		return out[:n]
+	}
 	lists := func(n, distinct int) [][]string {
 		out := make([][]string, n)
 		for i := range out {
@@ -59,6 +69,7 @@ func TestFastAppendMatchesDriver(t *testing.T) {
 		{"String", []string{}},
 		{"LowCardinality(String)", strs(1000, 12)},
 		{"LowCardinality(String)", strs(3000, 600)}, // two-byte keys
+		{"LowCardinality(String)", runs(2000, 5)},   // runs of one value (the last value's shortcut)
 		{"LowCardinality(String)", []string{""}},
 		{"Array(String)", lists(1000, 50)},
 		{"Array(LowCardinality(String))", lists(1000, 8)},
@@ -252,5 +263,29 @@ func TestBorrowFixedReusesBuffers(t *testing.T) {
 				t.Errorf("buffers at %#x then %#x: the second INSERT did not reuse the first one's", mems[0], mems[1])
 			}
 		})
+	}
+}
+
+// BenchmarkFastAppendLowCardinality: a batch's LowCardinality column as the
+// mapping fills it — one tenant for every row, and event types in runs.
+func BenchmarkFastAppendLowCardinality(b *testing.B) {
+	const n = 5000
+	tenant := make([]string, n)
+	types := make([]string, n)
+	for i := range n {
+		tenant[i] = "e9d5e588-01e5-452f-a7e0-c51ad1d56a4a"
+		types[i] = fmt.Sprintf("policy.type-%d", (i/7)%40)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, vals := range [][]string{tenant, types} {
+			c, err := column.Type("LowCardinality(String)").Column("x", &column.ServerContext{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !fastAppend(c, vals, nil, nil) {
+				b.Fatal("not taken")
+			}
+		}
 	}
 }
