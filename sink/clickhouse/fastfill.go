@@ -137,37 +137,35 @@ func borrowFixed(c column.Interface, pool *freelist.List[any], kept *keep) {
 			borrowSlice(&p.Data, pool, kept)
 		}
 	case *column.Int64:
-		if p := fieldPtr[proto.ColInt64](c, "col"); p != nil {
-			borrowSlice((*[]int64)(p), pool, kept)
-		}
+		borrowCol[proto.ColInt64](c, pool, kept)
 	case *column.UInt8:
-		if p := fieldPtr[proto.ColUInt8](c, "col"); p != nil {
-			borrowSlice((*[]uint8)(p), pool, kept)
-		}
+		borrowCol[proto.ColUInt8](c, pool, kept)
 	case *column.UInt16:
-		if p := fieldPtr[proto.ColUInt16](c, "col"); p != nil {
-			borrowSlice((*[]uint16)(p), pool, kept)
-		}
+		borrowCol[proto.ColUInt16](c, pool, kept)
 	case *column.UInt32:
-		if p := fieldPtr[proto.ColUInt32](c, "col"); p != nil {
-			borrowSlice((*[]uint32)(p), pool, kept)
-		}
+		borrowCol[proto.ColUInt32](c, pool, kept)
 	case *column.UInt64:
-		if p := fieldPtr[proto.ColUInt64](c, "col"); p != nil {
-			borrowSlice((*[]uint64)(p), pool, kept)
-		}
+		borrowCol[proto.ColUInt64](c, pool, kept)
+	}
+}
+
+// borrowCol is borrowSlice for a column whose ch-go buffer (field col) is
+// a plain slice type C.
+func borrowCol[C ~[]T, T any](c column.Interface, pool *freelist.List[any], kept *keep) {
+	if p := fieldPtr[C](c, "col"); p != nil {
+		borrowSlice(p, pool, kept)
 	}
 }
 
 // borrowSlice sets the empty slice *dst to one kept in pool, if any, and
 // records in kept that *dst goes back to pool once the INSERT is done. A
 // slice that already holds something is left alone.
-func borrowSlice[T any](dst *[]T, pool *freelist.List[any], kept *keep) {
+func borrowSlice[S ~[]T, T any](dst *S, pool *freelist.List[any], kept *keep) {
 	if cap(*dst) != 0 {
 		return
 	}
 	if v, ok := pool.Get(); ok {
-		if b, ok := v.([]T); ok {
+		if b, ok := v.(S); ok {
 			*dst = b[:0]
 		}
 	}
