@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -267,6 +268,10 @@ func (st *streamer) add(ctx context.Context, ev source.Event) error {
 		// As large as the last hand-over: a backlog fills whole chunks
 		// without growing, a trickle keeps small ones.
 		st.pend = make([]source.Event, 0, min(chunkSize, max(64, st.lastChunk)))
+	} else if len(st.pend) == cap(st.pend) && cap(st.pend) < chunkSize {
+		// Outgrown: Read is behind (a backlog), so the chunk fills up;
+		// grow it once to a whole chunk rather than doubling step by step.
+		st.pend = slices.Grow(st.pend, chunkSize-len(st.pend))
 	}
 	st.pend = append(st.pend, ev)
 	if len(st.pend) >= chunkSize {
