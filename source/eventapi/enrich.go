@@ -95,22 +95,39 @@ func lookupKey(typ string, d billingData) (string, bool) {
 	return "", false
 }
 
+// need is an event whose policy list is incomplete, with the key of the
+// look-up that completes it ("" when none can).
+type need struct {
+	ev  source.Event
+	d   billingData
+	key string
+}
+
+// needs returns the events of events that NeedsCompletion, each parsed once.
+func needs(events []source.Event) []need {
+	var out []need
+	for _, ev := range events {
+		if d, ok := incomplete(ev); ok {
+			key, _ := lookupKey(ev.Type, d)
+			out = append(out, need{ev: ev, d: d, key: key})
+		}
+	}
+	return out
+}
+
 // preload copies into the memory cache what the store holds of the
-// look-ups the incomplete ones of events need and the cache has not.
-func (e *Enricher) preload(ctx context.Context, events []source.Event) error {
+// look-ups ns need and the cache has not.
+func (e *Enricher) preload(ctx context.Context, ns []need) error {
 	if e.store == nil {
 		return nil
 	}
 	var keys []string
-	for _, ev := range events {
-		d, ok := incomplete(ev)
-		if !ok {
+	for _, n := range ns {
+		if n.key == "" {
 			continue
 		}
-		if k, ok := lookupKey(ev.Type, d); ok {
-			if _, cached := e.cache.get(k); !cached {
-				keys = append(keys, k)
-			}
+		if _, cached := e.cache.get(n.key); !cached {
+			keys = append(keys, n.key)
 		}
 	}
 	if len(keys) == 0 {
@@ -205,24 +222,26 @@ func (c *Client) warmPage(ctx context.Context, evs []source.Event) {
 // (4 × --enrich.cache-size / 10, at most 4096), the others are left to
 // Complete. A failed look-up is not cached: Complete makes it again.
 func (e *Enricher) Warm(ctx context.Context, events []source.Event) {
+	ns := needs(events)
+	if len(ns) == 0 {
+		return
+	}
 	if e.store != nil {
 		// One read of the store for the page, off the reader's path; what
 		// it cannot read Complete reads again.
-		evs := slices.Clone(events)
 		go func() {
-			_ = e.preload(ctx, evs)
-			e.warm(ctx, evs)
+			_ = e.preload(ctx, ns)
+			e.warm(ctx, ns)
 		}()
 		return
 	}
-	e.warm(ctx, events)
+	e.warm(ctx, ns)
 }
 
-func (e *Enricher) warm(ctx context.Context, events []source.Event) {
-	for _, ev := range events {
-		d, ok := incomplete(ev)
-		if !ok {
-			continue
+func (e *Enricher) warm(ctx context.Context, ns []need) {
+	for _, n := range ns {
+		if n.key == "" {
+			continue // nothing to look up
 		}
 		select {
 		case e.ahead <- struct{}{}:
@@ -231,7 +250,7 @@ func (e *Enricher) warm(ctx context.Context, events []source.Event) {
 		}
 		go func() {
 			defer func() { <-e.ahead }()
-			_, _, _ = e.resolve(ctx, ev.Type, d)
+			_, _, _ = e.resolve(ctx, n.key)
 		}()
 	}
 }
@@ -299,25 +318,23 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 		firstErr, permErr error
 		failed, lookedUp  int
 	)
-	if err := e.preload(ctx, events); err != nil {
+	ns := needs(events)
+	if err := e.preload(ctx, ns); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, ev := range events {
-		d, ok := incomplete(ev)
-		if !ok {
-			continue
-		}
+	for _, n := range ns {
+		ev, d := n.ev, n.d
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pols, ok, err := e.resolve(ctx, ev.Type, d)
-			if err != nil && !fault.IsPermanent(err) && ctx.Err() == nil && e.givesUp(entityKey(ev.Type, d)) {
+			pols, ok, err := e.resolve(ctx, n.key)
+			if err != nil && !fault.IsPermanent(err) && ctx.Err() == nil && e.givesUp(n.key) {
 				e.observe("gave_up")
 				err, ok = nil, false // written with its list marked incomplete
 			} else if err == nil {
-				e.recovered(entityKey(ev.Type, d))
+				e.recovered(n.key)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -356,11 +373,6 @@ func (e *Enricher) Complete(ctx context.Context, events []source.Event) (map[str
 	return out, nil
 }
 
-// entityKey names the entity a billing event's look-up resolves.
-func entityKey(typ string, d billingData) string {
-	return typ[:strings.LastIndexByte(typ, '.')+1] + d.InvoiceLocator + d.PaymentLocator + d.DelinquencyLocator
-}
-
 // givesUp notes that the look-up of key failed, and reports whether it has
 // been failing for --enrich.give-up or longer.
 func (e *Enricher) givesUp(key string) bool {
@@ -382,16 +394,18 @@ func (e *Enricher) recovered(key string) {
 	e.mu.Unlock()
 }
 
-// resolve returns the policy locators of a billing event's entity; ok is
-// false when the entity cannot be resolved.
-func (e *Enricher) resolve(ctx context.Context, typ string, d billingData) ([]string, bool, error) {
-	switch {
-	case strings.HasPrefix(typ, "billing.invoice.") && d.InvoiceLocator != "":
-		return e.invoice(ctx, d.InvoiceLocator)
-	case strings.HasPrefix(typ, "billing.payment.") && d.PaymentLocator != "":
-		return e.payment(ctx, d.PaymentLocator)
-	case strings.HasPrefix(typ, "billing.delinquency.") && d.DelinquencyLocator != "":
-		return e.delinquency(ctx, d.DelinquencyLocator)
+// resolve returns the policy locators of the entity key names (lookupKey);
+// ok is false when it cannot be resolved (no key: a write-off, a billing
+// event without its entity's locator).
+func (e *Enricher) resolve(ctx context.Context, key string) ([]string, bool, error) {
+	kind, loc, _ := strings.Cut(key, "/")
+	switch kind {
+	case "invoice":
+		return e.invoice(ctx, loc)
+	case "payment":
+		return e.payment(ctx, loc)
+	case "delinquency":
+		return e.delinquency(ctx, loc)
 	}
 	return nil, false, nil
 }
