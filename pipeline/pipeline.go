@@ -217,8 +217,9 @@ func New(cfg Config, parts Parts, obs Observer, logger *slog.Logger) *Pipeline {
 	p := &Pipeline{cfg: cfg, src: parts.Source, snk: parts.Sink, store: parts.Store, schema: parts.Schema,
 		enrich: parts.Enricher, obs: obs, log: logger, now: time.Now, progressEvery: progressInterval}
 	p.health.init(p.nowFunc)
-	p.rowsPool = freelist.New[*mapping.Rows](cfg.Writers + cfg.InFlight + 1)
-	p.eventsPool = freelist.New[[]source.Event](cfg.Writers + cfg.InFlight + 1)
+	inUse := cfg.Writers + cfg.InFlight + 1 // the window's batches and the one being assembled
+	p.rowsPool = freelist.New[*mapping.Rows](inUse)
+	p.eventsPool = freelist.New[[]source.Event](inUse)
 	return p
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ClickHouse/ch-go/proto"
-
 	"github.com/tributary-cdc/tributary/internal/fault"
 	"github.com/tributary-cdc/tributary/internal/freelist"
 	"github.com/tributary-cdc/tributary/mapping"
@@ -18,9 +16,9 @@ type tableWriter struct {
 	name    string
 	dialect Dialect
 	cols    []physCol
-	width   int       // number of logical columns a row carries
-	insert  string    // INSERT INTO db.t (c1, c2, …)
-	bufs    []colBufs // per column: buffers of sent INSERTs (fastAppend, borrowFixed)
+	width   int                  // number of logical columns a row carries
+	insert  string               // INSERT INTO db.t (c1, c2, …)
+	bufs    []freelist.List[any] // per column: buffers of sent INSERTs (fastAppend, borrowFixed)
 }
 
 // newTableWriter returns the writer of t; into names the table INSERTs go
@@ -45,14 +43,14 @@ func newTableWriter(t mapping.Table, database string, d Dialect, into ...string)
 	}
 }
 
-// keptBuffers is how many String buffers each column keeps for the next
-// INSERTs: enough for the default two concurrent writers and more.
+// keptBuffers is how many buffers each column keeps for the next INSERTs:
+// enough for the default two concurrent writers and more.
 const keptBuffers = 4
 
-func newBufLists(n int) []colBufs {
-	l := make([]colBufs, n)
+func newBufLists(n int) []freelist.List[any] {
+	l := make([]freelist.List[any], n)
 	for i := range l {
-		l[i] = colBufs{str: freelist.New[*proto.ColStr](keptBuffers), other: freelist.New[any](keptBuffers)}
+		l[i] = freelist.New[any](keptBuffers)
 	}
 	return l
 }

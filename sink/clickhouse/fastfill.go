@@ -28,9 +28,10 @@ import (
 // correct, only slower. TestFastAppendMatchesDriver encodes columns both ways
 // and requires the same bytes, and fails if an upgrade changes the shape.
 //
-// A String column takes its buffers from pool (when not nil) and records
-// them in kept, for keep.release to return them once the INSERT is sent.
-func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
+// A String column takes its buffers from pool (when not nil), and a
+// LowCardinality column its keys, and records them in kept, for
+// keep.release to return them once the INSERT is sent.
+func fastAppend(c column.Interface, v any, pool *freelist.List[any], kept *keep) bool {
 	switch c := c.(type) {
 	case *column.String:
 		vals, ok := v.([]string)
@@ -42,10 +43,14 @@ func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
 			return false
 		}
 		if pool != nil && kept != nil && cap(buf.Buf) == 0 && cap(buf.Pos) == 0 {
-			if b, ok := pool.str.Get(); ok {
+			if b, ok := take[*proto.ColStr](pool); ok {
 				buf.Buf, buf.Pos = b.Buf[:0], b.Pos[:0]
 			}
-			kept.add(buf, &pool.str)
+			kept.lend(func() {
+				b := &proto.ColStr{Buf: buf.Buf[:0], Pos: buf.Pos[:0]}
+				buf.Buf, buf.Pos = nil, nil
+				pool.Put(b)
+			})
 		}
 		appendStrings(buf, vals)
 		return true
@@ -59,10 +64,8 @@ func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
 			return false
 		}
 		if pool != nil && kept != nil && cap(*lc.keys) == 0 {
-			if v, ok := pool.other.Get(); ok {
-				if b, ok := v.([]int); ok {
-					*lc.keys = b[:0]
-				}
+			if b, ok := take[[]int](pool); ok {
+				*lc.keys = b[:0]
 			}
 		}
 		*lc.keys = slices.Grow(*lc.keys, len(vals))
@@ -74,7 +77,7 @@ func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
 			// the slice, so it is given back as it is now, not read
 			// from the column at release.
 			keys := *lc.keys
-			kept.more = append(kept.more, func() { pool.other.Put(keys[:0]) })
+			kept.lend(func() { pool.Put(keys[:0]) })
 		}
 		return true
 	case *column.Array:
@@ -87,40 +90,32 @@ func fastAppend(c column.Interface, v any, pool *colBufs, kept *keep) bool {
 	return false
 }
 
-// colBufs are the buffers one column's INSERTs reuse: a String column's
-// (str), or the one slice another column appends to (other: a fixed-width
-// column's data, a LowCardinality column's keys).
-type colBufs struct {
-	str   freelist.List[*proto.ColStr]
-	other freelist.List[any]
-}
-
-// keep lists the buffers an INSERT borrowed from its columns' colBufs. A
-// batch's string buffers are the sink's largest allocations (several MiB
-// for the data column), and the others add up; so they are reused by the
-// next INSERT of the same column instead of being left to the collector.
+// keep lists what an INSERT borrowed from its columns' free lists (the
+// tableWriter's bufs: a String column's buffers, a fixed-width column's
+// data, a LowCardinality column's keys), as the functions that give each
+// back. A batch's string buffers are the sink's largest allocations (several
+// MiB for the data column), and the others add up; so they are reused by
+// the next INSERT of the same column instead of being left to the collector.
 type keep struct {
-	bufs  []*proto.ColStr
-	pools []*freelist.List[*proto.ColStr]
-	more  []func() // give back what borrowSlice lent
+	give []func()
 }
 
-func (k *keep) add(buf *proto.ColStr, pool *freelist.List[*proto.ColStr]) {
-	k.bufs, k.pools = append(k.bufs, buf), append(k.pools, pool)
-}
+func (k *keep) lend(give func()) { k.give = append(k.give, give) }
 
 // release takes the buffers back from the columns (which must not be used
-// again: the batch is sent or abandoned) and returns them to their pools.
+// again: the batch is sent or abandoned) and returns them to their lists.
 func (k *keep) release() {
-	for i, buf := range k.bufs {
-		b := &proto.ColStr{Buf: buf.Buf[:0], Pos: buf.Pos[:0]}
-		buf.Buf, buf.Pos = nil, nil
-		k.pools[i].Put(b)
-	}
-	for _, f := range k.more {
+	for _, f := range k.give {
 		f()
 	}
-	k.bufs, k.pools, k.more = k.bufs[:0], k.pools[:0], k.more[:0]
+	k.give = k.give[:0]
+}
+
+// take returns a buffer of type B kept in pool, if it holds one.
+func take[B any](pool *freelist.List[any]) (B, bool) {
+	v, ok := pool.Get()
+	b, isB := v.(B)
+	return b, ok && isB
 }
 
 // borrowFixed gives a fresh fixed-width column (times, integers) a buffer
@@ -164,12 +159,10 @@ func borrowSlice[S ~[]T, T any](dst *S, pool *freelist.List[any], kept *keep) {
 	if cap(*dst) != 0 {
 		return
 	}
-	if v, ok := pool.Get(); ok {
-		if b, ok := v.(S); ok {
-			*dst = b[:0]
-		}
+	if b, ok := take[S](pool); ok {
+		*dst = b[:0]
 	}
-	kept.more = append(kept.more, func() {
+	kept.lend(func() {
 		b := (*dst)[:0]
 		*dst = nil
 		if cap(b) > 0 {

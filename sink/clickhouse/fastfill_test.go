@@ -190,7 +190,7 @@ func TestFastAppendReusesBuffers(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.GC()
-	if b, ok := pool.str.Get(); !ok || unsafe.SliceData(b.Buf[:1]) != firstMem {
+	if b, ok := take[*proto.ColStr](&pool); !ok || unsafe.SliceData(b.Buf[:1]) != firstMem {
 		t.Errorf("after two collections the free list holds %v (%v); want the released buffer", b, ok)
 	}
 }
@@ -240,24 +240,24 @@ func TestBorrowFixedReusesBuffers(t *testing.T) {
 				c := newCol()
 				var kept keep
 				if !fastAppend(c, tc.values, &pool, &kept) {
-					borrowFixed(c, &pool.other, &kept)
+					borrowFixed(c, &pool, &kept)
 					if _, err := c.Append(tc.values); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if len(kept.more) != 1 {
-					t.Fatalf("%d buffers borrowed, want 1", len(kept.more))
+				if len(kept.give) != 1 {
+					t.Fatalf("%d buffers borrowed, want 1", len(kept.give))
 				}
 				if got := encode(c); !bytes.Equal(got, want) {
 					t.Fatalf("encoded %x, the driver alone %x", got, want)
 				}
 				kept.release()
-				v, ok := pool.other.Get()
+				v, ok := pool.Get()
 				if !ok {
 					t.Fatal("release gave nothing back")
 				}
 				mems = append(mems, reflect.ValueOf(v).Pointer())
-				pool.other.Put(v)
+				pool.Put(v)
 			}
 			if mems[0] == 0 || mems[1] != mems[0] {
 				t.Errorf("buffers at %#x then %#x: the second INSERT did not reuse the first one's", mems[0], mems[1])

@@ -112,7 +112,7 @@ func (s *Sink) sendOnce(ctx context.Context, tw *tableWriter, cols []any) error 
 			continue
 		}
 		if i < len(bcols) {
-			borrowFixed(bcols[i], &tw.bufs[i].other, &kept)
+			borrowFixed(bcols[i], &tw.bufs[i], &kept)
 		}
 		if err := batch.Column(i).Append(c); err != nil {
 			_ = batch.Abort()
